@@ -1,0 +1,160 @@
+"""The CPU features the model knows, as one immutable, validated value."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+
+class SpeLevel(enum.IntEnum):
+    """ID_AA64DFR0_EL1.PMSVer [35:32]: which Statistical Profiling Extension is implemented."""
+
+    NONE = 0  # PMSVer 0b0000: no SPE
+    SPE = 1  # PMSVer 0b0001: FEAT_SPE
+    V1P1 = 2  # PMSVer 0b0010: FEAT_SPEv1p1
+    V1P2 = 3  # PMSVer 0b0011: FEAT_SPEv1p2
+    V1P3 = 4  # PMSVer 0b0100: FEAT_SPEv1p3
+    V1P4 = 5  # PMSVer 0b0101: FEAT_SPEv1p4
+
+
+class PmuLevel(enum.IntEnum):
+    """ID_AA64DFR0_EL1.PMUVer [11:8]: which PMU architecture is implemented."""
+
+    NONE = 0b0000  # PMUVer 0b0000: no PMUv3
+    V3 = 0b0001  # PMUVer 0b0001: FEAT_PMUv3
+    V3P1 = 0b0100  # PMUVer 0b0100: FEAT_PMUv3p1
+    V3P4 = 0b0101  # PMUVer 0b0101: FEAT_PMUv3p4
+    V3P5 = 0b0110  # PMUVer 0b0110: FEAT_PMUv3p5
+    V3P7 = 0b0111  # PMUVer 0b0111: FEAT_PMUv3p7
+    V3P8 = 0b1000  # PMUVer 0b1000: FEAT_PMUv3p8
+    V3P9 = 0b1001  # PMUVer 0b1001: FEAT_PMUv3p9
+
+
+class FeatureError(ValueError):
+    """A combination of features that the Arm architecture rules out."""
+
+
+def _check(features: Features) -> None:
+    """Reject combinations the architecture does not allow, naming the rule broken."""
+    problems: list[str] = []
+    if features.spe_owned_by_higher_el and features.spe == SpeLevel.NONE:
+        problems.append("PMBIDR_EL1.P=1 needs FEAT_SPE (PMBIDR_EL1 only exists with SPE)")
+    if features.pmu == PmuLevel.NONE and features.pmu_counters:
+        problems.append(
+            f"pmu_counters={features.pmu_counters} needs PMUv3 (PMCR_EL0.N only exists with PMUv3)"
+        )
+    if not 0 <= features.pmu_counters <= 31:
+        problems.append(f"pmu_counters={features.pmu_counters} does not fit PMCR_EL0.N (0..31)")
+    # FEAT_TRBE requires FEAT_ETE, which requires FEAT_TRF.
+    if features.trbe and not features.trf:
+        problems.append("FEAT_TRBE needs FEAT_TRF (TRBE implies ETE, which implies TRF)")
+    for name in ("mtpmu", "pmuv3_ss", "ebep"):
+        if getattr(features, name) and features.pmu == PmuLevel.NONE:
+            problems.append(f"{FEATURE_NAMES[name]} needs PMUv3")
+    if problems:
+        msg = "Cannot build these CPU features because " + "; ".join(problems)
+        raise FeatureError(msg)
+
+
+FEATURE_NAMES = {
+    "spmu": "FEAT_SPMU",
+    "fgt": "FEAT_FGT",
+    "mtpmu": "FEAT_MTPMU",
+    "pmuv3_ss": "FEAT_PMUv3_SS",
+    "ebep": "FEAT_EBEP",
+    "debugv8p9": "FEAT_Debugv8p9",
+    "step2": "FEAT_STEP2",
+    "trf": "FEAT_TRF",
+    "trbe": "FEAT_TRBE",
+}
+"""Boolean feature attributes and the architecture's name for each."""
+
+
+@attrs.frozen
+class Features:
+    """One CPU: which of the features that MDCR_EL2 and the SPE registers depend on it has.
+
+    Construction validates the combination (`FeatureError` names the broken rule), so every
+    `Features` value is one the architecture allows.
+    """
+
+    vhe: bool = False
+    spe: SpeLevel = attrs.field(default=SpeLevel.SPE, converter=SpeLevel)
+    spe_owned_by_higher_el: bool = False  # PMBIDR_EL1.P [4]
+    pmu: PmuLevel = attrs.field(default=PmuLevel.V3, converter=PmuLevel)
+    pmu_counters: int = 6  # PMCR_EL0.N: what the host puts in MDCR_EL2.HPMN
+    trf: bool = False
+    trbe: bool = False
+    spmu: bool = False
+    fgt: bool = False
+    mtpmu: bool = False
+    pmuv3_ss: bool = False
+    ebep: bool = False
+    debugv8p9: bool = False
+    step2: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        _check(self)
+
+    @property
+    def has_spe(self) -> bool:
+        """FEAT_SPE or later is implemented."""
+        return self.spe != SpeLevel.NONE
+
+    @property
+    def has_pmuv3(self) -> bool:
+        """FEAT_PMUv3 or later is implemented."""
+        return self.pmu != PmuLevel.NONE
+
+    def has_pmu(self, level: PmuLevel) -> bool:
+        """PMUv3 is implemented at `level` or later."""
+        return self.pmu != PmuLevel.NONE and self.pmu >= level
+
+    def evolve(self, **changes: Any) -> Features:
+        """A copy with `changes` applied (and validated)."""
+        return attrs.evolve(self, **changes)
+
+    def describe(self) -> str:
+        """One line for a human: 'nVHE, FEAT_SPE (PMSVer=1), PMUv3 (6 counters)'."""
+        parts = ["VHE" if self.vhe else "nVHE"]
+        if self.spe == SpeLevel.NONE:
+            parts.append("no SPE (PMSVer=0)")
+        else:
+            level = "FEAT_SPE" if self.spe == SpeLevel.SPE else f"SPE{self.spe.name.lower()}"
+            parts.append(f"{level} (PMSVer={int(self.spe)})")
+            if self.spe_owned_by_higher_el:
+                parts.append("buffer owned by EL3 (PMBIDR_EL1.P=1)")
+        if self.pmu == PmuLevel.NONE:
+            parts.append("no PMUv3")
+        else:
+            name = "PMUv3" if self.pmu == PmuLevel.V3 else f"PMU{self.pmu.name.lower()}"
+            parts.append(f"{name} ({self.pmu_counters} counters)")
+        parts.extend(label for attr, label in FEATURE_NAMES.items() if getattr(self, attr))
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+# ID_AA64DFR0_EL1 field positions (register ID_AA64DFR0_EL1, op0 3 op1 0 CRn 0 CRm 5 op2 0).
+ID_AA64DFR0_PMUVER_SHIFT = 8  # ID_AA64DFR0_EL1.PMUVer [11:8]
+ID_AA64DFR0_PMSVER_SHIFT = 32  # ID_AA64DFR0_EL1.PMSVer [35:32]
+ID_AA64DFR0_TRACEFILT_SHIFT = 40  # ID_AA64DFR0_EL1.TraceFilt [43:40]
+ID_AA64DFR0_TRACEBUFFER_SHIFT = 44  # ID_AA64DFR0_EL1.TraceBuffer [47:44]
+ID_AA64DFR0_MTPMU_SHIFT = 48  # ID_AA64DFR0_EL1.MTPMU [51:48]
+ID_AA64DFR0_DEBUGVER_SHIFT = 0  # ID_AA64DFR0_EL1.DebugVer [3:0]
+DEBUGVER_V8P9 = 0b1011  # ID_AA64DFR0_EL1.DebugVer 0b1011: FEAT_Debugv8p9
+DEBUGVER_V8 = 0b0110  # ID_AA64DFR0_EL1.DebugVer 0b0110: Armv8.0 debug
+
+
+def id_aa64dfr0_el1(features: Features) -> int:
+    """The ID_AA64DFR0_EL1 value a CPU with `features` reports."""
+    value = int(features.pmu) << ID_AA64DFR0_PMUVER_SHIFT
+    value |= int(features.spe) << ID_AA64DFR0_PMSVER_SHIFT
+    value |= int(features.trf) << ID_AA64DFR0_TRACEFILT_SHIFT
+    value |= int(features.trbe) << ID_AA64DFR0_TRACEBUFFER_SHIFT
+    value |= int(features.mtpmu) << ID_AA64DFR0_MTPMU_SHIFT
+    debugver = DEBUGVER_V8P9 if features.debugv8p9 else DEBUGVER_V8
+    return value | debugver << ID_AA64DFR0_DEBUGVER_SHIFT

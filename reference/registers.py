@@ -1,0 +1,326 @@
+"""The declarative table of every system register the model knows, and RES0 masks derived from it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
+
+from .features import Features, PmuLevel, SpeLevel
+
+MASK64 = (1 << 64) - 1
+
+
+@attrs.frozen
+class Encoding:
+    """A system register's encoding (op0, op1, CRn, CRm, op2), as MRS/MSR name it."""
+
+    op0: int
+    op1: int
+    crn: int
+    crm: int
+    op2: int
+
+    @property
+    def sys_reg(self) -> int:
+        """The value of Linux's `sys_reg(op0, op1, crn, crm, op2)`: the fields at bits [20:5]."""
+        return (
+            self.op0 << 19 | self.op1 << 16 | self.crn << 12 | self.crm << 8 | self.op2 << 5
+        )
+
+    @classmethod
+    def from_sys_reg(cls, value: int) -> Encoding:
+        """Decode a `sys_reg()` value."""
+        return cls(
+            op0=(value >> 19) & 0x3,
+            op1=(value >> 16) & 0x7,
+            crn=(value >> 12) & 0xF,
+            crm=(value >> 8) & 0xF,
+            op2=(value >> 5) & 0x7,
+        )
+
+    def __str__(self) -> str:
+        return f"S{self.op0}_{self.op1}_C{self.crn}_C{self.crm}_{self.op2}"
+
+
+@attrs.frozen
+class Needs:
+    """A feature a field or register depends on: RES0 (or UNDEFINED) without it."""
+
+    name: str
+    test: Callable[[Features], bool] = attrs.field(eq=False, repr=False)
+
+    def __call__(self, features: Features) -> bool:
+        return self.test(features)
+
+
+ALWAYS = Needs("Armv8.0", lambda f: True)
+VHE = Needs("FEAT_VHE", lambda f: f.vhe)
+SPE = Needs("FEAT_SPE", lambda f: f.has_spe)
+SPEV1P2 = Needs("FEAT_SPEv1p2", lambda f: f.spe >= SpeLevel.V1P2)
+PMUV3 = Needs("FEAT_PMUv3", lambda f: f.has_pmuv3)
+PMUV3P1 = Needs("FEAT_PMUv3p1", lambda f: f.has_pmu(PmuLevel.V3P1))
+PMUV3P5 = Needs("FEAT_PMUv3p5", lambda f: f.has_pmu(PmuLevel.V3P5))
+PMUV3P7 = Needs("FEAT_PMUv3p7", lambda f: f.has_pmu(PmuLevel.V3P7))
+SPMU = Needs("FEAT_SPMU", lambda f: f.spmu)
+TRF = Needs("FEAT_TRF", lambda f: f.trf)
+TRBE = Needs("FEAT_TRBE", lambda f: f.trbe)
+FGT = Needs("FEAT_FGT", lambda f: f.fgt)
+MTPMU = Needs("FEAT_MTPMU", lambda f: f.mtpmu)
+PMUV3_SS = Needs("FEAT_PMUv3_SS", lambda f: f.pmuv3_ss)
+EBEP = Needs("FEAT_EBEP", lambda f: f.ebep)
+DEBUGV8P9 = Needs("FEAT_Debugv8p9", lambda f: f.debugv8p9)
+STEP2 = Needs("FEAT_STEP2", lambda f: f.step2)
+
+
+@attrs.frozen
+class Field:
+    """A field of a register: bits [msb:lsb], RES0 unless the CPU has `needs`."""
+
+    name: str
+    msb: int
+    lsb: int
+    needs: Needs = ALWAYS
+
+    @property
+    def width(self) -> int:
+        """Number of bits."""
+        return self.msb - self.lsb + 1
+
+    @property
+    def mask(self) -> int:
+        """The field's bits in place."""
+        return ((1 << self.width) - 1) << self.lsb
+
+    def get(self, value: int) -> int:
+        """The field's value out of a register value."""
+        return (value & self.mask) >> self.lsb
+
+    def put(self, field_value: int) -> int:
+        """The field's value in place in a register value."""
+        return (field_value << self.lsb) & self.mask
+
+
+def _field(name: str, bits: str, needs: Needs = ALWAYS) -> Field:
+    """A field from 'msb:lsb' or 'bit' as the Arm ARM writes it."""
+    msb, _, lsb = bits.partition(":")
+    return Field(name, int(msb), int(lsb or msb), needs)
+
+
+# What a register is for: the rules and the CPU group registers by these.
+SPE_SAMPLING = "spe-sampling"  # controlled by MDCR_EL2.TPMS for EL1
+SPE_BUFFER = "spe-buffer"  # controlled by MDCR_EL2.E2PB for EL1
+TRANSLATION = "translation"
+CONTROL = "control"
+IDENT = "id"
+
+
+@attrs.frozen
+class Register:
+    """A system register: its encoding, fields, lowest EL that may access it, and kind.
+
+    `exhaustive` means every bit outside the listed fields is RES0; registers the model only
+    partly describes (HCR_EL2) or holds as opaque values (TTBR*) are not exhaustive.
+    """
+
+    name: str
+    encoding: Encoding
+    fields: tuple[Field, ...] = ()
+    needs: Needs = ALWAYS
+    min_el: int = 1
+    writable: bool = True
+    exhaustive: bool = True
+    kind: str = CONTROL
+
+    def field(self, name: str) -> Field:
+        """The field called `name` (KeyError naming the register otherwise)."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        msg = f"{self.name} has no field {name!r} (fields: {', '.join(f.name for f in self.fields)})"
+        raise KeyError(msg)
+
+    def res0_mask(self, features: Features) -> int:
+        """Bits that are RES0 on a CPU with `features`: undescribed bits, and absent features' fields."""
+        if self.exhaustive:
+            live = 0
+            for f in self.fields:
+                if f.needs(features):
+                    live |= f.mask
+            return MASK64 & ~live
+        dead = 0
+        for f in self.fields:
+            if not f.needs(features):
+                dead |= f.mask
+        return dead
+
+    def implemented(self, features: Features) -> bool:
+        """Whether this register exists on a CPU with `features` (else accesses are UNDEFINED)."""
+        return self.needs(features)
+
+    def decode(self, value: int, features: Features | None = None) -> str:
+        """The value as 'FIELD(v) | FLAG | ...', for a timeline a person reads."""
+        parts: list[str] = []
+        for f in sorted(self.fields, key=lambda f: -f.lsb):
+            v = f.get(value)
+            if not v:
+                continue
+            parts.append(f.name if f.width == 1 else f"{f.name}({v:#x})" if v > 9 else f"{f.name}({v})")
+        rest = value
+        for f in self.fields:
+            rest &= ~f.mask
+        if rest:
+            parts.append(f"{rest:#x}")
+        return " | ".join(parts) if parts else "0"
+
+
+def _reg(
+    name: str,
+    enc: tuple[int, int, int, int, int],
+    fields: Iterable[tuple[str, str] | tuple[str, str, Needs]] = (),
+    **kw: object,
+) -> Register:
+    return Register(name, Encoding(*enc), tuple(_field(*f) for f in fields), **kw)  # type: ignore[arg-type]
+
+
+def _spe(name: str, enc: tuple[int, int, int, int, int], fields: Iterable[tuple[str, str] | tuple[str, str, Needs]], kind: str, **kw: object) -> Register:
+    return _reg(name, enc, fields, needs=SPE, kind=kind, **kw)
+
+
+# PMSCR_EL1 and PMSCR_EL2 fields (Arm ARM, PMSCR_EL1/PMSCR_EL2): PCT [7:6], TS [5], PA [4], CX [3].
+_PMSCR_COMMON: list[tuple[str, str]] = [("CX", "3"), ("PA", "4"), ("TS", "5"), ("PCT", "7:6")]
+
+REGISTERS: tuple[Register, ...] = (
+    # ID_AA64DFR0_EL1 (3 0 0 5 0): read-only feature identification.
+    _reg("ID_AA64DFR0_EL1", (3, 0, 0, 5, 0), [
+        ("DebugVer", "3:0"), ("PMUVer", "11:8"), ("PMSVer", "35:32"), ("TraceFilt", "43:40"),
+        ("TraceBuffer", "47:44"), ("MTPMU", "51:48"),
+    ], writable=False, exhaustive=False, kind=IDENT),
+    # MDCR_EL2 (3 4 1 1 1): fields and the feature each needs, from the Arm ARM's MDCR_EL2.
+    _reg("MDCR_EL2", (3, 4, 1, 1, 1), [
+        ("HPMN", "4:0", PMUV3), ("TPMCR", "5", PMUV3), ("TPM", "6", PMUV3), ("HPME", "7", PMUV3),
+        ("TDE", "8"), ("TDA", "9"), ("TDOSA", "10"), ("TDRA", "11"),
+        ("E2PB", "13:12", SPE), ("TPMS", "14", SPE), ("EnSPM", "15", SPMU),
+        ("HPMD", "17", PMUV3P1), ("TTRF", "19", TRF), ("HCCD", "23", PMUV3P5),
+        ("E2TB", "25:24", TRBE), ("HLP", "26", PMUV3P5), ("TDCC", "27", FGT),
+        ("MTPME", "28", MTPMU), ("HPMFZO", "29", PMUV3P7), ("PMSSE", "31:30", PMUV3_SS),
+        ("HPMFZS", "36", SPEV1P2), ("PMEE", "41:40", EBEP), ("EBWE", "43", DEBUGV8P9),
+        ("EnSTEPOP", "50", STEP2),
+    ], min_el=2),
+    # HCR_EL2 (3 4 1 1 0): only the fields the switch uses are described; E2H [34] needs FEAT_VHE.
+    _reg("HCR_EL2", (3, 4, 1, 1, 0), [
+        ("VM", "0"), ("SWIO", "1"), ("FMO", "3"), ("IMO", "4"), ("AMO", "5"), ("TSC", "19"),
+        ("TGE", "27"), ("RW", "31"), ("E2H", "34", VHE),
+    ], min_el=2, exhaustive=False),
+    # Stage 2 base (VTTBR_EL2, 3 4 2 1 0) and the stage 1 regimes (TTBR0/1, TCR).
+    _reg("VTTBR_EL2", (3, 4, 2, 1, 0), min_el=2, exhaustive=False, kind=TRANSLATION),
+    _reg("TTBR0_EL1", (3, 0, 2, 0, 0), exhaustive=False, kind=TRANSLATION),
+    _reg("TTBR1_EL1", (3, 0, 2, 0, 1), exhaustive=False, kind=TRANSLATION),
+    _reg("TCR_EL1", (3, 0, 2, 0, 2), exhaustive=False, kind=TRANSLATION),
+    _reg("TTBR0_EL2", (3, 4, 2, 0, 0), min_el=2, exhaustive=False, kind=TRANSLATION),
+    _reg("TTBR1_EL2", (3, 4, 2, 0, 1), needs=VHE, min_el=2, exhaustive=False, kind=TRANSLATION),
+    _reg("TCR_EL2", (3, 4, 2, 0, 2), min_el=2, exhaustive=False, kind=TRANSLATION),
+    # SPE sampling control (trapped from EL1 by MDCR_EL2.TPMS).
+    _spe("PMSCR_EL1", (3, 0, 9, 9, 0), [("E0SPE", "0"), ("E1SPE", "1"), *_PMSCR_COMMON], SPE_SAMPLING),
+    _spe("PMSCR_EL2", (3, 4, 9, 9, 0), [("E0HSPE", "0"), ("E2SPE", "1"), *_PMSCR_COMMON], SPE_SAMPLING, min_el=2),
+    _spe("PMSICR_EL1", (3, 0, 9, 9, 2), [("COUNT", "31:0"), ("ECOUNT", "63:56", SPEV1P2)], SPE_SAMPLING),
+    _spe("PMSIRR_EL1", (3, 0, 9, 9, 3), [("RND", "0"), ("INTERVAL", "31:8")], SPE_SAMPLING),
+    _spe("PMSFCR_EL1", (3, 0, 9, 9, 4), [
+        ("FE", "0"), ("FT", "1"), ("FL", "2"), ("FnE", "3", SPEV1P2), ("B", "16"), ("LD", "17"), ("ST", "18"),
+    ], SPE_SAMPLING),
+    # PMSEVFR_EL1 (3 0 9 9 5): an event mask with IMPLEMENTATION DEFINED bits, held as a value.
+    _spe("PMSEVFR_EL1", (3, 0, 9, 9, 5), [], SPE_SAMPLING, exhaustive=False),
+    _spe("PMSLATFR_EL1", (3, 0, 9, 9, 6), [("MINLAT", "15:0")], SPE_SAMPLING),
+    _spe("PMSIDR_EL1", (3, 0, 9, 9, 7), [
+        ("FE", "0"), ("FT", "1"), ("FL", "2"), ("ARCHINST", "3"), ("LDS", "4"), ("ERND", "5"),
+        ("FnE", "6"), ("INTERVAL", "11:8"), ("MAXSIZE", "15:12"), ("COUNTSIZE", "19:16"),
+        ("FORMAT", "23:20"), ("PBT", "24"),
+    ], SPE_SAMPLING, writable=False),
+    # SPE profiling buffer (trapped from EL1 by MDCR_EL2.E2PB).
+    _spe("PMBLIMITR_EL1", (3, 0, 9, 10, 0), [
+        ("E", "0"), ("FM", "2:1"), ("PMFZ", "5", SPEV1P2), ("LIMIT", "63:12"),
+    ], SPE_BUFFER),
+    _spe("PMBPTR_EL1", (3, 0, 9, 10, 1), [("PTR", "63:0")], SPE_BUFFER),
+    _spe("PMBSR_EL1", (3, 0, 9, 10, 3), [
+        ("MSS", "15:0"), ("COLL", "16"), ("S", "17"), ("EA", "18"), ("DL", "19"), ("EC", "31:26"),
+    ], SPE_BUFFER),
+    _spe("PMBIDR_EL1", (3, 0, 9, 10, 7), [("ALIGN", "3:0"), ("P", "4"), ("F", "5"), ("EA", "11:8")],
+         SPE_BUFFER, writable=False),
+)
+
+BY_NAME: Mapping[str, Register] = {r.name: r for r in REGISTERS}
+
+# At EL2 with HCR_EL2.E2H = 1, these *_EL1 names reach their EL2 twin (Arm ARM, "Register
+# redirection when E2H is 1"). Of the SPE registers only PMSCR has a twin.
+VHE_EL2_TWIN: Mapping[str, str] = {
+    "PMSCR_EL1": "PMSCR_EL2",
+    "TTBR0_EL1": "TTBR0_EL2",
+    "TTBR1_EL1": "TTBR1_EL2",
+    "TCR_EL1": "TCR_EL2",
+}
+
+# *_EL12 names reach the real EL1 register from EL2 when E2H = 1 (UNDEFINED otherwise).
+EL12_ALIASES: Mapping[str, tuple[Encoding, str]] = {
+    "PMSCR_EL12": (Encoding(3, 5, 9, 9, 0), "PMSCR_EL1"),
+    "TTBR0_EL12": (Encoding(3, 5, 2, 0, 0), "TTBR0_EL1"),
+    "TTBR1_EL12": (Encoding(3, 5, 2, 0, 1), "TTBR1_EL1"),
+    "TCR_EL12": (Encoding(3, 5, 2, 0, 2), "TCR_EL1"),
+}
+
+BY_ENCODING: Mapping[Encoding, str] = {
+    **{r.encoding: r.name for r in REGISTERS},
+    **{enc: alias for alias, (enc, _) in EL12_ALIASES.items()},
+}
+
+ALL_NAMES: frozenset[str] = frozenset(BY_NAME) | frozenset(EL12_ALIASES)
+
+
+class UnknownRegisterError(KeyError):
+    """A register name or encoding the model does not know."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def lookup(name_or_encoding: str | Encoding | int) -> str:
+    """The model's name for a register given by name, `Encoding` or `sys_reg()` value."""
+    if isinstance(name_or_encoding, int) and not isinstance(name_or_encoding, bool):
+        name_or_encoding = Encoding.from_sys_reg(name_or_encoding)
+    if isinstance(name_or_encoding, Encoding):
+        try:
+            return BY_ENCODING[name_or_encoding]
+        except KeyError:
+            msg = f"Cannot access system register {name_or_encoding} because the model does not know that encoding (known: {', '.join(sorted(ALL_NAMES))})"
+            raise UnknownRegisterError(msg) from None
+    name = str(name_or_encoding).upper()
+    if name not in ALL_NAMES:
+        msg = f"Cannot access system register {name_or_encoding!r} because the model does not know it (known: {', '.join(sorted(ALL_NAMES))})"
+        raise UnknownRegisterError(msg)
+    return name
+
+
+def res0_mask(register: str, features: Features) -> int:
+    """RES0 bits of `register` for a CPU with `features`."""
+    return BY_NAME[register].res0_mask(features)
+
+
+def bits(register: str, **fields: int) -> int:
+    """A value of `register` with the named fields set: `bits("MDCR_EL2", TPMS=1, HPMN=6)`."""
+    reg = BY_NAME[register]
+    value = 0
+    for name, v in fields.items():
+        f = reg.field(name)
+        if v < 0 or v >= 1 << f.width:
+            msg = f"Cannot set {register}.{name} to {v} because it is a {f.width}-bit field"
+            raise ValueError(msg)
+        value |= f.put(v)
+    return value
+
+
+def field_mask(register: str, *names: str) -> int:
+    """The mask of the named fields of `register`."""
+    reg = BY_NAME[register]
+    mask = 0
+    for name in names:
+        mask |= reg.field(name).mask
+    return mask

@@ -1,0 +1,1 @@
+"""Conformance suites, one file per rule family, run by `pytest --spekvm-target=...`."""
