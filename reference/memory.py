@@ -1,0 +1,133 @@
+"""Physical memory with an owner for every page, and the stage 1 / stage 2 tables that map it."""
+
+from __future__ import annotations
+
+import attrs
+
+PAGE_SHIFT = 12  # 4KB translation granule
+PAGE_SIZE = 1 << PAGE_SHIFT
+RECORD_SIZE = 64  # bytes a profiling record takes in the buffer (the model's choice)
+
+# Owners of physical pages (DESIGN.md section 2: "Memory is owned").
+HOST_KERNEL = "host kernel"
+HOST_BUFFER = "host buffer"
+HYP = "hypervisor"
+
+
+def guest_owner(vm: int) -> str:
+    """The owner name of guest `vm`'s pages."""
+    return f"guest {vm}"
+
+
+# The model's address map. Table bases stand for translation tables: a TTBR or VTTBR holds one.
+BUFFER_VA = 0xFFFF_8000_1000_0000  # the host's profiling buffer, a kernel (TTBR1) address
+BUFFER_PAGES = 4
+BUFFER_PA = 0x0008_0000_0000  # host buffer pages
+GUEST_IPA = 0x0000_4000_0000  # where a guest's stage 1 maps the same VAs (an IPA)
+GUEST_PA = 0x0010_0000_0000  # guest n's pages start at GUEST_PA + n * GUEST_PA_STRIDE
+GUEST_PA_STRIDE = 0x0001_0000_0000
+HYP_PA = 0x0020_0000_0000  # hypervisor pages
+HOST_TTBR1 = 0x0001_0000  # host kernel tables
+HOST_TTBR0 = 0x0002_0000  # host user tables
+HYP_TTBR0 = 0x0003_0000  # hypervisor (nVHE EL2) tables
+GUEST_TTBR_BASE = 0x0100_0000  # guest n's stage 1 at GUEST_TTBR_BASE + n * 0x1_0000 (+0x8000 for TTBR0)
+VTTBR_BASE = 0x0200_0000  # guest n's stage 2 at VTTBR_BASE + n * 0x1_0000
+TTBR_BADDR_MASK = 0x0000_FFFF_FFFF_FFFE  # TTBRn_ELx.BADDR [47:1]; ASID/VMID bits [63:48] ignored
+
+
+def guest_ttbr1(vm: int) -> int:
+    """Guest `vm`'s kernel stage 1 table base."""
+    return GUEST_TTBR_BASE + vm * 0x1_0000
+
+
+def guest_ttbr0(vm: int) -> int:
+    """Guest `vm`'s user stage 1 table base."""
+    return GUEST_TTBR_BASE + vm * 0x1_0000 + 0x8000
+
+
+def vttbr(vm: int) -> int:
+    """Guest `vm`'s stage 2 base, with its VMID (VTTBR_EL2.VMID [63:48]) set to vm + 1."""
+    return (vm + 1) << 48 | (VTTBR_BASE + vm * 0x1_0000)
+
+
+@attrs.frozen
+class Landing:
+    """Where a translated write went: a physical address and its owner, or a fault."""
+
+    pa: int
+    owner: str
+    fault: str = ""  # "stage 1" / "stage 2" when the translation faulted
+    regime: str = ""  # the regime and tables used, for the reader
+
+    def __str__(self) -> str:
+        if self.fault:
+            return f"{self.fault} translation fault via {self.regime}"
+        return f"{self.owner} (PA {self.pa:#x}) via {self.regime}"
+
+
+@attrs.define
+class Memory:
+    """Page owners and translation tables. Tables map page numbers to page numbers."""
+
+    owners: dict[int, str] = attrs.field(factory=dict)  # PA page number -> owner
+    stage1: dict[int, dict[int, int]] = attrs.field(factory=dict)  # table base -> VA page -> OA page
+    stage2: dict[int, dict[int, int]] = attrs.field(factory=dict)  # table base -> IPA page -> PA page
+    contents: dict[str, int] = attrs.field(factory=dict)  # owner -> profiling bytes written there
+
+    @classmethod
+    def standard(cls, vms: int = 2) -> Memory:
+        """The model's address map with `vms` guests: who owns what and who maps it where."""
+        mem = cls()
+        va = BUFFER_VA >> PAGE_SHIFT
+        host_tables: dict[int, int] = {}
+        hyp_tables: dict[int, int] = {}
+        for i in range(BUFFER_PAGES):
+            host_tables[va + i] = (BUFFER_PA >> PAGE_SHIFT) + i
+            mem.owners[(BUFFER_PA >> PAGE_SHIFT) + i] = HOST_BUFFER
+            # The hypervisor's tables map the buffer's addresses onto its own pages: a record
+            # translated through them corrupts the hypervisor (the worse of corrupt and fault).
+            hyp_tables[va + i] = (HYP_PA >> PAGE_SHIFT) + i
+            mem.owners[(HYP_PA >> PAGE_SHIFT) + i] = HYP
+            # Without stage 2 a guest's IPAs are host physical addresses of host kernel memory.
+            mem.owners[(GUEST_IPA >> PAGE_SHIFT) + i] = HOST_KERNEL
+        mem.stage1[HOST_TTBR1] = host_tables
+        mem.stage1[HOST_TTBR0] = {}
+        mem.stage1[HYP_TTBR0] = hyp_tables
+        for vm in range(vms):
+            mem.add_guest(vm)
+        return mem
+
+    def add_guest(self, vm: int) -> None:
+        """Tables and pages for guest `vm`: its stage 1 maps the buffer's VAs to its own IPAs."""
+        va = BUFFER_VA >> PAGE_SHIFT
+        s1: dict[int, int] = {}
+        s2: dict[int, int] = {}
+        for i in range(BUFFER_PAGES):
+            ipa = (GUEST_IPA >> PAGE_SHIFT) + i
+            pa = ((GUEST_PA + vm * GUEST_PA_STRIDE) >> PAGE_SHIFT) + i
+            s1[va + i] = ipa
+            s2[ipa] = pa
+            self.owners[pa] = guest_owner(vm)
+        self.stage1[guest_ttbr1(vm)] = s1
+        self.stage1[guest_ttbr0(vm)] = {}
+        self.stage2[vttbr(vm) & TTBR_BADDR_MASK] = s2
+
+    def walk(self, va: int, ttbr: int, vttbr_value: int | None, regime: str) -> Landing:
+        """Translate `va` through the stage 1 table at `ttbr`, then stage 2 at `vttbr_value` if given."""
+        offset = va & (PAGE_SIZE - 1)
+        table = self.stage1.get(ttbr & TTBR_BADDR_MASK, {})
+        out = table.get(va >> PAGE_SHIFT)
+        if out is None:
+            return Landing(0, "", "stage 1", regime)
+        if vttbr_value is not None:
+            s2 = self.stage2.get(vttbr_value & TTBR_BADDR_MASK, {})
+            pa_page = s2.get(out)
+            if pa_page is None:
+                return Landing(0, "", "stage 2", regime)
+            out = pa_page
+        pa = out << PAGE_SHIFT | offset
+        return Landing(pa, self.owners.get(out, HOST_KERNEL), "", regime)
+
+    def store(self, landing: Landing, size: int) -> None:
+        """Account `size` bytes of profiling data written at `landing`."""
+        self.contents[landing.owner] = self.contents.get(landing.owner, 0) + size

@@ -1,0 +1,221 @@
+"""The machine around the CPU: host kernel, SPE driver, vcpus, guests, and calls into a world switch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from . import memory as M
+from . import registers as R
+from .chooser import Chooser
+from .cpu import CPU, ModelError
+from .features import Features
+from .trace import Kind
+from .vcpu import ContractError, ExitReason, GuestAction, GuestCode, Vcpu
+
+if TYPE_CHECKING:
+    from .contract import WorldSwitch
+
+
+# Host configuration at boot (Linux el2_setup / hyp init of the RFC's era).
+HCR_HOST_NVHE = R.bits("HCR_EL2", RW=1)  # HCR_RW: EL1 is AArch64
+HCR_HOST_VHE = R.bits("HCR_EL2", RW=1, TGE=1, E2H=1)  # HCR_HOST_VHE_FLAGS
+HCR_GUEST = R.bits("HCR_EL2", VM=1, SWIO=1, FMO=1, IMO=1, AMO=1, TSC=1, RW=1)  # HCR_GUEST_FLAGS
+TCR_HOST = 0x0000_0032_B510_3510  # an opaque TCR_EL1 value: the model uses TCR only as a dependency
+TCR_GUEST = 0x0000_0032_B510_3511
+
+
+def host_mdcr_el2(features: Features) -> int:
+    """MDCR_EL2 as the host configures it at boot: HPMN = counters; SPE: E2PB=0b11 (nVHE) or TPMS (VHE)."""
+    value = R.bits("MDCR_EL2", HPMN=features.pmu_counters) if features.has_pmuv3 else 0
+    if features.has_spe:
+        if features.vhe:
+            value |= R.bits("MDCR_EL2", TPMS=1)  # VHE: EL2 translation, no access from EL1
+        else:
+            value |= R.bits("MDCR_EL2", E2PB=0b11)  # nVHE: host at EL1 owns the buffer
+    return value
+
+
+class System:
+    """A host, its SPE driver, `vms` guests with one vcpu each, and a world switch under test."""
+
+    def __init__(self, features: Features, switch: WorldSwitch, chooser: Chooser, vms: int = 2) -> None:
+        self.features = features
+        self.switch = switch
+        self.cpu = CPU(features, chooser, M.Memory.standard(vms))
+        self.vcpus = [self._new_vcpu(i) for i in range(vms)]
+        self.host_mdcr_el2 = host_mdcr_el2(features)
+        self.profiling = False
+        self.boot()
+
+    @property
+    def host_el(self) -> int:
+        """The EL the host kernel runs at: EL2 with VHE, EL1 without."""
+        return 2 if self.features.vhe else 1
+
+    @property
+    def spe_usable(self) -> bool:
+        """Whether the host's SPE driver can use the buffer (FEAT_SPE, PMBIDR_EL1.P = 0)."""
+        return self.features.has_spe and not self.features.spe_owned_by_higher_el
+
+    @staticmethod
+    def _new_vcpu(vm: int) -> Vcpu:
+        return Vcpu(
+            index=vm,
+            vm=vm,
+            vttbr_el2=M.vttbr(vm),
+            sysregs={"TTBR0_EL1": M.guest_ttbr0(vm), "TTBR1_EL1": M.guest_ttbr1(vm), "TCR_EL1": TCR_GUEST},
+        )
+
+    def boot(self) -> None:
+        """EL2 set-up at boot, then the host kernel takes over at its EL."""
+        cpu = self.cpu
+        cpu.el, cpu.actor = 2, "boot"
+        if self.features.vhe:
+            cpu.msr("HCR_EL2", HCR_HOST_VHE)
+            cpu.isb()
+            cpu.msr("TTBR1_EL2", M.HOST_TTBR1)
+            cpu.msr("TTBR0_EL2", M.HOST_TTBR0)
+            cpu.msr("TCR_EL2", TCR_HOST)
+        else:
+            cpu.msr("HCR_EL2", HCR_HOST_NVHE)
+            cpu.msr("TTBR0_EL2", M.HYP_TTBR0)
+            cpu.msr("TTBR1_EL1", M.HOST_TTBR1)
+            cpu.msr("TTBR0_EL1", M.HOST_TTBR0)
+            cpu.msr("TCR_EL1", TCR_HOST)
+        cpu.msr("MDCR_EL2", self.host_mdcr_el2)
+        cpu.isb()
+        if self.features.vhe:
+            cpu.actor = "host"
+        else:
+            cpu.eret(1, "host", "to host kernel")
+
+    # ------------------------------------------------------------------ the host's SPE driver
+
+    def enable_profiling(self, pmscr: int = 0b11) -> None:
+        """The host's SPE driver starts profiling: buffer first, then sampling (PMSCR E0SPE|E1SPE)."""
+        self._in_host()
+        if not self.spe_usable:
+            return
+        cpu = self.cpu
+        if not cpu.peek("PMBLIMITR_EL1") & R.field_mask("PMBLIMITR_EL1", "E"):
+            cpu.msr("PMBPTR_EL1", M.BUFFER_VA)
+            cpu.msr("PMBSR_EL1", 0)
+            limit = M.BUFFER_VA + M.BUFFER_PAGES * M.PAGE_SIZE
+            cpu.msr("PMBLIMITR_EL1", limit | R.bits("PMBLIMITR_EL1", E=1))
+        # Under VHE the host at EL2 names PMSCR_EL1 and reaches PMSCR_EL2 (E0HSPE/E2SPE at the same bits).
+        cpu.msr("PMSCR_EL1", pmscr & R.field_mask("PMSCR_EL1", "E0SPE", "E1SPE"))
+        cpu.isb()
+        self.profiling = True
+
+    def disable_profiling(self) -> None:
+        """The host's SPE driver stops: sampling off, ISB, PSB CSYNC, DSB, buffer off, ISB."""
+        self._in_host()
+        if not self.spe_usable:
+            return
+        cpu = self.cpu
+        cpu.msr("PMSCR_EL1", 0)
+        cpu.isb()
+        cpu.psb_csync()
+        cpu.dsb("nsh")
+        cpu.msr("PMBLIMITR_EL1", 0)
+        cpu.isb()
+        self.profiling = False
+
+    def pause_sampling(self) -> None:
+        """The host leaves the buffer enabled but turns sampling off (PMSCR = 0)."""
+        self._in_host()
+        if self.spe_usable:
+            self.cpu.msr("PMSCR_EL1", 0)
+            self.cpu.isb()
+
+    def handle_buffer_irq(self) -> bool:
+        """The host's buffer interrupt handler: if PMBSR_EL1.S, consume the data and restart."""
+        self._in_host()
+        if not self.spe_usable or not self.cpu.buffer_irq:
+            return False
+        cpu = self.cpu
+        self.cpu.buffer_irq = False
+        status = cpu.mrs("PMBSR_EL1")
+        if not status & R.field_mask("PMBSR_EL1", "S"):
+            return False
+        cpu.msr("PMBPTR_EL1", M.BUFFER_VA)
+        cpu.msr("PMBSR_EL1", 0)
+        cpu.isb()
+        return True
+
+    def host_run(self, samples: int = 1, el0: bool = False) -> None:
+        """Host code runs (kernel, or user space with `el0`) and is sampled if profiling is on."""
+        self._in_host()
+        cpu = self.cpu
+        if el0:
+            cpu.eret(0, "host", "to host user space")
+            cpu.run_code(samples, "host user code")
+            cpu.take_exception(self.host_el, "host", "irq from host user space")
+        else:
+            cpu.run_code(samples, "host kernel code")
+
+    def _in_host(self) -> None:
+        if self.cpu.actor != "host":
+            msg = f"Cannot run host code because the CPU is running {self.cpu.actor} at EL{self.cpu.el}"
+            raise ModelError(msg)
+
+    # ------------------------------------------------------------------------- vcpus
+
+    def setup_vcpu(self, index: int) -> None:
+        """The host prepares vcpu `index` for its next run (kvm_arm_setup_debug)."""
+        self._in_host()
+        vcpu = self._vcpu(index)
+        self.cpu.vcpu = index
+        self.cpu.mark(Kind.NOTE, f"setup vcpu {index}")
+        self.switch.setup_vcpu(self.cpu, vcpu, self.host_mdcr_el2)
+        self.cpu.note(f"vcpu{index}.mdcr_el2 = {R.BY_NAME['MDCR_EL2'].decode(vcpu.mdcr_el2)} ({vcpu.mdcr_el2:#x})")
+        self.cpu.vcpu = -1
+        vcpu.prepared = True
+
+    def run_vcpu(self, index: int, program: Iterable[GuestAction] = (GuestCode(1),)) -> ExitReason:
+        """One run of vcpu `index`: host calls the switch, the guest runs `program`, control comes back."""
+        self._in_host()
+        vcpu = self._vcpu(index)
+        if not vcpu.prepared:
+            self.setup_vcpu(index)
+        cpu = self.cpu
+        vcpu.program = list(program)
+        vcpu.entered = 0
+        cpu.vcpu = index
+        cpu.mark(Kind.ENTRY, f"run vcpu {index}")
+        if self.features.vhe:
+            cpu.actor = "hyp"
+        else:
+            cpu.take_exception(2, "hyp", "hvc from host: __kvm_vcpu_run")
+        result = self.switch.vcpu_run(cpu, vcpu)
+        if vcpu.entered != 1:
+            msg = f"vcpu_run must enter the guest exactly once (call cpu.run_guest(vcpu) once); it entered {vcpu.entered} times"
+            raise ContractError("vcpu_run enters the guest once", msg)
+        if cpu.el != 2 or cpu.actor != "hyp":
+            msg = f"vcpu_run must return at EL2 as the hypervisor; it returned at EL{cpu.el} as {cpu.actor}"
+            raise ContractError("vcpu_run returns at EL2", msg)
+        if self.features.vhe:
+            cpu.actor = "host"
+        else:
+            cpu.eret(1, "host", "return to host")
+        cpu.mark(Kind.RETURN, f"vcpu {index} back in host")
+        cpu.vcpu = -1
+        vcpu.runs += 1
+        if result is None:
+            result = ExitReason("unknown")
+        if not isinstance(result, ExitReason):
+            msg = f"vcpu_run must return an ExitReason (the value cpu.run_guest gave) or None; it returned {result!r}"
+            raise ContractError("vcpu_run returns the exit reason", msg)
+        return result
+
+    def _vcpu(self, index: int) -> Vcpu:
+        if not 0 <= index < len(self.vcpus):
+            msg = f"Cannot use vcpu {index} because this system has vcpus 0..{len(self.vcpus) - 1}"
+            raise ModelError(msg)
+        return self.vcpus[index]
+
+    def finish(self) -> None:
+        """End of the scenario: the host stops profiling, draining whatever is still collected."""
+        if self.cpu.actor == "host" and self.profiling:
+            self.disable_profiling()

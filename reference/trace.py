@@ -1,0 +1,142 @@
+"""The trace: the ordered list of architectural events that the rules read, and its timeline."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+
+import attrs
+
+from .registers import BY_NAME
+
+
+class Kind(enum.Enum):
+    """What an event is."""
+
+    MSR = "msr"  # a system register write
+    MRS = "mrs"  # a system register read
+    ISB = "isb"
+    DSB = "dsb"
+    PSB = "psb csync"
+    ERET = "eret"  # exception return (a context synchronisation event)
+    EXCEPTION = "exception"  # exception entry (a context synchronisation event)
+    TRAP = "trap"  # an access trapped to EL2 (the access did not complete)
+    UNDEF = "undef"  # an access answered with UNDEFINED (the access did not complete)
+    CODE = "code"  # ordinary code ran (and may have been sampled)
+    RECORD = "record"  # a profiling record was collected inside the PE
+    WRITE = "write"  # a collected record was translated and written to memory
+    DISCARD = "discard"  # a collected record was discarded (buffer disabled)
+    FAULT = "fault"  # a record's write faulted (PMBSR_EL1.S set, record lost)
+    FULL = "full"  # the buffer filled (PMBSR_EL1.S set, record not written)
+    HW = "hw"  # the PE updated a register itself (PMBPTR advancing, PMBSR on an event)
+    NOTE = "note"  # a software step, for the reader (vcpu0.mdcr_el2 = ...)
+    ENTRY = "entry"  # the host calls into the switch: the entry window begins
+    GUEST = "guest"  # exception return into the guest: the entry window ends
+    EXIT = "exit"  # the guest exits to EL2: the exit window begins
+    RETURN = "return"  # back in the host: the exit window ends
+
+
+@attrs.define(slots=True)
+class Event:
+    """One architectural event.
+
+    `register` is the register actually reached (after VHE redirection), `name` the name the
+    code used. For MSR, `res0` holds the RES0 bits the value set, `old` the value replaced.
+    """
+
+    seq: int
+    actor: str
+    el: int
+    kind: Kind
+    register: str = ""
+    name: str = ""
+    value: int = 0
+    old: int = 0
+    res0: int = 0
+    record: int = -1  # record id, for RECORD/WRITE/DISCARD/FAULT/FULL
+    where: str = ""  # landing place of a WRITE, DSB domain, trap/undef reason, note text
+    vcpu: int = -1
+
+    def describe(self) -> str:
+        """One line of the timeline."""
+        k = self.kind
+        if k is Kind.MSR:
+            shown = self.register if self.name in ("", self.register) else f"{self.name}->{self.register}"
+            text = f"msr {shown} <- {self.value:#x}"
+            reg = BY_NAME.get(self.register)
+            if reg is not None and reg.fields:
+                text += f"  = {reg.decode(self.value)}"
+            if self.res0:
+                text += f"   RES0 bits set: {_bit_names(self.register, self.res0)}"
+            return text
+        if k is Kind.MRS:
+            shown = self.register if self.name in ("", self.register) else f"{self.name}->{self.register}"
+            return f"mrs {shown} -> {self.value:#x}"
+        if k in (Kind.TRAP, Kind.UNDEF):
+            return f"{k.value}: {self.name or self.register} ({self.where})"
+        if k is Kind.DSB:
+            return f"dsb {self.where}"
+        if k is Kind.HW:
+            return f"pe    {self.register} <- {self.value:#x} ({self.where})"
+        if k in (Kind.RECORD, Kind.WRITE, Kind.DISCARD, Kind.FAULT, Kind.FULL):
+            return f"{k.value} #{self.record} {self.where}".rstrip()
+        if k is Kind.NOTE:
+            return self.where
+        if k in (Kind.ENTRY, Kind.GUEST, Kind.EXIT, Kind.RETURN, Kind.CODE, Kind.EXCEPTION, Kind.ERET):
+            return f"{k.value} {self.where}".rstrip()
+        return k.value
+
+
+def _bit_names(register: str, mask: int) -> str:
+    """'bit 14 (TPMS)' for each set bit of `mask`, naming the field where the table has one."""
+    reg = BY_NAME.get(register)
+    names: list[str] = []
+    for bit in range(64):
+        if mask >> bit & 1:
+            label = f"bit {bit}"
+            if reg is not None:
+                for f in reg.fields:
+                    if f.mask >> bit & 1:
+                        label += f" ({f.name})"
+            names.append(label)
+    return ", ".join(names)
+
+
+@attrs.define
+class Trace:
+    """The ordered events of one run of the model."""
+
+    events: list[Event] = attrs.field(factory=list)
+
+    def add(self, actor: str, el: int, kind: Kind, **kw: object) -> Event:
+        """Append an event and return it."""
+        event = Event(len(self.events), actor, el, kind, **kw)  # type: ignore[arg-type]
+        self.events.append(event)
+        return event
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, index: int) -> Event:
+        return self.events[index]
+
+    def of(self, *kinds: Kind) -> list[Event]:
+        """The events of the given kinds, in order."""
+        return [e for e in self.events if e.kind in kinds]
+
+    def timeline(self, around: int | None = None, context: int = 12) -> str:
+        """The trace as an indented timeline; with `around`, only `context` events either side."""
+        events = self.events
+        if around is not None:
+            lo = max(0, around - context)
+            hi = min(len(events), around + context + 1)
+            events = events[lo:hi]
+        lines = []
+        for e in events:
+            indent = "  " if e.kind in (Kind.ENTRY, Kind.RETURN, Kind.NOTE) and e.actor == "host" else "    "
+            marker = ">>" if around is not None and e.seq == around else "  "
+            lines.append(f"{marker}{e.seq:5d} {indent}{e.actor:<6} EL{e.el} {e.describe()}")
+        return "\n".join(lines)
