@@ -370,7 +370,7 @@ class CPU:
         self._regs["PMBPTR_EL1"] = ptr + RECORD_SIZE
         self._stale.pop("PMBPTR_EL1", None)
         self.trace.add("pe", self.el, Kind.WRITE, record=rec.id, register="PMBPTR_EL1",
-                       value=ptr + RECORD_SIZE, where=str(landing), vcpu=self.vcpu)
+                       value=ptr + RECORD_SIZE, where=str(landing), vcpu=self.vcpu, owner=landing.owner)
 
     def translate(self, va: int) -> Landing:
         """Translate a buffer address through the regime that owns the buffer now (MDCR_EL2.E2PB, HCR_EL2.E2H)."""

@@ -56,6 +56,7 @@ class Event:
     record: int = -1  # record id, for RECORD/WRITE/DISCARD/FAULT/FULL
     where: str = ""  # landing place of a WRITE, DSB domain, trap/undef reason, note text
     vcpu: int = -1
+    owner: str = ""  # WRITE: owner of the page the record landed in (memory.HOST_BUFFER, ...)
 
     def describe(self) -> str:
         """One line of the timeline."""
