@@ -1,0 +1,426 @@
+"""End to end: the reference world switch across the feature lattice, and broken switches the model catches.
+
+The checks here judge outcomes the model observes (where records landed, what the host's registers
+hold after a run, which writes set RES0 bits). They are the project's own test of the reference;
+the suite's rules (pytest_spekvm/rules.py) are tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Iterable, Sequence
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_spekvm.reference import memory as M
+from pytest_spekvm.reference import switch as S
+from pytest_spekvm.reference.chooser import Chooser, EagerChooser, RandomChooser, WorstCaseChooser
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
+from pytest_spekvm.reference.switch import ReferenceSwitch
+from pytest_spekvm.reference.system import System
+from pytest_spekvm.reference.trace import Kind
+from pytest_spekvm.reference.vcpu import ExitReason, GuestAccess, GuestAction, GuestCode, GuestExit, Vcpu
+
+PMBSR_S = 1 << 17  # PMBSR_EL1.S
+SPE_REGISTERS = frozenset({
+    "PMSCR_EL1", "PMSCR_EL2", "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
+    "PMSIDR_EL1", "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1", "PMBIDR_EL1",
+})
+
+OWNED_ABOVE_WHEN_P = frozenset({"PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"})
+
+# ------------------------------------------------------------------------- the lattice
+
+SPE_CELLS = [(SpeLevel.NONE, False)] + [(level, p) for level in list(SpeLevel)[1:] for p in (False, True)]
+PMU_CELLS = [PmuLevel.NONE, PmuLevel.V3, PmuLevel.V3P1, PmuLevel.V3P5, PmuLevel.V3P9]
+OPTIONAL_CELLS: list[dict[str, bool]] = [
+    {},
+    {"trf": True, "trbe": True, "fgt": True, "spmu": True, "debugv8p9": True, "step2": True},
+]
+
+
+def lattice() -> list[Features]:
+    """Every discrete cell: VHE x SPE level x PMBIDR.P x PMU level x two sets of optional features."""
+    cells = []
+    product = itertools.product((False, True), SPE_CELLS, PMU_CELLS, OPTIONAL_CELLS)
+    for vhe, (spe, p), pmu, optional in product:
+        extra = dict(optional)
+        if pmu != PmuLevel.NONE and optional:
+            extra.update(mtpmu=True, pmuv3_ss=True, ebep=True)
+        counters = 0 if pmu == PmuLevel.NONE else 1 + len(cells) % 31
+        cells.append(
+            Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=p, pmu=pmu, pmu_counters=counters, **extra)
+        )
+    return cells
+
+
+LATTICE = lattice()
+
+# ------------------------------------------------------------------------- observations
+
+HOST_SPE_REGISTERS = ("PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1", "MDCR_EL2")
+
+
+def host_pmscr(s: System) -> str:
+    """The register that holds the host's sampling control: PMSCR_EL2 under VHE."""
+    return "PMSCR_EL2" if s.features.vhe else "PMSCR_EL1"
+
+
+def snapshot(s: System) -> dict[str, int]:
+    """The host's SPE state and MDCR_EL2, read without an event."""
+    return {name: s.cpu.peek(name) for name in (host_pmscr(s), *HOST_SPE_REGISTERS)}
+
+
+def host_state_problems(before: dict[str, int], after: dict[str, int], written: int) -> list[str]:
+    """HOST-STATE: what changed across a run beyond PMBPTR advancing and a full buffer setting PMBSR.S."""
+    problems = []
+    for name, old in before.items():
+        new = after[name]
+        if name == "PMBPTR_EL1":
+            if new != old + written * M.RECORD_SIZE:
+                problems.append(f"PMBPTR_EL1 moved {old:#x} -> {new:#x} for {written} records written")
+        elif name == "PMBSR_EL1":
+            if new != old and (old & PMBSR_S or not new & PMBSR_S):
+                problems.append(f"PMBSR_EL1 changed {old:#x} -> {new:#x} without the buffer stopping")
+        elif new != old:
+            problems.append(f"{name} changed across the run: {old:#x} -> {new:#x}")
+    return problems
+
+
+def record_problems(s: System) -> list[str]:
+    """ISOLATION and NO-LOSS: records outside the host's buffer, and host records lost."""
+    problems = [
+        f"{size} bytes of profiling data in {owner}" for owner, size in s.cpu.memory.contents.items()
+        if owner != M.HOST_BUFFER
+    ]
+    for r in s.cpu.records:
+        if r.fate == "written" and r.landing is not None and r.landing.owner != M.HOST_BUFFER:
+            problems.append(f"record #{r.id} of {r.actor} landed in {r.landing.owner}")
+        elif r.fate == "faulted":
+            problems.append(f"record #{r.id} of {r.actor} faulted: {r.landing}")
+        elif r.fate == "discarded" and r.discarded_by != "host":
+            problems.append(f"record #{r.id} of {r.actor} discarded by {r.discarded_by or 'nobody'}")
+    return problems
+
+
+def trace_problems(s: System, since: int = 0) -> list[str]:
+    """RES0, UNDEF and guest SPE accesses that completed, from event `since` on."""
+    problems = []
+    for e in s.cpu.trace.events[since:]:
+        res0_write = e.kind is Kind.MSR and bool(e.res0)
+        host_or_hyp_undef = e.kind is Kind.UNDEF and not e.actor.startswith("guest")
+        if res0_write or host_or_hyp_undef:
+            problems.append(f"{e.actor}: {e.describe()}")
+        elif e.kind in (Kind.MRS, Kind.MSR) and e.actor.startswith("guest") and e.register in SPE_REGISTERS:
+            problems.append(f"{e.actor} accessed {e.register} without a trap")
+    return problems
+
+
+def checked_run(s: System, index: int, program: Sequence[GuestAction]) -> list[str]:
+    """One run of vcpu `index` with everything the run broke, as readable problems."""
+    before = snapshot(s)
+    mark = len(s.cpu.trace)
+    result = s.run_vcpu(index, program)
+    written = len([e for e in s.cpu.trace.events[mark:] if e.kind is Kind.WRITE])
+    problems = host_state_problems(before, snapshot(s), written)
+    problems += record_problems(s) + trace_problems(s, mark)
+    for e in s.cpu.trace.events[mark:]:
+        if e.kind is Kind.UNDEF and e.actor.startswith("guest") and traps_to_el2(s.features, e.register):
+            problems.append(f"{e.actor} access to {e.register} was UNDEFINED, not trapped to EL2")
+    if result.reason == "trap" and not traps_to_el2(s.features, result.register):
+        problems.append(f"the run ended with a trap of {result.register}, which cannot trap here")
+    return problems
+
+
+def traps_to_el2(features: Features, register: str) -> bool:
+    """Whether a guest access to SPE `register` should trap to EL2 (TRAP-COND).
+
+    Without SPE it is UNDEFINED; with PMBIDR_EL1.P = 1 a buffer register other than PMBIDR_EL1
+    belongs to a higher EL, whose check comes first (the model answers UNDEFINED).
+    """
+    if not features.has_spe:
+        return False
+    return not (features.spe_owned_by_higher_el and register in OWNED_ABOVE_WHEN_P)
+
+
+# -------------------------------------------------------------------------- scenarios
+
+
+@attrs.frozen
+class Step:
+    """One thing the host does between (or as) runs."""
+
+    action: str
+    samples: int = 0
+    vcpu: int = 0
+    program: tuple[GuestAction, ...] = ()
+
+    def __str__(self) -> str:
+        if self.action == "run":
+            return f"run vcpu {self.vcpu} {list(self.program)}"
+        return f"{self.action}({self.samples})" if self.samples else self.action
+
+
+def play(s: System, steps: Iterable[Step]) -> list[str]:
+    """Play the host's steps, handling buffer interrupts after each; every problem seen, step by step."""
+    problems: list[str] = []
+    for n, step in enumerate(steps):
+        found: list[str] = []
+        if step.action == "run":
+            found = checked_run(s, step.vcpu, step.program)
+        elif step.action == "enable":
+            s.enable_profiling()
+        elif step.action == "disable":
+            s.disable_profiling()
+        elif step.action == "pause":
+            s.pause_sampling()
+        elif step.action == "host":
+            s.host_run(step.samples)
+        elif step.action == "user":
+            s.host_run(step.samples, el0=True)
+        s.handle_buffer_irq()
+        problems += [f"step {n} ({step}): {p}" for p in found]
+    s.finish()
+    problems += [f"at the end: {p}" for p in record_problems(s) + trace_problems(s)]
+    problems += [f"record #{r.id} still pending at the end" for r in s.cpu.records if r.fate == "pending"]
+    return problems
+
+
+def run(vcpu: int, *program: GuestAction) -> Step:
+    """A run step."""
+    return Step("run", vcpu=vcpu, program=program)
+
+
+# A host's evening: profiling on, guests run, the buffer fills and is restarted, the host pauses,
+# stops and restarts profiling, user space is sampled, and guests poke at the SPE registers.
+SCRIPT = (
+    Step("enable"),
+    Step("host", 5),
+    run(0, GuestCode(3), GuestAccess("PMSCR_EL1", write=True, value=3)),
+    Step("host", 130),
+    run(1, GuestAccess("PMBPTR_EL1")),
+    Step("user", 130),  # the buffer (256 records) fills around here
+    run(0, GuestCode(1), GuestExit("hvc")),
+    Step("host", 10),
+    run(1, GuestAccess("PMBLIMITR_EL1", write=True, value=1)),
+    Step("pause"),
+    Step("host", 3),
+    run(0),
+    Step("enable"),
+    Step("host", 4),
+    Step("disable"),
+    run(1, GuestCode(2)),
+    run(0, GuestAccess("PMSIDR_EL1")),
+    Step("enable"),
+    Step("host", 260),  # fills again: under the worst case, inside the next entry's drain
+    run(0),
+    Step("host", 1),
+    run(0, GuestCode(1)),
+)
+
+CHOOSERS: list[tuple[str, Callable[[], Chooser]]] = [("worst", WorstCaseChooser), ("eager", EagerChooser)]
+
+
+@pytest.mark.parametrize("chooser", [f for _, f in CHOOSERS], ids=[n for n, _ in CHOOSERS])
+@pytest.mark.parametrize("features", LATTICE, ids=[f.describe() for f in LATTICE])
+def test_reference_switch_across_the_lattice(features: Features, chooser: Callable[[], Chooser]) -> None:
+    """On every cell of the lattice the reference keeps records in the host's buffer and its state intact."""
+    s = System(features, ReferenceSwitch(), chooser())
+    assert [] == play(s, SCRIPT)
+
+
+def test_the_script_exercises_what_it_claims() -> None:
+    """On a plain nVHE SPE CPU the script fills the buffer, restarts it, and drains through entries."""
+    s = System(Features(), ReferenceSwitch(), WorstCaseChooser())
+    play(s, SCRIPT)
+    fates = {r.fate for r in s.cpu.records}
+    drains = [e for e in s.cpu.trace.of(Kind.PSB) if e.actor == "hyp"]
+    assert ({"written", "full"}, True) == (fates, len(drains) >= 3)
+    assert 2 <= len([e for e in s.cpu.trace.of(Kind.HW) if e.where == "buffer full"])
+
+
+def random_script(rng: random.Random, length: int) -> list[Step]:
+    """A random evening of the host: `length` steps drawn from `rng`."""
+    steps = []
+    for _ in range(length):
+        action = rng.choice(["enable", "disable", "pause", "host", "user", "run", "run", "run"])
+        if action == "run":
+            program: list[GuestAction] = []
+            for _ in range(rng.randint(0, 3)):
+                kind = rng.randrange(3)
+                if kind == 0:
+                    program.append(GuestCode(rng.randint(0, 4)))
+                elif kind == 1:
+                    register = rng.choice(sorted(SPE_REGISTERS - {"PMSCR_EL2"}))
+                    program.append(GuestAccess(register, write=rng.random() < 0.5, value=rng.getrandbits(4)))
+                else:
+                    program.append(GuestExit(rng.choice(["hvc", "irq", "dabt"])))
+            steps.append(Step("run", vcpu=rng.randrange(2), program=tuple(program)))
+        else:
+            steps.append(Step(action, samples=rng.randint(0, 90) if action in ("host", "user") else 0))
+    return steps
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_reference_switch_under_random_choices(seed: int) -> None:
+    """Over many seeds of random choices, features and host behaviour, the reference breaks nothing."""
+    rng = random.Random(seed)
+    features = rng.choice(LATTICE)
+    s = System(features, ReferenceSwitch(), RandomChooser(seed))
+    steps = random_script(rng, 25)
+    assert [] == play(s, steps), f"{features.describe()}, {RandomChooser(seed)!r}"
+
+
+@st.composite
+def features_strategy(draw: st.DrawFn) -> Features:
+    """A cell of the lattice."""
+    return draw(st.sampled_from(LATTICE), label="features")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    features=features_strategy(),
+    seed=st.integers(0, 2**32 - 1),
+    script_seed=st.integers(0, 2**32 - 1),
+    length=st.integers(1, 30),
+)
+def test_reference_switch_holds_for_any_script(
+    features: Features, seed: int, script_seed: int, length: int,
+) -> None:
+    """For any features, chooser seed and host script, the reference breaks nothing."""
+    s = System(features, ReferenceSwitch(), RandomChooser(seed))
+    assert [] == play(s, random_script(random.Random(script_seed), length))
+
+
+@pytest.mark.parametrize("vhe", [False, True])
+def test_vhe_switch_touches_no_spe_register(vhe: bool) -> None:
+    """On VHE the reference does no SPE work in its windows; on nVHE with a live buffer it drains."""
+    s = System(Features(vhe=vhe), ReferenceSwitch(), WorstCaseChooser())
+    s.enable_profiling()
+    s.host_run(3)
+    mark = len(s.cpu.trace)
+    s.run_vcpu(0)
+    hyp = [e for e in s.cpu.trace.events[mark:] if e.actor == "hyp"]
+    spe_work = [e.describe() for e in hyp if e.register in SPE_REGISTERS or e.kind is Kind.PSB]
+    expected = [] if vhe else [
+        "mrs PMBIDR_EL1 -> 0x6", "mrs PMBLIMITR_EL1 -> 0xffff800010004001", "mrs PMSCR_EL1 -> 0x3",
+        "msr PMSCR_EL1 <- 0x0  = 0", "psb csync", "msr PMSCR_EL1 <- 0x3  = E1SPE | E0SPE",
+    ]
+    assert expected == spe_work
+
+
+# --------------------------------------------------------------------- broken switches
+
+
+class MissingDrain(ReferenceSwitch):
+    """Enters the guest without the nVHE save: sampling stays on and collected records stay inside the PE."""
+
+    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+        S.save_host_sysregs(cpu, vcpu)
+        S.activate_traps(cpu, vcpu)
+        S.activate_vm(cpu, vcpu)
+        S.restore_guest_sysregs(cpu, vcpu)
+        exit_reason = cpu.run_guest(vcpu)
+        S.save_guest_sysregs(cpu, vcpu)
+        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
+        S.deactivate_vm(cpu, vcpu)
+        S.restore_host_sysregs(cpu, vcpu)
+        return exit_reason
+
+
+class MissingDrainGuestOwnsBuffer(MissingDrain):
+    """No drain, and the guest runs with E2PB = 0b10: the buffer is translated by the guest's tables."""
+
+    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
+        vcpu.mdcr_el2 |= 0b10 << 12  # MDCR_EL2.E2PB = 0b10: owned by EL1, EL1 accesses trap
+
+
+@pytest.mark.parametrize(
+    ("switch", "owner"),
+    [(MissingDrain(), M.HYP), (MissingDrainGuestOwnsBuffer(), M.guest_owner(0))],
+    ids=["el2-owns-buffer", "guest-owns-buffer"],
+)
+def test_missing_drain_puts_host_records_in_the_wrong_memory(switch: ReferenceSwitch, owner: str) -> None:
+    """Without the drain, the worst case writes host records through the guest's or hypervisor's regime."""
+    s = System(Features(), switch, WorstCaseChooser())
+    s.enable_profiling()
+    s.host_run(3)
+    problems = checked_run(s, 0, [GuestCode(0)])
+    host_records = s.cpu.records_of(["host"])
+    assert [owner] * 3 == [r.landing.owner for r in host_records if r.landing]
+    assert f"{3 * M.RECORD_SIZE} bytes of profiling data in {owner}" in problems
+
+
+def test_missing_drain_is_harmless_on_vhe() -> None:
+    """Under VHE the host's buffer is translated by EL2 tables the guest never changes: nothing to drain."""
+    s = System(Features(vhe=True), MissingDrain(), WorstCaseChooser())
+    assert [] == play(s, SCRIPT)
+
+
+class SeedSetupDebug(ReferenceSwitch):
+    """kvm_arm_setup_debug as the RFC posted it: TPMS set whether or not the CPU has SPE."""
+
+    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        self._host_mdcr_el2 = host_mdcr_el2
+        vcpu.mdcr_el2 = host_mdcr_el2 & S.MDCR_HPMN_MASK
+        vcpu.mdcr_el2 |= S.MDCR_TPM | S.MDCR_TPMS | S.MDCR_TPMCR | S.MDCR_TDRA | S.MDCR_TDOSA
+
+
+def test_unconditional_tpms_writes_a_res0_bit_without_spe() -> None:
+    """The review's first remark: TPMS is RES0 without SPE, and the model flags the MSR that sets it."""
+    s = System(Features(spe=SpeLevel.NONE), SeedSetupDebug(), WorstCaseChooser())
+    s.run_vcpu(0)
+    bad = [e for e in s.cpu.trace.of(Kind.MSR) if e.res0]
+    assert [("MDCR_EL2", 1 << 14, 0x4C66)] == [(e.register, e.res0, e.value) for e in bad]
+    assert bad[0].describe().endswith("RES0 bits set: bit 14 (TPMS)")
+
+
+def test_unconditional_tpms_is_fine_with_spe() -> None:
+    """With SPE the same setup is correct: the same scenario shows no problem."""
+    s = System(Features(), SeedSetupDebug(), WorstCaseChooser())
+    assert [] == play(s, SCRIPT)
+
+
+class SeedDeactivateTrapsNvhe(ReferenceSwitch):
+    """__deactivate_traps_nvhe as the RFC posted it: E2PB = 0b11 whether or not the CPU has SPE."""
+
+    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+        result = super().vcpu_run(cpu, vcpu)
+        mdcr = cpu.mrs("MDCR_EL2") & S.MDCR_HPMN_MASK
+        cpu.msr("MDCR_EL2", mdcr | S.MDCR_E2PB_MASK)
+        return result
+
+
+def test_unconditional_e2pb_on_exit_writes_res0_bits_without_spe() -> None:
+    """The review's second remark: E2PB written on a CPU without SPE sets RES0 bits 13:12."""
+    s = System(Features(spe=SpeLevel.NONE), SeedDeactivateTrapsNvhe(), WorstCaseChooser())
+    problems = checked_run(s, 0, [GuestCode(1)])
+    assert [
+        "hyp: msr MDCR_EL2 <- 0x3006  = E2PB(3) | HPMN(6)   RES0 bits set: bit 12 (E2PB), bit 13 (E2PB)",
+        "MDCR_EL2 changed across the run: 0x6 -> 0x3006",
+    ] == sorted(problems, key=lambda p: not p.startswith("hyp"))
+
+
+class StaleSaveArea(ReferenceSwitch):
+    """Restores whatever the save area last held, even when this entry saved nothing."""
+
+    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+        kept = vcpu.host_debug_state.get("pmscr_el1", 0)
+        result = super().vcpu_run(cpu, vcpu)
+        if not vcpu.host_debug_state.get("pmscr_el1"):
+            vcpu.host_debug_state["pmscr_el1"] = kept
+            S.debug_restore_spe(cpu, vcpu)
+        return result
+
+
+def test_stale_save_area_turns_host_sampling_back_on() -> None:
+    """A save area left from an earlier run turns sampling on after the host stopped it."""
+    s = System(Features(), StaleSaveArea(), WorstCaseChooser())
+    problems = play(s, [Step("enable"), run(0), Step("pause"), run(0)])
+    assert ["step 3 (run vcpu 0 []): PMSCR_EL1 changed across the run: 0x0 -> 0x3"] == problems
