@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from typing import Protocol, runtime_checkable
 
-
 EXIT_FROM_GUEST = "exception entry (exit from guest"
 """How the reason the CPU gives at a guest's exit to EL2 begins."""
 

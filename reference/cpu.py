@@ -202,7 +202,7 @@ class CPU:
         self.access(name, value)
 
     def peek(self, register: str) -> int:
-        """The register's latest value, without an event: for the harness and the rules, not for code under test."""
+        """The latest value, with no event: for the harness and the rules, not for the code under test."""
         return self._regs[R.lookup(register)]
 
     def _effective(self, register: str) -> int:
@@ -228,7 +228,8 @@ class CPU:
     def dsb(self, domain: str = "sy") -> None:
         """Data synchronisation barrier over `domain` (nsh, ish, osh, sy, ...): started writes complete."""
         if domain not in DSB_DOMAINS:
-            msg = f"Cannot issue dsb {domain!r} because that is not a DSB option (one of {', '.join(sorted(DSB_DOMAINS))})"
+            options = ", ".join(sorted(DSB_DOMAINS))
+            msg = f"Cannot issue dsb {domain!r} because that is not a DSB option (one of {options})"
             raise ModelError(msg)
         self.trace.add(self.actor, self.el, Kind.DSB, where=domain, vcpu=self.vcpu)
 
@@ -373,7 +374,7 @@ class CPU:
                        value=ptr + RECORD_SIZE, where=str(landing), vcpu=self.vcpu, owner=landing.owner)
 
     def translate(self, va: int) -> Landing:
-        """Translate a buffer address through the regime that owns the buffer now (MDCR_EL2.E2PB, HCR_EL2.E2H)."""
+        """Translate a buffer address through the regime that owns the buffer now (MDCR_EL2.E2PB, E2H)."""
         e2pb = MDCR_E2PB.get(self._effective("MDCR_EL2"))
         hcr = self._effective("HCR_EL2")
         upper = bool(va >> 63)

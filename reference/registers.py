@@ -183,7 +183,13 @@ def _reg(
     return Register(name, Encoding(*enc), tuple(_field(*f) for f in fields), **kw)  # type: ignore[arg-type]
 
 
-def _spe(name: str, enc: tuple[int, int, int, int, int], fields: Iterable[tuple[str, str] | tuple[str, str, Needs]], kind: str, **kw: object) -> Register:
+def _spe(
+    name: str,
+    enc: tuple[int, int, int, int, int],
+    fields: Iterable[tuple[str, str] | tuple[str, str, Needs]],
+    kind: str,
+    **kw: object,
+) -> Register:
     return _reg(name, enc, fields, needs=SPE, kind=kind, **kw)
 
 
@@ -222,7 +228,8 @@ REGISTERS: tuple[Register, ...] = (
     _reg("TCR_EL2", (3, 4, 2, 0, 2), min_el=2, exhaustive=False, kind=TRANSLATION),
     # SPE sampling control (trapped from EL1 by MDCR_EL2.TPMS).
     _spe("PMSCR_EL1", (3, 0, 9, 9, 0), [("E0SPE", "0"), ("E1SPE", "1"), *_PMSCR_COMMON], SPE_SAMPLING),
-    _spe("PMSCR_EL2", (3, 4, 9, 9, 0), [("E0HSPE", "0"), ("E2SPE", "1"), *_PMSCR_COMMON], SPE_SAMPLING, min_el=2),
+    _spe("PMSCR_EL2", (3, 4, 9, 9, 0), [("E0HSPE", "0"), ("E2SPE", "1"), *_PMSCR_COMMON], SPE_SAMPLING,
+         min_el=2),
     _spe("PMSICR_EL1", (3, 0, 9, 9, 2), [("COUNT", "31:0"), ("ECOUNT", "63:56", SPEV1P2)], SPE_SAMPLING),
     _spe("PMSIRR_EL1", (3, 0, 9, 9, 3), [("RND", "0"), ("INTERVAL", "31:8")], SPE_SAMPLING),
     _spe("PMSFCR_EL1", (3, 0, 9, 9, 4), [
@@ -290,11 +297,17 @@ def lookup(name_or_encoding: str | Encoding | int) -> str:
         try:
             return BY_ENCODING[name_or_encoding]
         except KeyError:
-            msg = f"Cannot access system register {name_or_encoding} because the model does not know that encoding (known: {', '.join(sorted(ALL_NAMES))})"
+            msg = (
+                f"Cannot access system register {name_or_encoding} because the model does not know "
+                f"that encoding (known: {', '.join(sorted(ALL_NAMES))})"
+            )
             raise UnknownRegisterError(msg) from None
     name = str(name_or_encoding).upper()
     if name not in ALL_NAMES:
-        msg = f"Cannot access system register {name_or_encoding!r} because the model does not know it (known: {', '.join(sorted(ALL_NAMES))})"
+        msg = (
+            f"Cannot access system register {name_or_encoding!r} because the model does not know it "
+            f"(known: {', '.join(sorted(ALL_NAMES))})"
+        )
         raise UnknownRegisterError(msg)
     return name
 

@@ -169,7 +169,8 @@ class System:
         self.cpu.vcpu = index
         self.cpu.mark(Kind.NOTE, f"setup vcpu {index}")
         self.switch.setup_vcpu(self.cpu, vcpu, self.host_mdcr_el2)
-        self.cpu.note(f"vcpu{index}.mdcr_el2 = {R.BY_NAME['MDCR_EL2'].decode(vcpu.mdcr_el2)} ({vcpu.mdcr_el2:#x})")
+        decoded = R.BY_NAME["MDCR_EL2"].decode(vcpu.mdcr_el2)
+        self.cpu.note(f"vcpu{index}.mdcr_el2 = {decoded} ({vcpu.mdcr_el2:#x})")
         self.cpu.vcpu = -1
         vcpu.prepared = True
 
@@ -190,7 +191,10 @@ class System:
             cpu.take_exception(2, "hyp", "hvc from host: __kvm_vcpu_run")
         result = self.switch.vcpu_run(cpu, vcpu)
         if vcpu.entered != 1:
-            msg = f"vcpu_run must enter the guest exactly once (call cpu.run_guest(vcpu) once); it entered {vcpu.entered} times"
+            msg = (
+                "vcpu_run must enter the guest exactly once (call cpu.run_guest(vcpu) once); "
+                f"it entered {vcpu.entered} times"
+            )
             raise ContractError("vcpu_run enters the guest once", msg)
         if cpu.el != 2 or cpu.actor != "hyp":
             msg = f"vcpu_run must return at EL2 as the hypervisor; it returned at EL{cpu.el} as {cpu.actor}"
@@ -205,7 +209,10 @@ class System:
         if result is None:
             result = ExitReason("unknown")
         if not isinstance(result, ExitReason):
-            msg = f"vcpu_run must return an ExitReason (the value cpu.run_guest gave) or None; it returned {result!r}"
+            msg = (
+                "vcpu_run must return an ExitReason (the value cpu.run_guest gave) or None; "
+                f"it returned {result!r}"
+            )
             raise ContractError("vcpu_run returns the exit reason", msg)
         return result
 

@@ -85,7 +85,7 @@ class Event:
             return self.where
         if k in (Kind.ENTRY, Kind.GUEST, Kind.EXIT, Kind.RETURN, Kind.CODE, Kind.EXCEPTION, Kind.ERET):
             return f"{k.value} {self.where}".rstrip()
-        return k.value
+        return str(k.value)
 
 
 def _bit_names(register: str, mask: int) -> str:
