@@ -1,0 +1,886 @@
+"""Tests of the rule catalogue: each rule catches a broken world switch; the reference passes them all."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from pytest_spekvm import rules
+from pytest_spekvm.reference import registers as R
+from pytest_spekvm.reference import switch as S
+from pytest_spekvm.reference.chooser import Chooser, EagerChooser, RandomChooser, WorstCaseChooser
+from pytest_spekvm.reference.cpu import CPU, PMBIDR_P, PMBLIMITR_E
+from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
+from pytest_spekvm.reference.system import HCR_HOST_NVHE, HCR_HOST_VHE, System
+from pytest_spekvm.reference.trace import Kind, Trace
+from pytest_spekvm.reference.vcpu import ExitReason, GuestAccess, GuestCode, GuestExit, Vcpu
+
+RULE_IDS = (
+    "RES0",
+    "TRAP-COND",
+    "UNDEF",
+    "DRAIN-ORDER",
+    "RESTORE-ORDER",
+    "HOST-STATE",
+    "ISOLATION",
+    "NO-LOSS",
+    "LEAN",
+)
+
+# ------------------------------------------------------------------ CPUs
+
+NVHE = Features()
+VHE = Features(vhe=True)
+NO_SPE = Features(spe=SpeLevel.NONE)
+OWNED = Features(spe_owned_by_higher_el=True)
+
+
+def _cpu(vhe: bool, spe: SpeLevel, p: bool, pmu: PmuLevel) -> Features:
+    return Features(
+        vhe=vhe, spe=spe, spe_owned_by_higher_el=p, pmu=pmu, pmu_counters=0 if pmu == PmuLevel.NONE else 6
+    )
+
+
+# VHE/nVHE x SPE levels x PMBIDR_EL1.P (only with SPE) x PMU none/v3/v3p7.
+GRID = [
+    _cpu(vhe, spe, p, pmu)
+    for vhe in (False, True)
+    for spe in (SpeLevel.NONE, SpeLevel.SPE, SpeLevel.V1P2, SpeLevel.V1P4)
+    for p in ((False,) if spe == SpeLevel.NONE else (False, True))
+    for pmu in (PmuLevel.NONE, PmuLevel.V3, PmuLevel.V3P7)
+]
+
+# ------------------------------------------------------------------ host scenarios
+
+Scenario = Callable[[System], None]
+
+
+def plain(s: System) -> None:
+    """Profiling on: host code, runs of both vcpus, host user space in between."""
+    s.enable_profiling()
+    s.host_run(3)
+    s.run_vcpu(0, [GuestCode(2)])
+    s.host_run(2, el0=True)
+    s.run_vcpu(1)
+    s.run_vcpu(0, [GuestCode(1), GuestExit("hvc")])
+    s.finish()
+
+
+def toggle(s: System) -> None:
+    """Profiling off, on, paused, on again (user space only), off, on, between runs."""
+    s.run_vcpu(0)
+    s.enable_profiling()
+    s.host_run(2)
+    s.run_vcpu(1)
+    s.pause_sampling()
+    s.host_run(1)
+    s.run_vcpu(0)
+    s.enable_profiling(pmscr=0b01)
+    s.host_run(2, el0=True)
+    s.run_vcpu(0)
+    s.disable_profiling()
+    s.run_vcpu(1)
+    s.enable_profiling()
+    s.host_run(1)
+    s.run_vcpu(0)
+    s.finish()
+
+
+def guest_access(s: System) -> None:
+    """Guests try the sampling controls and the buffer registers, reading and writing."""
+    s.enable_profiling()
+    s.host_run(2)
+    s.run_vcpu(0, [GuestCode(1), GuestAccess("PMSCR_EL1")])
+    s.run_vcpu(0, [GuestAccess("PMBLIMITR_EL1", write=True, value=1)])
+    s.run_vcpu(1, [GuestAccess("PMSIDR_EL1"), GuestAccess("PMBIDR_EL1")])
+    s.run_vcpu(1, [GuestAccess("PMSCR_EL1", write=True, value=0b11), GuestCode(1)])
+    s.finish()
+
+
+def fill(s: System) -> None:
+    """The host fills its buffer (256 records fit), takes the interrupt, and fills it again."""
+    s.enable_profiling()
+    s.host_run(300)
+    s.run_vcpu(0)
+    s.handle_buffer_irq()
+    s.host_run(5)
+    s.run_vcpu(1)
+    s.host_run(260)
+    s.run_vcpu(0)
+    s.handle_buffer_irq()
+    s.host_run(1)
+    s.finish()
+
+
+def idle(s: System) -> None:
+    """Boot only: no window, no record, no guest."""
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "plain": plain,
+    "toggle": toggle,
+    "guest_access": guest_access,
+    "fill": fill,
+}
+
+
+def _run(
+    switch: S.ReferenceSwitch, features: Features, scenario: Scenario, chooser: Chooser | None = None
+) -> System:
+    system = System(features, switch, chooser if chooser is not None else WorstCaseChooser())
+    scenario(system)
+    return system
+
+
+def _judge(system: System) -> dict[str, rules.Judgement]:
+    return rules.judge_all(system.cpu.trace, system.features)
+
+
+def _failing(system: System) -> set[str]:
+    return {rid for rid, j in _judge(system).items() if not j.passed}
+
+
+# ------------------------------------------------------------------ broken switches, built from steps
+
+Step = Callable[[CPU, Vcpu, int], None]
+
+
+def _step(fn: Callable[[CPU, Vcpu], None]) -> Step:
+    """A reference step that does not need the host's MDCR_EL2."""
+    return lambda cpu, vcpu, host: fn(cpu, vcpu)
+
+
+def _nvhe(fn: Step) -> Step:
+    """Run `fn` only on nVHE, as the reference does with its SPE save and restore."""
+    return lambda cpu, vcpu, host: None if cpu.features.vhe else fn(cpu, vcpu, host)
+
+
+SAVE_HOST = _step(S.save_host_sysregs)
+SAVE_SPE = _nvhe(_step(S.debug_save_spe_nvhe))
+ACTIVATE = _step(S.activate_traps)
+ACTIVATE_VM = _step(S.activate_vm)
+GUEST_SYSREGS = _step(S.restore_guest_sysregs)
+SAVE_GUEST = _step(S.save_guest_sysregs)
+DEACTIVATE: Step = S.deactivate_traps
+DEACTIVATE_VM = _step(S.deactivate_vm)
+HOST_SYSREGS = _step(S.restore_host_sysregs)
+RESTORE_SPE = _nvhe(_step(S.debug_restore_spe))
+REF_ENTRY = (SAVE_HOST, SAVE_SPE, ACTIVATE, ACTIVATE_VM, GUEST_SYSREGS)
+REF_EXIT = (SAVE_GUEST, DEACTIVATE, DEACTIVATE_VM, HOST_SYSREGS, RESTORE_SPE)
+
+
+class Composed(S.ReferenceSwitch):
+    """A world switch made of steps: `entry` before the guest runs, `exit` after it."""
+
+    def __init__(
+        self,
+        entry: Sequence[Step] = REF_ENTRY,
+        exit_: Sequence[Step] = REF_EXIT,
+        setup: Callable[[CPU, Vcpu, int], None] = S.setup_debug,
+    ) -> None:
+        super().__init__()
+        self.entry, self.exit, self.setup = entry, exit_, setup
+
+    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        """The vcpu's MDCR_EL2, by `setup`."""
+        self._host_mdcr_el2 = host_mdcr_el2
+        self.setup(cpu, vcpu, host_mdcr_el2)
+
+    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+        """The entry steps, the guest, the exit steps."""
+        for step in self.entry:
+            step(cpu, vcpu, self._host_mdcr_el2)
+        reason = cpu.run_guest(vcpu)
+        for step in self.exit:
+            step(cpu, vcpu, self._host_mdcr_el2)
+        return reason
+
+
+def _replace(steps: Sequence[Step], old: Step, *new: Step) -> tuple[Step, ...]:
+    out: list[Step] = []
+    for step in steps:
+        out.extend(new if step is old else (step,))
+    return tuple(out)
+
+
+def _setup_with(extra: int, drop: int = 0) -> Callable[[CPU, Vcpu, int], None]:
+    """kvm_arm_setup_debug, then OR in `extra` and clear `drop` in the vcpu's MDCR_EL2."""
+
+    def setup(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+        S.setup_debug(cpu, vcpu, host)
+        vcpu.mdcr_el2 = (vcpu.mdcr_el2 | extra) & ~drop
+
+    return setup
+
+
+def _deactivate_rfc_nvhe(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+    """The RFC's __deactivate_traps_nvhe: HPMN kept, E2PB = 0b11 whether or not SPE exists."""
+    cpu.msr("HCR_EL2", HCR_HOST_NVHE)
+    cpu.msr("MDCR_EL2", cpu.mrs("MDCR_EL2") & S.MDCR_HPMN_MASK | S.MDCR_E2PB_MASK)
+
+
+def _deactivate_pre_patch(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+    """Before the RFC: the host's MDCR_EL2 is rebuilt from HPMN alone, dropping its E2PB."""
+    cpu.msr("HCR_EL2", HCR_HOST_VHE if cpu.features.vhe else HCR_HOST_NVHE)
+    cpu.msr("MDCR_EL2", cpu.mrs("MDCR_EL2") & S.MDCR_HPMN_MASK)
+
+
+LIVE_CHECKS = ("spe", "p", "e")
+
+
+def _drain(
+    order: str, checks: Sequence[str] = LIVE_CHECKS, save_area: bool = True, vhe_too: bool = False
+) -> Step:
+    """The nVHE save: the liveness `checks` it makes, then its links in `order`.
+
+    Checks: 'spe' (ID_AA64DFR0_EL1.PMSVer), 'p' (PMBIDR_EL1.P), 'e' (PMBLIMITR_EL1.E). Links:
+    'msr', 'isb', 'psb', 'dsb[:domain]', 'reenable' (PMSCR_EL1 back), 'disable' (PMBLIMITR_EL1 off).
+    """
+
+    def save(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+        if save_area:
+            vcpu.host_debug_state["pmscr_el1"] = 0
+        if "spe" in checks and not S.has_spe(cpu):
+            return
+        if "p" in checks and cpu.mrs("PMBIDR_EL1") & PMBIDR_P:
+            return
+        if "e" in checks and not cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E:
+            return
+        pmscr = cpu.mrs("PMSCR_EL1")
+        vcpu.host_debug_state["pmscr_el1"] = pmscr
+        for link in order.split():
+            name, _, domain = link.partition(":")
+            if name == "msr":
+                cpu.msr("PMSCR_EL1", 0)
+            elif name == "reenable":
+                cpu.msr("PMSCR_EL1", pmscr)
+            elif name == "isb":
+                cpu.isb()
+            elif name == "psb":
+                cpu.psb_csync()
+            elif name == "dsb":
+                cpu.dsb(domain or "nsh")
+            elif name == "disable":
+                vcpu.host_debug_state["pmblimitr_el1"] = cpu.mrs("PMBLIMITR_EL1")
+                cpu.msr("PMBLIMITR_EL1", 0)
+
+    return save if vhe_too else _nvhe(save)
+
+
+def _restore(sync: bool = True, always: bool = False, vhe_too: bool = False) -> Step:
+    """__debug_restore_spe: `sync` issues the ISB, `always` writes even an unchanged PMSCR_EL1."""
+
+    def restore(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+        limit = vcpu.host_debug_state.pop("pmblimitr_el1", None)
+        if limit is not None:
+            cpu.msr("PMBLIMITR_EL1", limit)
+        pmscr = vcpu.host_debug_state.get("pmscr_el1", 0)
+        if not pmscr and not always:
+            return
+        if sync:
+            cpu.isb()
+        cpu.msr("PMSCR_EL1", pmscr)
+
+    return restore if vhe_too else _nvhe(restore)
+
+
+def _paused_run(s: System) -> None:
+    """The host pauses sampling but leaves its buffer enabled, then runs a vcpu."""
+    s.enable_profiling()
+    s.host_run(2)
+    s.pause_sampling()
+    s.run_vcpu(0)
+    s.finish()
+
+
+def _off_then_on(s: System) -> None:
+    """A run with profiling on, then one with it off: a stale save area shows on the second."""
+    s.enable_profiling()
+    s.host_run(1)
+    s.run_vcpu(0)
+    s.disable_profiling()
+    s.run_vcpu(0)
+
+
+def _profiling_off(s: System) -> None:
+    """Runs with the host's buffer never enabled."""
+    s.run_vcpu(0)
+    s.run_vcpu(1)
+
+
+TPMS = R.bits("MDCR_EL2", TPMS=1)
+E2PB_EL1 = R.bits("MDCR_EL2", E2PB=0b11)
+MDCR_BIT16 = 1 << 16  # MDCR_EL2 bit 16: RES0 on every CPU (DESIGN.md section 2)
+
+# id: (switch, CPU, scenario, chooser, the rules that fail: exactly these)
+BROKEN: dict[str, tuple[Callable[[], S.ReferenceSwitch], Features, Scenario, Chooser, set[str]]] = {
+    # The review's finding: TPMS set whether or not the CPU has SPE.
+    "tpms-without-spe": (
+        lambda: Composed(setup=_setup_with(TPMS)),
+        NO_SPE,
+        plain,
+        WorstCaseChooser(),
+        {"RES0", "TRAP-COND"},
+    ),
+    # The RFC's __deactivate_traps_nvhe: E2PB written on a CPU without SPE, and kept as host state.
+    "rfc-deactivate-e2pb": (
+        lambda: Composed(exit_=_replace(REF_EXIT, DEACTIVATE, _deactivate_rfc_nvhe)),
+        NO_SPE,
+        plain,
+        WorstCaseChooser(),
+        {"RES0", "TRAP-COND", "HOST-STATE"},
+    ),
+    "always-res0-bit": (
+        lambda: Composed(setup=_setup_with(MDCR_BIT16)),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"RES0"},
+    ),
+    "guest-without-tpms": (
+        lambda: Composed(setup=_setup_with(0, drop=TPMS)),
+        NVHE,
+        guest_access,
+        WorstCaseChooser(),
+        {"TRAP-COND", "ISOLATION"},
+    ),
+    "guest-owns-buffer": (
+        lambda: Composed(setup=_setup_with(E2PB_EL1)),
+        VHE,
+        guest_access,
+        WorstCaseChooser(),
+        {"TRAP-COND", "ISOLATION", "HOST-STATE"},  # the guest's write to PMBLIMITR_EL1 lands
+    ),
+    "save-without-spe-check": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb", checks=("p", "e")))),
+        NO_SPE,
+        plain,
+        WorstCaseChooser(),
+        {"UNDEF"},
+    ),
+    "save-ignores-pmbidr-p": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb", checks=("spe", "e")))),
+        OWNED,
+        plain,
+        WorstCaseChooser(),
+        {"UNDEF"},
+    ),
+    "no-drain": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE)),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"DRAIN-ORDER", "ISOLATION"},
+    ),
+    "drain-without-isb": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr psb dsb"))),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"DRAIN-ORDER"},
+    ),
+    "drain-with-load-dsb": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb:nshld"))),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"DRAIN-ORDER"},
+    ),
+    "drain-after-traps": (
+        # The drain's own ISB puts the guest's E2PB in force before its PSB CSYNC translates.
+        lambda: Composed(entry=(SAVE_HOST, ACTIVATE, SAVE_SPE, ACTIVATE_VM, GUEST_SYSREGS)),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"DRAIN-ORDER", "ISOLATION"},
+    ),
+    "sampling-back-on-before-eret": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb reenable"))),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"DRAIN-ORDER", "ISOLATION"},
+    ),
+    "restore-before-host-tables": (
+        lambda: Composed(exit_=(SAVE_GUEST, DEACTIVATE, DEACTIVATE_VM, RESTORE_SPE, HOST_SYSREGS)),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"RESTORE-ORDER"},
+    ),
+    "restore-without-isb": (
+        lambda: Composed(exit_=_replace(REF_EXIT, RESTORE_SPE, _restore(sync=False))),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"RESTORE-ORDER"},
+    ),
+    "forgets-restore": (
+        lambda: Composed(exit_=_replace(REF_EXIT, RESTORE_SPE)),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"HOST-STATE"},
+    ),
+    "pre-patch-mdcr": (
+        lambda: Composed(exit_=_replace(REF_EXIT, DEACTIVATE, _deactivate_pre_patch)),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"HOST-STATE", "RESTORE-ORDER", "ISOLATION"},
+    ),
+    # The RFC's save returns early without clearing its save area: the next restore is stale.
+    "stale-save-area": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb", save_area=False))),
+        NVHE,
+        _off_then_on,
+        WorstCaseChooser(),
+        {"HOST-STATE", "LEAN"},
+    ),
+    "disables-buffer-instead-of-draining": (
+        lambda: Composed(
+            entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb disable isb psb dsb")),
+            exit_=_replace(REF_EXIT, RESTORE_SPE, _restore()),
+        ),
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"NO-LOSS"},
+    ),
+    "vhe-runs-the-nvhe-save": (
+        lambda: Composed(
+            entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb", vhe_too=True)),
+            exit_=_replace(REF_EXIT, RESTORE_SPE, _restore(vhe_too=True)),
+        ),
+        VHE,
+        plain,
+        WorstCaseChooser(),
+        {"LEAN"},
+    ),
+    "drains-an-idle-buffer": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb", checks=("spe", "p")))),
+        NVHE,
+        _profiling_off,
+        WorstCaseChooser(),
+        {"LEAN"},
+    ),
+    "restores-an-unchanged-pmscr": (
+        lambda: Composed(exit_=_replace(REF_EXIT, RESTORE_SPE, _restore(always=True))),
+        NVHE,
+        _paused_run,
+        WorstCaseChooser(),
+        {"LEAN"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_switch_fails_exactly_its_rules(case: str) -> None:
+    """Each broken world switch fails the rules its defect breaks, and no others."""
+    make, features, scenario, chooser, expected = BROKEN[case]
+    assert expected == _failing(_run(make(), features, scenario, chooser))
+
+
+def test_every_rule_is_caught_by_some_broken_switch() -> None:
+    """Every rule of the catalogue has at least one broken switch above that fails it."""
+    caught = set().union(*(expected for *_, expected in BROKEN.values()))
+    assert set(RULE_IDS) == caught
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_violations_point_inside_the_trace_and_are_exercised(case: str) -> None:
+    """A violation names its rule and an event of the trace, and a rule that found one counts as exercised."""
+    make, features, scenario, chooser, _ = BROKEN[case]
+    system = _run(make(), features, scenario, chooser)
+    n = len(system.cpu.trace)
+    for rid, judgement in _judge(system).items():
+        for v in judgement.violations:
+            assert (rid, True) == (v.rule, 0 <= v.event < n)
+            assert judgement.exercised
+            assert v.message
+
+
+# ------------------------------------------------------------------ the reference passes
+
+
+def _chooser(name: str, seed: int) -> Chooser:
+    if name == "worst":
+        return WorstCaseChooser()
+    return EagerChooser() if name == "eager" else RandomChooser(seed)
+
+
+@pytest.mark.parametrize("chooser", ["worst", "eager", "random"])
+@pytest.mark.parametrize("features", GRID, ids=str)
+def test_reference_passes_every_rule(features: Features, chooser: str) -> None:
+    """The reference passes every rule on every CPU of the grid, in every scenario, under each chooser."""
+    failures: dict[str, list[str]] = {}
+    for seed, (name, scenario) in enumerate(SCENARIOS.items()):
+        pick = _chooser(chooser, seed)
+        for rid, j in _judge(_run(S.ReferenceSwitch(), features, scenario, pick)).items():
+            if j.violations:
+                failures[f"{name}/{rid}"] = [v.message for v in j.violations]
+    assert {} == failures
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_reference_passes_under_random_timings(seed: int) -> None:
+    """The reference passes every rule whatever a seeded random chooser decides, on the busiest CPUs."""
+    for features in (NVHE, VHE):
+        for scenario in SCENARIOS.values():
+            assert set() == _failing(_run(S.ReferenceSwitch(), features, scenario, RandomChooser(seed)))
+
+
+@pytest.mark.parametrize("features", [NVHE, VHE], ids=str)
+def test_fill_scenario_fills_the_buffer_and_restarts_it(features: Features) -> None:
+    """The fill scenario really stops the buffer (PMBSR_EL1.S by the PE) and the host really restarts it."""
+    system = _run(S.ReferenceSwitch(), features, fill, EagerChooser())
+    trace = system.cpu.trace
+    stops = [e for e in trace if e.kind is Kind.HW and e.register == "PMBSR_EL1"]
+    restarts = [e for e in trace if e.kind is Kind.MSR and e.register == "PMBSR_EL1" and e.value == 0]
+    windows = list(zip(trace.of(Kind.ENTRY), trace.of(Kind.RETURN), strict=True))
+    in_window = [e.seq for e in stops if any(entry.seq < e.seq < back.seq for entry, back in windows)]
+    assert (2, 3, True) == (len(stops), len(restarts), any(e.kind is Kind.FULL for e in trace))
+    assert in_window, "HOST-STATE must see the PE stop the buffer inside a window"
+
+
+# ------------------------------------------------------------------ exercised, honestly
+
+EXERCISING: dict[str, tuple[Features, Scenario]] = {
+    "RES0": (NVHE, plain),
+    "TRAP-COND": (NVHE, guest_access),
+    "UNDEF": (NO_SPE, plain),
+    "DRAIN-ORDER": (NVHE, plain),
+    "RESTORE-ORDER": (NVHE, plain),
+    "HOST-STATE": (VHE, plain),
+    "ISOLATION": (VHE, plain),
+    "NO-LOSS": (VHE, plain),
+    "LEAN": (NVHE, _profiling_off),
+}
+
+
+@pytest.mark.parametrize("rule_id", RULE_IDS)
+def test_rule_is_exercised_by_a_scenario_made_for_it(rule_id: str) -> None:
+    """Each rule reports itself exercised, and passed, on a reference run that meets its precondition."""
+    features, scenario = EXERCISING[rule_id]
+    judgement = rules.BY_ID[rule_id].judge(_run(S.ReferenceSwitch(), features, scenario).cpu.trace, features)
+    assert (rule_id, True, True) == (judgement.rule, judgement.exercised, judgement.passed)
+
+
+@pytest.mark.parametrize("rule_id", RULE_IDS)
+@pytest.mark.parametrize("features", [NVHE, VHE, NO_SPE, OWNED], ids=str)
+def test_rule_is_never_exercised_by_boot_alone(rule_id: str, features: Features) -> None:
+    """On a trace of the boot alone, every rule says it was never exercised rather than passing silently."""
+    trace = _run(S.ReferenceSwitch(), features, idle).cpu.trace
+    assert rules.Judgement(rule_id, False, ()) == rules.BY_ID[rule_id].judge(trace, features)
+
+
+@pytest.mark.parametrize("rule_id", RULE_IDS)
+def test_rule_is_never_exercised_by_an_empty_trace(rule_id: str) -> None:
+    """An empty trace exercises no rule."""
+    assert rules.Judgement(rule_id, False, ()) == rules.BY_ID[rule_id].judge(Trace(), NVHE)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "features", "scenario"),
+    [
+        ("DRAIN-ORDER", VHE, plain),  # the VHE host's buffer never changes translation
+        ("DRAIN-ORDER", NVHE, _profiling_off),  # no live buffer to drain
+        ("DRAIN-ORDER", OWNED, plain),  # the buffer is EL3's
+        ("RESTORE-ORDER", VHE, plain),
+        ("RESTORE-ORDER", NVHE, _paused_run),  # sampling was off: nothing to turn back on
+        ("TRAP-COND", NVHE, plain),  # the guest never tried an SPE register
+        ("UNDEF", NVHE, plain),  # every SPE access is defined on this CPU
+        ("NO-LOSS", NVHE, _profiling_off),  # the host produced no record
+        ("NO-LOSS", NO_SPE, plain),
+        ("ISOLATION", NO_SPE, plain),  # no record and no guest SPE access
+    ],
+    ids=lambda v: v if isinstance(v, str) else getattr(v, "__name__", None),
+)
+def test_rule_is_not_exercised_without_its_precondition(
+    rule_id: str, features: Features, scenario: Scenario
+) -> None:
+    """A rule whose precondition never occurs on a run says so, even though the run has windows."""
+    trace = _run(S.ReferenceSwitch(), features, scenario).cpu.trace
+    assert rules.Judgement(rule_id, False, ()) == rules.BY_ID[rule_id].judge(trace, features)
+
+
+# ------------------------------------------------------------------ messages
+
+
+def _messages(case: str, rule_id: str) -> list[str]:
+    make, features, scenario, chooser, _ = BROKEN[case]
+    system = _run(make(), features, scenario, chooser)
+    return [v.message for v in rules.BY_ID[rule_id].judge(system.cpu.trace, features).violations]
+
+
+def test_res0_message_names_the_field_and_the_feature() -> None:
+    """RES0 names the bit, its field and the feature it needs, as the DESIGN.md counterexample does."""
+    assert (
+        "msr MDCR_EL2 <- 0x4c66 by hyp: bit 14 (TPMS) is RES0 without FEAT_SPE (expected 0xc66, got 0x4c66)"
+        == (_messages("tpms-without-spe", "RES0")[0])
+    )
+
+
+def test_res0_message_names_always_res0_bits() -> None:
+    """A bit no feature brings is named as RES0 on every CPU."""
+    assert (
+        "msr MDCR_EL2 <- 0x14c66 by hyp: bit 16 is RES0 on every CPU (expected 0x4c66, got 0x14c66)"
+        == (_messages("always-res0-bit", "RES0")[0])
+    )
+
+
+def test_rfc_findings_show_under_res0_and_trap_cond() -> None:
+    """The review's TPMS finding is reported by both RES0 and TRAP-COND, at the same MSR."""
+    make, features, scenario, chooser, _ = BROKEN["tpms-without-spe"]
+    trace = _run(make(), features, scenario, chooser).cpu.trace
+    res0 = rules.BY_ID["RES0"].judge(trace, features).violations
+    trap = rules.BY_ID["TRAP-COND"].judge(trace, features).violations
+    assert [v.event for v in res0] == [v.event for v in trap]
+    assert (
+        "sets SPE trap controls on a CPU without FEAT_SPE (expected TPMS=0, E2PB=0b00, got TPMS=1, E2PB=0b00)"
+        in (trap[0].message)
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        (
+            "no-drain",
+            "no msr PMSCR_EL1 clearing E0SPE and E1SPE, before the msr HCR_EL2 <- 0x8008003b (VM 0 -> 1)",
+        ),
+        ("drain-without-isb", "no ISB between the msr PMSCR_EL1 <- 0x0 at #"),
+        ("drain-with-load-dsb", "waits for loads only"),
+        ("drain-after-traps", "no msr PMSCR_EL1 clearing E0SPE and E1SPE, before the msr HCR_EL2"),
+        ("sampling-back-on-before-eret", "msr PMSCR_EL1 <- 0x3 at #"),
+    ],
+)
+def test_drain_order_message_names_the_missing_link(case: str, fragment: str) -> None:
+    """DRAIN-ORDER says which link of the chain is missing, and before which translation change."""
+    message = _messages(case, "DRAIN-ORDER")[0]
+    assert (True, True) == (
+        fragment in message,
+        "changed the translation of the host's live buffer" in message,
+    )
+
+
+def test_drain_order_points_at_the_translation_change() -> None:
+    """The violation's event is the translation change that came too early."""
+    make, features, scenario, chooser, _ = BROKEN["drain-after-traps"]
+    trace = _run(make(), features, scenario, chooser).cpu.trace
+    event = trace[rules.BY_ID["DRAIN-ORDER"].judge(trace, features).violations[0].event]
+    assert (Kind.MSR, "HCR_EL2") == (event.kind, event.register)
+
+
+def test_drain_order_no_isb_names_both_neighbours() -> None:
+    """A missing ISB is placed between the PMSCR_EL1 write and the PSB CSYNC that followed it."""
+    make, features, scenario, chooser, _ = BROKEN["drain-without-isb"]
+    trace = _run(make(), features, scenario, chooser).cpu.trace
+    message = rules.BY_ID["DRAIN-ORDER"].judge(trace, features).violations[0].message
+    msr = next(e for e in trace if e.kind is Kind.MSR and e.register == "PMSCR_EL1" and e.actor == "hyp")
+    psb = next(e for e in trace if e.kind is Kind.PSB and e.actor == "hyp")
+    assert message.startswith(
+        f"no ISB between the msr PMSCR_EL1 <- 0x0 at #{msr.seq} and the PSB CSYNC at #{psb.seq}"
+    )
+
+
+def test_restore_order_message_names_what_is_not_back() -> None:
+    """RESTORE-ORDER names each part of the host's translation still the guest's."""
+    message = _messages("restore-before-host-tables", "RESTORE-ORDER")[0]
+    assert "turns host sampling back on before the host's translation is back: TTBR0_EL1=0x1008000" in message
+
+
+def test_host_state_message_names_register_values_and_last_write() -> None:
+    """HOST-STATE names the register, expected and actual values, and the last software write to it."""
+    message = _messages("forgets-restore", "HOST-STATE")[0]
+    assert (True, True) == (
+        "PMSCR_EL1 expected 0x3 (its value at entry #" in message,
+        "got 0x0; last software write: msr PMSCR_EL1 <- 0x0 by hyp at #" in message,
+    )
+
+
+def test_isolation_message_names_record_origin_and_regime() -> None:
+    """ISOLATION says which record, who was sampled, where it landed and through which tables."""
+    message = _messages("no-drain", "ISOLATION")[0]
+    assert "while host ran) was written at #" in message
+    assert "to hypervisor (PA 0x2000000000) via EL2 stage 1 (TTBR0_EL2=0x30000)" in message
+
+
+def test_no_loss_message_names_who_disabled_the_buffer() -> None:
+    """NO-LOSS says the record was discarded because the hypervisor, not the host, disabled the buffer."""
+    message = _messages("disables-buffer-instead-of-draining", "NO-LOSS")[0]
+    assert "collected while the host ran" in message
+    assert "discarded (buffer disabled by hyp)" in message
+
+
+# ------------------------------------------------------------------ hand-made traces for edge cases
+
+
+def _trace(*events: tuple[str, int, Kind, dict[str, object]]) -> Trace:
+    trace = Trace()
+    for actor, el, kind, kw in events:
+        trace.add(actor, el, kind, **kw)
+    return trace
+
+
+def test_no_loss_allows_full_buffer_and_host_disable() -> None:
+    """A host record meeting a full buffer, or discarded because the host disabled its buffer, is no loss."""
+    trace = _trace(
+        ("host", 1, Kind.RECORD, {"record": 0}),
+        ("host", 1, Kind.RECORD, {"record": 1}),
+        ("pe", 1, Kind.FULL, {"record": 0, "where": "buffer full"}),
+        ("pe", 1, Kind.DISCARD, {"record": 1, "where": "buffer disabled by host"}),
+    )
+    assert rules.Judgement("NO-LOSS", True, ()) == rules.BY_ID["NO-LOSS"].judge(trace, NVHE)
+
+
+def test_no_loss_reports_a_fault() -> None:
+    """A host record whose write faults is lost."""
+    trace = _trace(
+        ("host", 1, Kind.RECORD, {"record": 0}),
+        ("pe", 1, Kind.FAULT, {"record": 0, "where": "stage 2 translation fault via EL1&0"}),
+    )
+    assert [1] == [v.event for v in rules.BY_ID["NO-LOSS"].judge(trace, NVHE).violations]
+
+
+def test_drain_order_accepts_other_instructions_between_links_and_one_wide_dsb() -> None:
+    """Links may have other events between them, and a DSB SY serves as well as a DSB NSH."""
+    trace = _trace(
+        ("boot", 2, Kind.MSR, {"register": "PMBLIMITR_EL1", "value": 1}),
+        ("host", 1, Kind.ENTRY, {}),
+        ("hyp", 2, Kind.MSR, {"register": "PMSCR_EL1", "value": 0}),
+        ("hyp", 2, Kind.MRS, {"register": "TTBR0_EL1"}),
+        ("hyp", 2, Kind.ISB, {}),
+        ("hyp", 2, Kind.ISB, {}),
+        ("hyp", 2, Kind.PSB, {}),
+        ("hyp", 2, Kind.MSR, {"register": "HCR_EL2", "value": 0}),  # VM unchanged: no translation change
+        ("hyp", 2, Kind.DSB, {"where": "sy"}),
+        ("hyp", 2, Kind.MSR, {"register": "VTTBR_EL2", "value": 5}),
+    )
+    assert rules.Judgement("DRAIN-ORDER", True, ()) == rules.BY_ID["DRAIN-ORDER"].judge(trace, NVHE)
+
+
+def test_drain_order_rejects_an_isb_that_came_before_the_write() -> None:
+    """An ISB before the PMSCR_EL1 write does not synchronise it, and the message says it came too early."""
+    trace = _trace(
+        ("boot", 2, Kind.MSR, {"register": "PMBLIMITR_EL1", "value": 1}),
+        ("host", 1, Kind.ENTRY, {}),
+        ("hyp", 2, Kind.ISB, {}),
+        ("hyp", 2, Kind.MSR, {"register": "PMSCR_EL1", "value": 0}),
+        ("hyp", 2, Kind.PSB, {}),
+        ("hyp", 2, Kind.DSB, {"where": "nsh"}),
+        ("hyp", 2, Kind.ERET, {"where": "into guest 0"}),
+    )
+    (violation,) = rules.BY_ID["DRAIN-ORDER"].judge(trace, NVHE).violations
+    assert 6 == violation.event
+    assert violation.message.startswith(
+        "no ISB between the msr PMSCR_EL1 <- 0x0 at #3 and the PSB CSYNC at #4 (the ISB at #2 came too early)"
+    )
+
+
+def test_undef_reports_a_buffer_access_while_p_is_set_even_if_it_completed() -> None:
+    """A buffer register other than PMBIDR_EL1 touched while P=1 breaks UNDEF, whatever the model answered."""
+    trace = _trace(
+        ("hyp", 2, Kind.MRS, {"register": "PMBPTR_EL1"}), ("hyp", 2, Kind.MRS, {"register": "PMBIDR_EL1"})
+    )
+    assert [0] == [v.event for v in rules.BY_ID["UNDEF"].judge(trace, OWNED).violations]
+
+
+# ------------------------------------------------------------------ register replay
+
+
+@pytest.mark.parametrize(
+    "features", [NVHE, VHE, NO_SPE, OWNED, Features(spe=SpeLevel.V1P4, vhe=True)], ids=str
+)
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_replay_ends_where_the_cpu_does(features: Features, name: str) -> None:
+    """Replaying a trace's events gives every register the value the CPU holds at the end."""
+    cpu = _run(S.ReferenceSwitch(), features, SCENARIOS[name], EagerChooser()).cpu
+    final = rules.registers_after(cpu.trace, features, len(cpu.trace) - 1)
+    assert {r.name: cpu.peek(r.name) for r in R.REGISTERS} == final
+
+
+def test_replay_yields_the_state_after_each_event() -> None:
+    """`replay` gives, at each event, what `registers_after` gives for that event's seq."""
+    trace = _run(S.ReferenceSwitch(), NVHE, plain).cpu.trace
+    for event, values in rules.replay(trace, NVHE):
+        if event.kind in (Kind.ENTRY, Kind.RETURN):
+            assert rules.registers_after(trace, NVHE, event.seq) == dict(values)
+
+
+@pytest.mark.parametrize("features", GRID[::5], ids=str)
+def test_res0_judged_from_the_table_agrees_with_the_model(features: Features) -> None:
+    """The RES0 bits the rule computes from the register table are the ones the model recorded on each MSR."""
+    make = BROKEN["tpms-without-spe"][0]
+    trace = _run(make(), features, guest_access).cpu.trace
+    masks = {r.name: r.res0_mask(features) for r in R.REGISTERS}
+    assert [e.res0 for e in trace if e.kind is Kind.MSR] == [
+        e.value & masks[e.register] for e in trace if e.kind is Kind.MSR
+    ]
+
+
+# ------------------------------------------------------------------ the catalogue
+
+
+def test_catalogue_ids_and_order() -> None:
+    """The catalogue holds the nine rules of DESIGN.md section 4, by their stable ids, in order."""
+    assert RULE_IDS == tuple(rule.id for rule in rules.RULES)
+    assert list(RULE_IDS) == list(rules.BY_ID)
+
+
+def test_catalogue_families_cover_every_rule_once() -> None:
+    """Each rule belongs to exactly one suite family, and the families are the suite's files."""
+    assert ("res0", "traps", "ordering", "host_state", "isolation", "lean") == rules.FAMILIES
+    assert sorted(RULE_IDS) == sorted(r.id for f in rules.FAMILIES for r in rules.rules_of_family(f))
+    assert ("DRAIN-ORDER", "RESTORE-ORDER") == tuple(r.id for r in rules.rules_of_family("ordering"))
+
+
+def test_unknown_family_is_refused_with_the_known_ones() -> None:
+    """Asking for a family that does not exist names the families that do."""
+    with pytest.raises(ValueError, match=r"no such family \(one of res0, traps, ordering"):
+        rules.rules_of_family("ordring")
+
+
+def test_only_lean_is_lean() -> None:
+    """LEAN is the one rule of severity LEAN; the others are correctness rules."""
+    assert {"LEAN"} == {r.id for r in rules.RULES if r.severity is rules.Severity.LEAN}
+
+
+@pytest.mark.parametrize("rule", rules.RULES, ids=lambda r: r.id)
+def test_rule_texts_are_one_line_and_sourced(rule: rules.Rule) -> None:
+    """Every rule has a one-line title and a rationale that quotes the review or names an Arm fact."""
+    assert (False, True) == ("\n" in rule.title, rule.rationale.startswith(("Review:", "Patch", "Arm:")))
+
+
+def test_judgement_passed_means_no_violation() -> None:
+    """A judgement passes exactly when it holds no violation."""
+    bad = rules.Judgement("LEAN", True, (rules.Violation("LEAN", 3, "expected none, got one"),))
+    assert (True, False) == (rules.Judgement("LEAN", True).passed, bad.passed)
+
+
+def test_rules_compare_without_their_checkers() -> None:
+    """Two rules with the same texts are equal whatever their check functions are (check is eq=False)."""
+    rule = rules.BY_ID["LEAN"]
+    twin = rules.Rule(
+        rule.id,
+        rule.title,
+        rule.rationale,
+        rule.severity,
+        rule.family,
+        lambda t, f: rules.Judgement("LEAN", False),
+    )
+    assert rule == twin
+
+
+# ------------------------------------------------------------------ cost
+
+
+def test_judging_costs_a_few_microseconds_per_event() -> None:
+    """All nine rules judge a long trace in linear time: well under 50 microseconds per event in all."""
+    trace = _run(S.ReferenceSwitch(), NVHE, fill, EagerChooser()).cpu.trace
+    start = time.perf_counter()
+    rules.judge_all(trace, NVHE)
+    per_event = (time.perf_counter() - start) / len(trace)
+    assert per_event < 50e-6, f"{per_event * 1e6:.1f} us per event over {len(trace)} events"
