@@ -1,1 +1,313 @@
+"""The pytest plugin: options, target loading, suite collection, verdict table and report header."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
 import pytest
+from hypothesis import settings
+
+from . import hookspecs
+from .reference.chooser import WorstCaseChooser
+from .rules import RULES, Rule
+from .scenario import SCRIPT, AdapterFailure, Run
+from .session import SpekvmSession
+from .space import FeatureSpace, cell_id
+from .target import Target, TargetError, entry_points, load
+
+TARGET_OPTION = "--spekvm-target"
+LIST_TARGETS_OPTION = "--spekvm-list-targets"
+TIMEOUT_OPTION = "--spekvm-timeout"
+
+
+@attrs.frozen
+class Option:
+    """One option, declared once: its command-line flag, ini twin, environment twin and default."""
+
+    flag: str
+    dest: str
+    ini: str
+    env: str
+    default: str
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        TARGET_OPTION, "spekvm_target", "spekvm_target", "SPEKVM_TARGET", "",
+        "implementation to check: 'reference' (the built-in reference switch), an installed target "
+        "(see --spekvm-list-targets), a dotted module name, or a path to a .py file defining "
+        "spekvm_adapter. Without it the conformance suites do not run.",
+    ),
+    Option(
+        TIMEOUT_OPTION, "spekvm_timeout", "spekvm_timeout", "SPEKVM_TIMEOUT", "10",
+        "seconds one call into the adapter (setup_vcpu, vcpu_run) may take before it is reported "
+        "as hanging; 0 disables the limit.",
+    ),
+)
+
+SESSION_KEY = pytest.StashKey[SpekvmSession]()
+SUITES_DIR = Path(importlib.util.find_spec("pytest_spekvm.suites").submodule_search_locations[0]).resolve()  # type: ignore[union-attr]
+"""Where the shipped conformance suites are, whether installed or in a checkout."""
+
+# Hypothesis profiles: hypothesis' own "default" gives way to the fast default of the suites,
+# its built-in "ci" is used as it is, and "thorough" is ours.
+settings.register_profile("thorough", max_examples=400, stateful_step_count=40, deadline=None, print_blob=True)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Make the spekvm hookspecs known."""
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The spekvm option group; each option has an ini and an environment twin."""
+    group = parser.getgroup("spekvm", "pytest-spekvm: SPE world-switch conformance")
+    for opt in OPTIONS:
+        shown = opt.default or "none"
+        group.addoption(
+            opt.flag, dest=opt.dest, default=None, metavar="VALUE",
+            help=f"{opt.help} Also ini '{opt.ini}' and environment {opt.env}; default: {shown}.",
+        )
+        parser.addini(opt.ini, f"{opt.help} (same as {opt.flag})", default=opt.default)
+    group.addoption(
+        LIST_TARGETS_OPTION, action="store_true", default=False,
+        help="list the targets installed packages offer (entry-point group 'spekvm_targets') and exit.",
+    )
+
+
+def option_value(config: pytest.Config, opt: Option) -> str:
+    """The option's value: command line, then environment variable, then ini file, then default."""
+    value = config.getoption(opt.dest)
+    if value is None:
+        value = os.environ.get(opt.env)
+    if value is None:
+        value = config.getini(opt.ini)
+    return str(value or "")
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """--spekvm-list-targets: print the targets and exit."""
+    if not config.getoption("spekvm_list_targets", False):
+        return None
+    print("spekvm targets:")
+    print("  reference            the built-in reference switch (pytest_spekvm.reference.switch)")
+    for name, ep in sorted(entry_points().items()):
+        if name != "reference":
+            dist = ep.dist.name if ep.dist is not None else "?"
+            print(f"  {name:<20} {ep.value} (from {dist})")
+    print("or a dotted module name, or a path to a .py file that defines spekvm_adapter")
+    return 0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_spekvm_make_target(config: pytest.Config, spec: str) -> Target:
+    """The default target factory: 'reference', an entry point, a dotted module or a .py path."""
+    return load(spec)
+
+
+def _timeout(config: pytest.Config) -> float:
+    opt = OPTIONS[1]
+    raw = option_value(config, opt)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        msg = f"{TIMEOUT_OPTION}={raw!r} is not a number of seconds (give 0 or more, e.g. {TIMEOUT_OPTION}=10)"
+        raise pytest.UsageError(msg)
+    return value
+
+
+def _extra_rules(config: pytest.Config) -> list[Rule]:
+    extra: list[Rule] = []
+    known = {r.id for r in RULES}
+    for result in config.hook.pytest_spekvm_add_rules(config=config):
+        for rule in result or ():
+            if not isinstance(rule, Rule):
+                msg = f"pytest_spekvm_add_rules returned {rule!r}, not a pytest_spekvm.Rule (build one with Rule(id=..., title=..., rationale=..., severity=..., family=..., check=...))"
+                raise pytest.UsageError(msg)
+            if rule.id in known:
+                msg = f"pytest_spekvm_add_rules returned a rule with id {rule.id!r}, which is already taken (ids: {', '.join(sorted(known))})"
+                raise pytest.UsageError(msg)
+            known.add(rule.id)
+            extra.append(rule)
+    return extra
+
+
+def _space(config: pytest.Config, target: Target) -> FeatureSpace:
+    space = target.space
+    for narrowed in config.hook.pytest_spekvm_narrow_features(config=config, space=space):
+        if narrowed is None:
+            continue
+        if not isinstance(narrowed, FeatureSpace):
+            msg = f"pytest_spekvm_narrow_features returned {narrowed!r}, not a pytest_spekvm.FeatureSpace"
+            raise pytest.UsageError(msg)
+        try:
+            space = space.intersect(narrowed)
+        except ValueError as exc:
+            msg = f"pytest_spekvm_narrow_features left no CPU to test: {exc}"
+            raise pytest.UsageError(msg) from exc
+    return space
+
+
+def _smoke(target: Target, space: FeatureSpace, timeout: float) -> None:
+    """One setup and one run on the first cell: an adapter that cannot do even that is misused, not tested."""
+    cell = next(iter(space.cells()))
+    try:
+        run = Run.start(target, cell, WorstCaseChooser(), timeout)
+        run.do(SCRIPT[0])
+    except AdapterFailure as failure:
+        msg = f"{TARGET_OPTION}={target.spec}: the adapter breaks the contract clause {failure.clause!r} on the first run ({cell.describe()}): {failure}"
+        raise pytest.UsageError(msg) from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load and validate the target once; point collection at the shipped suites."""
+    config.addinivalue_line("markers", "spekvm: a conformance check of pytest-spekvm")
+    config.addinivalue_line("markers", "lean: a LEAN check (the review's cost remarks), not a correctness one")
+    spec = option_value(config, OPTIONS[0])
+    if not spec or config.getoption("spekvm_list_targets", False):
+        return
+    timeout = _timeout(config)
+    try:
+        target = config.hook.pytest_spekvm_make_target(config=config, spec=spec)
+    except TargetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    rules = {r.id: r for r in (*RULES, *_extra_rules(config))}
+    space = _space(config, target)
+    _smoke(target, space, timeout)
+    config.stash[SESSION_KEY] = SpekvmSession(target=target, space=space, rules=rules, timeout=timeout)
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args = [str(SUITES_DIR)]
+
+
+def session_of(config: pytest.Config) -> SpekvmSession | None:
+    """The spekvm session of this run, if a target was given."""
+    return config.stash.get(SESSION_KEY, None)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """Target, where it came from, its feature space and the hypothesis profile."""
+    session = session_of(config)
+    if session is None:
+        return None
+    target = session.target
+    version = f" {target.version}" if target.version else ""
+    return [
+        f"spekvm target: {target.name}{version} ({target.spec}) from {target.origin}",
+        f"spekvm feature space: {session.space.describe()} ({sum(1 for _ in session.space.cells())} cells)",
+        f"spekvm hypothesis profile: {settings.get_current_profile_name()}"
+        + ("" if session.profile_chosen() else " (suites use their fast default; choose with --hypothesis-profile)"),
+    ]
+
+
+def _is_suite(path: Path) -> bool:
+    try:
+        return path.resolve().parent == SUITES_DIR
+    except OSError:  # pragma: no cover - an unreadable path is simply not ours
+        return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave out the project-rules suite when no plugin or conftest added a rule."""
+    if collection_path.name == "test_project_rules.py" and _is_suite(collection_path):
+        session = session_of(config)
+        builtin = {r.id for r in RULES}
+        if session is None or all(rule_id in builtin for rule_id in session.rules):
+            return True
+    return None
+
+
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """The suites folder is a plain directory to pytest: its package is imported by name, not by path."""
+    if path.resolve() == SUITES_DIR:
+        return pytest.Dir.from_parent(parent, path=path)
+    return None
+
+
+class SuiteModule(pytest.Module):
+    """A suite file, imported as pytest_spekvm.suites.NAME wherever it lives, so it has one name."""
+
+    def _getobj(self) -> Any:
+        return importlib.import_module(f"pytest_spekvm.suites.{self.path.stem}")
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """Suite files get the SuiteModule collector."""
+    if _is_suite(module_path):
+        return SuiteModule.from_parent(parent, path=module_path)
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`spekvm_cell` runs over every discrete cell of the feature space; `spekvm_project_rule` over added rules."""
+    session = session_of(metafunc.config)
+    if "spekvm_cell" in metafunc.fixturenames:
+        cells = list(session.space.cells()) if session is not None else []
+        metafunc.parametrize("spekvm_cell", cells, ids=[cell_id(c) for c in cells])
+    if "spekvm_project_rule" in metafunc.fixturenames:
+        builtin = {r.id for r in RULES}
+        extra = [r for r in session.rules.values() if r.id not in builtin] if session is not None else []
+        metafunc.parametrize("spekvm_project_rule", [r.id for r in extra], ids=[r.id for r in extra])
+
+
+@pytest.fixture(scope="session")
+def spekvm(request: pytest.FixtureRequest) -> SpekvmSession:
+    """The spekvm session: the target, the feature space, the rules, and the checks."""
+    session = session_of(request.config)
+    if session is None:
+        pytest.skip(f"no target given: run with {TARGET_OPTION}=reference (or your own adapter)")
+    return session
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark suite items `spekvm`, and LEAN ones `lean`, so -m selects them."""
+    for item in items:
+        if _is_suite(item.path):
+            item.add_marker(pytest.mark.spekvm)
+            if "lean" in item.name:
+                item.add_marker(pytest.mark.lean)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, send the verdicts to the controller."""
+    spekvm_session = session_of(session.config)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if spekvm_session is not None and workeroutput is not None:
+        workeroutput["spekvm_verdicts"] = spekvm_session.verdicts.to_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the xdist controller, add a worker's verdicts."""
+    data = getattr(node, "workeroutput", {}).get("spekvm_verdicts")
+    spekvm_session = session_of(node.config)
+    if data and spekvm_session is not None:
+        spekvm_session.verdicts.merge(data)
+
+
+def _rule_rows(rules: Iterable[Rule]) -> list[tuple[str, str, str]]:
+    return [(r.id, r.severity.value, r.title) for r in rules]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The verdict per rule, and which feature combinations the run exercised."""
+    session = session_of(config)
+    if session is None or not session.verdicts.tallies:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", f"spekvm verdicts for {session.target.name}")
+    for line in session.verdicts.table(_rule_rows(session.rules.values())):
+        tr.write_line(line)
+    dims = session.verdicts.dimensions
+    tr.write_line(
+        f"feature combinations exercised: {len(session.verdicts.combinations)}; "
+        + "; ".join(f"{name} {{{', '.join(sorted(values))}}}" for name, values in sorted(dims.items()))
+    )

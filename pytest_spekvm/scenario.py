@@ -1,0 +1,191 @@
+"""Scenarios: the host's and guests' steps, run against an adapter on the model, with a time limit."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import attrs
+
+from .reference.chooser import Chooser
+from .reference.cpu import ModelError
+from .reference.features import Features
+from .reference.system import System
+from .reference.vcpu import ContractError, GuestAccess, GuestAction, GuestCode, GuestExit
+
+if TYPE_CHECKING:
+    from .target import Target
+
+
+@attrs.frozen
+class Step:
+    """One step of a scenario: a method of `System` and its arguments."""
+
+    op: str  # enable_profiling, disable_profiling, pause_sampling, host_run, handle_buffer_irq, setup_vcpu, run_vcpu
+    vcpu: int = 0
+    samples: int = 0
+    el0: bool = False
+    program: tuple[GuestAction, ...] = ()
+
+    def describe(self) -> str:
+        """The step as a person reads it."""
+        if self.op == "host_run":
+            return f"host runs {'user' if self.el0 else 'kernel'} code ({self.samples} samples)"
+        if self.op == "setup_vcpu":
+            return f"host sets up vcpu {self.vcpu}"
+        if self.op == "run_vcpu":
+            return f"run vcpu {self.vcpu}: guest {', '.join(_describe_action(a) for a in self.program) or 'exits at once'}"
+        return {
+            "enable_profiling": "host enables profiling (buffer, then PMSCR)",
+            "disable_profiling": "host disables profiling (drain, buffer off)",
+            "pause_sampling": "host pauses sampling (PMSCR=0, buffer left enabled)",
+            "handle_buffer_irq": "host handles the buffer interrupt",
+        }[self.op]
+
+
+def _describe_action(action: GuestAction) -> str:
+    if isinstance(action, GuestCode):
+        return f"runs code ({action.samples} samples)"
+    if isinstance(action, GuestAccess):
+        if action.write:
+            return f"writes {action.register} <- {action.value:#x}"
+        return f"reads {action.register}"
+    return f"exits ({action.reason})"
+
+
+# The scripted scenario every cell runs: it reaches every rule's precondition on a CPU with SPE.
+SCRIPT: tuple[Step, ...] = (
+    Step("run_vcpu", vcpu=0, program=(GuestCode(1),)),
+    Step("enable_profiling"),
+    Step("host_run", samples=3),
+    Step("run_vcpu", vcpu=0, program=(GuestCode(2), GuestAccess("PMSCR_EL1"))),
+    Step("host_run", samples=2, el0=True),
+    Step("run_vcpu", vcpu=1, program=(GuestAccess("PMBPTR_EL1"),)),
+    Step("run_vcpu", vcpu=1, program=(GuestAccess("PMSIRR_EL1", write=True, value=0x100),)),
+    Step("pause_sampling"),
+    Step("run_vcpu", vcpu=0, program=(GuestCode(1), GuestExit("hvc"))),
+    Step("enable_profiling"),
+    Step("host_run", samples=300),
+    Step("handle_buffer_irq"),
+    Step("host_run", samples=2),
+    Step("run_vcpu", vcpu=1, program=(GuestCode(1),)),
+    Step("disable_profiling"),
+    Step("run_vcpu", vcpu=0, program=(GuestAccess("PMBLIMITR_EL1"),)),
+    Step("enable_profiling"),
+    Step("host_run", samples=1),
+    Step("run_vcpu", vcpu=0, program=(GuestCode(1),)),
+)
+
+
+class AdapterFailure(Exception):
+    """The implementation under test broke a contract clause while a scenario ran."""
+
+    def __init__(self, clause: str, message: str, step: int) -> None:
+        super().__init__(message)
+        self.clause = clause
+        self.step = step
+
+
+class _Timeout(BaseException):
+    """Raised inside the adapter by the alarm: a BaseException so an adapter's `except Exception` cannot swallow it."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise `_Timeout` in the main thread if the block runs longer than `seconds` (0: no limit)."""
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _adapter_frame(exc: BaseException) -> str:
+    """The innermost frame of the traceback outside pytest_spekvm: where the adapter went wrong."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        if "pytest_spekvm" not in frame.filename and "/reference/" not in frame.filename:
+            return f"{frame.filename}:{frame.lineno} in {frame.name}"
+    return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
+
+
+@attrs.define
+class Run:
+    """A scenario in progress: the system, the steps done so far, and what went wrong."""
+
+    system: System
+    steps: list[Step] = attrs.field(factory=list)
+    timeout: float = 10.0
+
+    @classmethod
+    def start(cls, target: Target, features: Features, chooser: Chooser, timeout: float = 10.0) -> Run:
+        """Boot a system with a fresh adapter from `target`."""
+        try:
+            with time_limit(timeout):
+                adapter = target.make()
+        except _Timeout:
+            msg = f"making a fresh adapter took more than {timeout:g}s (--spekvm-timeout)"
+            raise AdapterFailure("spekvm_adapter() returns promptly", msg, 0) from None
+        except Exception as exc:
+            msg = f"spekvm_adapter() raised {type(exc).__name__}: {exc} at {_adapter_frame(exc)}"
+            raise AdapterFailure("spekvm_adapter() returns an adapter", msg, 0) from exc
+        return cls(System(features, adapter, chooser), timeout=timeout)
+
+    def do(self, step: Step) -> None:
+        """Perform one step, turning the adapter's misbehaviour into `AdapterFailure`."""
+        self.steps.append(step)
+        system = self.system
+        index = len(self.steps)
+        if step.op not in ("setup_vcpu", "run_vcpu"):
+            if step.op == "host_run":
+                system.host_run(step.samples, step.el0)
+            else:
+                getattr(system, step.op)()
+            return
+        method = "setup_vcpu" if step.op == "setup_vcpu" else "vcpu_run"
+        try:
+            with time_limit(self.timeout):
+                if step.op == "setup_vcpu":
+                    system.setup_vcpu(step.vcpu)
+                else:
+                    # KVM's run loop calls kvm_arm_setup_debug before every entry.
+                    method = "setup_vcpu"
+                    system.setup_vcpu(step.vcpu)
+                    method = "vcpu_run"
+                    system.run_vcpu(step.vcpu, step.program)
+        except _Timeout:
+            msg = f"{method}() did not return within {self.timeout:g}s (--spekvm-timeout); it may loop forever"
+            raise AdapterFailure(f"{method}() returns", msg, index) from None
+        except ContractError as exc:
+            raise AdapterFailure(exc.clause, str(exc.args[0]), index) from exc
+        except ModelError as exc:
+            msg = f"{method}() asked the model for something that cannot exist: {exc} (at {_adapter_frame(exc)})"
+            raise AdapterFailure(f"{method}() uses only what the CPU model offers", msg, index) from exc
+        except Exception as exc:
+            msg = f"{method}() raised {type(exc).__name__}: {exc} at {_adapter_frame(exc)}"
+            raise AdapterFailure(f"{method}() returns normally", msg, index) from exc
+
+    def do_all(self, steps: Sequence[Step]) -> None:
+        """Perform `steps` in order, then let the host finish (drain and stop profiling)."""
+        for step in steps:
+            self.do(step)
+        self.system.finish()
+
+    def describe_steps(self) -> str:
+        """The steps so far, numbered, for a failure message."""
+        return "\n".join(f"  {i}. {s.describe()}" for i, s in enumerate(self.steps, 1))

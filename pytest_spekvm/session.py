@@ -1,0 +1,270 @@
+"""One pytest session's view of the target: judging cells and generated sequences against the rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import Phase, settings, target
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from .reference.chooser import WorstCaseChooser
+from .reference.features import Features
+from .rules import Judgement, Rule, Violation
+from .scenario import SCRIPT, AdapterFailure, Run, Step
+from .space import FeatureSpace
+from .strategies import HypothesisChooser, features, guest_programs
+from .target import Target
+from .verdicts import Verdicts
+
+FAST_EXAMPLES = 40
+"""Examples per rule when no hypothesis profile is chosen: the fast default."""
+
+STEPS_PER_EXAMPLE = 12
+
+
+@attrs.frozen
+class CellOutcome:
+    """The scripted scenario run once on one cell: the run, or how the adapter failed."""
+
+    run: Run | None
+    failure: AdapterFailure | None
+
+
+@attrs.define
+class SpekvmSession:
+    """The target, the feature space and the rules of this run, and what the checks found."""
+
+    target: Target
+    space: FeatureSpace
+    rules: dict[str, Rule]
+    timeout: float = 10.0
+    verdicts: Verdicts = attrs.field(factory=Verdicts)
+    _cells: dict[Features, CellOutcome] = attrs.field(factory=dict)
+
+    # ------------------------------------------------------------------------ scripted cells
+
+    def cell_outcome(self, cell: Features) -> CellOutcome:
+        """Run the scripted scenario on `cell` with the worst-case chooser, once per session."""
+        outcome = self._cells.get(cell)
+        if outcome is None:
+            run: Run | None = None
+            try:
+                run = Run.start(self.target, cell, WorstCaseChooser(), self.timeout)
+                run.do_all(SCRIPT)
+                outcome = CellOutcome(run, None)
+            except AdapterFailure as failure:
+                outcome = CellOutcome(run, failure)
+            self._cells[cell] = outcome
+            self.verdicts.saw(cell)
+        return outcome
+
+    def check_cell(self, rule_id: str, cell: Features, nodeid: str = "") -> None:
+        """Judge `rule_id` on the scripted scenario for `cell`; fail the test with a timeline if broken."""
+        rule = self.rules[rule_id]
+        outcome = self.cell_outcome(cell)
+        replay = self.replay_hint(nodeid, scripted=True)
+        if outcome.failure is not None:
+            self.verdicts.record(rule_id, exercised=False, failed=True)
+            pytest.fail(format_adapter_failure(outcome.failure, cell, outcome.run, replay), pytrace=False)
+        assert outcome.run is not None
+        judgement = rule.judge(outcome.run.system.cpu.trace, cell)
+        self.verdicts.record(rule_id, judgement.exercised, bool(judgement.violations))
+        if judgement.violations:
+            pytest.fail(format_violation(rule, judgement, cell, outcome.run, replay), pytrace=False)
+
+    # ------------------------------------------------------------------ generated sequences
+
+    @staticmethod
+    def profile_chosen() -> bool:
+        """Whether a hypothesis profile other than 'default' is loaded (--hypothesis-profile, or CI)."""
+        return settings.get_current_profile_name() != "default"
+
+    def hypothesis_settings(self) -> settings:
+        """The loaded hypothesis profile, or the fast default when none was chosen."""
+        if self.profile_chosen():
+            return settings(settings.default, deadline=None)
+        # deadline=None: a slow machine must never fail a conformance check (speed is measured
+        # by the benchmarks, not asserted by tests).
+        return settings(
+            settings.default,
+            max_examples=FAST_EXAMPLES,
+            stateful_step_count=STEPS_PER_EXAMPLE,
+            deadline=None,
+            # The explain phase replays the shrunk example many times over to annotate it; for
+            # a stateful run that costs far more than the shrink itself, so the fast default
+            # leaves it to the thorough profile.
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        )
+
+    def explore(self, rule_id: str, nodeid: str = "") -> None:
+        """Judge `rule_id` over hypothesis-generated features, event sequences and chooser answers."""
+        rule = self.rules[rule_id]
+        seen = {"exercised": False}
+        machine = machine_for(self, rule, seen, self.replay_hint(nodeid, scripted=False))
+        try:
+            run_state_machine_as_test(machine, settings=self.hypothesis_settings())
+        except BaseException:
+            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
+            raise
+        self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False)
+
+    def replay_hint(self, nodeid: str, scripted: bool) -> str:
+        """How to run this check again."""
+        command = f"pytest --spekvm-target={self.target.spec} '{nodeid}'" if nodeid else f"pytest --spekvm-target={self.target.spec}"
+        if scripted:
+            return f"{command}   (scripted, deterministic)"
+        return (
+            f"{command}   (hypothesis keeps the failing example in its database and replays it first;"
+            " the @reproduce_failure line below replays it anywhere)"
+        )
+
+
+def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], replay: str) -> type[RuleBasedStateMachine]:
+    """A state machine that drives the host, the vcpus and the chooser, judging `checked` after each step."""
+
+    class SpekvmMachine(RuleBasedStateMachine):
+        """Host and guests acting at random on a CPU drawn from the feature space."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.chooser = HypothesisChooser()
+            self.run: Run | None = None
+            self.cell: Features | None = None
+            self.exercised = False
+
+        # Hypothesis takes rules in name order and the first is the simplest choice: the names
+        # put "host code, then a guest" first, since most bugs need nothing else.
+
+        @initialize(cpu=features(session.space), idle=st.integers(0, 3).map(lambda n: n == 3), data=st.data())
+        def boot(self, cpu: Features, idle: bool, data: Any) -> None:
+            """Boot; unless `idle` (one run in four), the host is already profiling: the riskiest start."""
+            self.chooser.data = data
+            self.cell = cpu
+            session.verdicts.saw(cpu)
+            self.run = self._guard(lambda: Run.start(session.target, cpu, self.chooser, session.timeout))
+            if not idle:
+                self._step(data, Step("enable_profiling"))
+                self._step(data, Step("host_run", samples=2))
+
+        def _guard(self, action: Any) -> Any:
+            try:
+                return action()
+            except AdapterFailure as failure:
+                assert self.cell is not None
+                pytest.fail(format_adapter_failure(failure, self.cell, self.run, replay), pytrace=False)
+
+        def _step(self, data: Any, step: Step) -> None:
+            assert self.run is not None
+            self.chooser.data = data
+            run = self.run
+            self._guard(lambda: run.do(step))
+
+        @rule(data=st.data(), pmscr=st.sampled_from([0b01, 0b10, 0b11]))
+        def start_profiling(self, data: Any, pmscr: int) -> None:
+            self._step(data, Step("enable_profiling"))
+
+        @rule(data=st.data())
+        def stop_profiling(self, data: Any) -> None:
+            self._step(data, Step("disable_profiling"))
+
+        @rule(data=st.data())
+        def pause_sampling(self, data: Any) -> None:
+            self._step(data, Step("pause_sampling"))
+
+        @rule(data=st.data(), samples=st.one_of(st.integers(0, 6), st.just(300)), el0=st.booleans())
+        def host_runs_code(self, data: Any, samples: int, el0: bool) -> None:
+            self._step(data, Step("host_run", samples=samples, el0=el0))
+
+        @precondition(lambda self: self.run is not None and self.run.system.cpu.buffer_irq)
+        @rule(data=st.data())
+        def handle_buffer_irq(self, data: Any) -> None:
+            self._step(data, Step("handle_buffer_irq"))
+
+        @rule(data=st.data(), vcpu=st.integers(0, 1), program=guest_programs())
+        def enter_vcpu(self, data: Any, vcpu: int, program: Sequence[Any]) -> None:
+            self._step(data, Step("run_vcpu", vcpu=vcpu, program=tuple(program)))
+
+        @rule(data=st.data(), samples=st.integers(1, 4), vcpu=st.integers(0, 1), program=guest_programs())
+        def after_host_code_enter_vcpu(self, data: Any, samples: int, vcpu: int, program: Sequence[Any]) -> None:
+            """The common case, worth a rule of its own: the host runs, then enters a guest."""
+            self._step(data, Step("host_run", samples=samples))
+            self._step(data, Step("run_vcpu", vcpu=vcpu, program=tuple(program)))
+
+        @invariant()
+        def judged(self) -> None:
+            if self.run is None or self.cell is None:
+                return
+            judgement = checked.judge(self.run.system.cpu.trace, self.cell)
+            self.exercised = self.exercised or judgement.exercised
+            seen["exercised"] = seen["exercised"] or judgement.exercised
+            if judgement.violations:
+                pytest.fail(format_violation(checked, judgement, self.cell, self.run, replay), pytrace=False)
+
+        def teardown(self) -> None:
+            if self.run is None or self.cell is None:
+                return
+            self.chooser.data = None
+            # The end of the scenario: the chooser is no longer asked, the host drains as it would.
+            self.run.system.cpu.chooser = WorstCaseChooser()
+            self._guard(self.run.system.finish)
+            self.judged()
+            # Steer generation towards runs that reach the rule's precondition.
+            target(float(self.exercised), label=f"{checked.id} exercised")
+
+    SpekvmMachine.__name__ = SpekvmMachine.__qualname__ = f"Spekvm_{checked.id.replace('-', '_')}"
+    return SpekvmMachine
+
+
+# ----------------------------------------------------------------------------- failure text
+
+
+def _first_bad(violations: Sequence[Violation]) -> Violation:
+    return min(violations, key=lambda v: v.event)
+
+
+def format_violation(rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str) -> str:
+    """The failure a person reads in ten seconds: rule, features, steps, timeline, replay."""
+    first = _first_bad(judgement.violations)
+    more = len(judgement.violations) - 1
+    lines = [
+        f"RULE {rule.id} violated on features: {cell.describe()}",
+        f"  {rule.title}",
+        f"  {first.message}",
+    ]
+    if more:
+        lines.append(f"  (and {more} more violation{'s' if more > 1 else ''} of {rule.id} in this run)")
+    lines += [
+        f"  why: {rule.rationale}",
+        "steps:",
+        run.describe_steps(),
+        f"timeline around event #{first.event} (>>):",
+        run.system.cpu.trace.timeline(around=first.event),
+        f"replay: {replay}",
+    ]
+    return "\n".join(lines)
+
+
+def format_adapter_failure(failure: AdapterFailure, cell: Features, run: Run | None, replay: str) -> str:
+    """An adapter that raised, hung or returned garbage: the contract clause and what happened."""
+    lines = [
+        f"CONTRACT {failure.clause!r} broken on features: {cell.describe()}",
+        f"  {failure}",
+    ]
+    if run is not None:
+        trace = run.system.cpu.trace
+        lines += ["steps:", run.describe_steps()]
+        if len(trace):
+            lines += ["timeline up to the failure:", trace.timeline(around=len(trace) - 1)]
+    lines.append(f"replay: {replay}")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""The CPU feature space a run generates from: allowed values per dimension, and its discrete cells."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+
+import attrs
+
+from .reference.features import FEATURE_NAMES, FeatureError, Features, PmuLevel, SpeLevel
+
+OPTIONAL_FLAGS: tuple[str, ...] = tuple(FEATURE_NAMES)
+"""Boolean features (FEAT_TRF, FEAT_FGT, ...) that only decide whether MDCR_EL2 fields exist."""
+
+
+def _frozen(values: Iterable[object]) -> frozenset[object]:
+    return frozenset(values)
+
+
+@attrs.frozen
+class FeatureSpace:
+    """Which values of each feature dimension an implementation supports (default: all).
+
+    `flags` are the optional boolean features that may be on.
+    """
+
+    vhe: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=frozenset)
+    spe: frozenset[SpeLevel] = attrs.field(
+        default=frozenset(SpeLevel), converter=lambda v: frozenset(SpeLevel(x) for x in v)
+    )
+    spe_owned_by_higher_el: frozenset[bool] = attrs.field(
+        default=frozenset({False, True}), converter=frozenset
+    )
+    pmu: frozenset[PmuLevel] = attrs.field(
+        default=frozenset(PmuLevel), converter=lambda v: frozenset(PmuLevel(x) for x in v)
+    )
+    flags: frozenset[str] = attrs.field(default=frozenset(OPTIONAL_FLAGS), converter=frozenset)
+
+    @flags.validator
+    def _check_flags(self, attribute: attrs.Attribute[frozenset[str]], value: frozenset[str]) -> None:
+        unknown = sorted(value - set(OPTIONAL_FLAGS))
+        if unknown:
+            msg = f"Cannot build a feature space with flags {unknown} because the known flags are {list(OPTIONAL_FLAGS)}"
+            raise ValueError(msg)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.vhe or not self.spe or not self.pmu or not self.spe_owned_by_higher_el:
+            msg = f"Cannot use feature space {self.describe()} because a dimension has no value left"
+            raise ValueError(msg)
+        if not any(True for _ in self.cells()):
+            msg = f"Cannot use feature space {self.describe()} because no valid CPU lies in it"
+            raise ValueError(msg)
+
+    def contains(self, features: Features) -> bool:
+        """Whether `features` lies in this space."""
+        if features.vhe not in self.vhe or features.spe not in self.spe or features.pmu not in self.pmu:
+            return False
+        if features.has_spe and features.spe_owned_by_higher_el not in self.spe_owned_by_higher_el:
+            return False
+        return all(f in self.flags for f in OPTIONAL_FLAGS if getattr(features, f))
+
+    def intersect(self, other: FeatureSpace) -> FeatureSpace:
+        """The CPUs in both spaces."""
+        return FeatureSpace(
+            vhe=self.vhe & other.vhe,
+            spe=self.spe & other.spe,
+            spe_owned_by_higher_el=self.spe_owned_by_higher_el & other.spe_owned_by_higher_el,
+            pmu=self.pmu & other.pmu,
+            flags=self.flags & other.flags,
+        )
+
+    def owner_values(self, spe: SpeLevel) -> list[bool]:
+        """PMBIDR_EL1.P values possible with `spe` in this space (only 0 without SPE)."""
+        if spe == SpeLevel.NONE:
+            return [False]
+        return sorted(self.spe_owned_by_higher_el)
+
+    def cells(self) -> Iterator[Features]:
+        """Every discrete cell: each VHE x SPE level x PMBIDR_EL1.P x PMU level with no optional
+        flag, plus, for each VHE x SPE x P, one cell with the newest PMU and every allowed flag on."""
+        for vhe, spe, pmu in itertools.product(sorted(self.vhe), sorted(self.spe), sorted(self.pmu)):
+            for owned in self.owner_values(spe):
+                yield Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=owned, pmu=pmu,
+                               pmu_counters=6 if pmu != PmuLevel.NONE else 0)
+        if not self.flags:
+            return
+        top = max(self.pmu)
+        for vhe, spe in itertools.product(sorted(self.vhe), sorted(self.spe)):
+            for owned in self.owner_values(spe):
+                flags = dict.fromkeys(self.flags, True)
+                if top == PmuLevel.NONE:
+                    for needs_pmu in ("mtpmu", "pmuv3_ss", "ebep"):
+                        flags.pop(needs_pmu, None)
+                if not self.flags >= {"trf"}:
+                    flags.pop("trbe", None)
+                try:
+                    yield Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=owned, pmu=top,
+                                   pmu_counters=6 if top != PmuLevel.NONE else 0, **flags)
+                except FeatureError:  # pragma: no cover - the pops above keep the cell valid
+                    continue
+
+    def describe(self) -> str:
+        """One line: 'VHE {nVHE,VHE} x SPE {0..5} x P {0,1} x PMU {...} x flags {...}'."""
+        vhe = ",".join("VHE" if v else "nVHE" for v in sorted(self.vhe))
+        spe = ",".join(str(int(s)) for s in sorted(self.spe))
+        owned = ",".join(str(int(p)) for p in sorted(self.spe_owned_by_higher_el))
+        pmu = ",".join(p.name for p in sorted(self.pmu))
+        flags = ",".join(sorted(self.flags)) or "none"
+        return f"{{{vhe}}} x PMSVer {{{spe}}} x PMBIDR.P {{{owned}}} x PMU {{{pmu}}} x flags {{{flags}}}"
+
+
+def cell_id(features: Features) -> str:
+    """A short, stable test id for a cell: 'nvhe-spe1-el3-pmuv3-all'."""
+    parts = ["vhe" if features.vhe else "nvhe", f"spe{int(features.spe)}"]
+    if features.spe_owned_by_higher_el:
+        parts.append("el3")
+    parts.append(f"pmu{features.pmu.name.lower()}")
+    if any(getattr(features, f) for f in OPTIONAL_FLAGS):
+        parts.append("flags")
+    return "-".join(parts)
+
+
+FULL_SPACE = FeatureSpace()

@@ -1,0 +1,93 @@
+"""Hypothesis strategies: CPU features, guest programs, and a chooser whose answers are drawn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from .reference.chooser import WorstCaseChooser
+from .reference.features import Features, PmuLevel, SpeLevel
+from .reference.vcpu import GuestAccess, GuestAction, GuestCode, GuestExit
+from .space import FULL_SPACE, FeatureSpace
+
+NEEDS_PMU = ("mtpmu", "pmuv3_ss", "ebep")
+
+SPE_REGISTERS = (
+    "PMSCR_EL1", "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
+    "PMSIDR_EL1", "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1", "PMBIDR_EL1",
+)
+"""The SPE registers a guest may try to touch (all of them trap when the switch is right)."""
+
+
+@st.composite
+def features(draw: Any, space: FeatureSpace = FULL_SPACE) -> Features:
+    """A valid CPU from `space`: every value of every dimension is reachable."""
+    # nVHE is where the drain happens: two CPUs in three, when the space has both.
+    vhe = draw(st.sampled_from(sorted(space.vhe)), label="VHE") if len(space.vhe) == 1 else (
+        draw(st.integers(0, 2), label="VHE (2: yes)") == 2
+    )
+    # FEAT_SPE first and "no SPE" last: the simplest CPU, and the one shrinking heads for, has SPE.
+    spe = draw(st.sampled_from(sorted(space.spe, key=lambda s: (s == SpeLevel.NONE, s))), label="SPE level (PMSVer)")
+    owners = space.owner_values(spe)
+    # PMBIDR_EL1.P=1 leaves nothing to switch: one CPU in four, so most runs have a buffer to use.
+    owned = owners[0] if len(owners) == 1 else draw(st.integers(0, 3), label="PMBIDR_EL1.P (3: set)") == 3
+    pmu = draw(st.sampled_from(sorted(space.pmu)), label="PMU level (PMUVer)")
+    counters = 0 if pmu == PmuLevel.NONE else draw(st.integers(0, 31), label="PMU counters (HPMN)")
+    flags: dict[str, bool] = {}
+    for flag in sorted(space.flags):
+        if flag in NEEDS_PMU and pmu == PmuLevel.NONE:
+            continue
+        if flag == "trbe" and not flags.get("trf"):
+            continue
+        flags[flag] = draw(st.booleans(), label=f"FEAT {flag}")
+    return Features(vhe=vhe, spe=SpeLevel(spe), spe_owned_by_higher_el=owned, pmu=PmuLevel(pmu),
+                    pmu_counters=counters, **flags)
+
+
+def guest_actions() -> st.SearchStrategy[GuestAction]:
+    """One thing a guest does: run code, touch an SPE register, or exit."""
+    return st.one_of(
+        st.builds(GuestCode, samples=st.integers(0, 4)),
+        st.builds(
+            GuestAccess,
+            register=st.sampled_from(SPE_REGISTERS),
+            write=st.booleans(),
+            value=st.sampled_from([0, 1, 3, 0xFFFF]),
+        ),
+        st.builds(GuestExit, reason=st.sampled_from(["hvc", "irq", "abort"])),
+    )
+
+
+def guest_programs() -> st.SearchStrategy[tuple[GuestAction, ...]]:
+    """What a guest does during one run."""
+    return st.lists(guest_actions(), max_size=4).map(tuple)
+
+
+class HypothesisChooser:
+    """A chooser whose every answer is a labelled hypothesis draw, so shrinking minimises it too.
+
+    Each draw is an offset from the worst-case adversary's answer: the simplest example, and the
+    one shrinking heads for, is the adversary's, and hypothesis explores every other answer.
+    """
+
+    def __init__(self, data: Any = None) -> None:
+        self.data = data
+        self._worst = WorstCaseChooser()
+
+    def _deviates(self, what: str) -> bool:
+        # One answer in four departs from the adversary: most runs stay on the worst case, and
+        # every other answer stays reachable.
+        return bool(self.data.draw(st.integers(0, 3), label=f"depart from the worst case ({what})") == 3)
+
+    def write_visible(self, register: str, old: int, new: int) -> bool:
+        """Drawn: is the unsynchronised write in effect? (simplest: not yet)"""
+        worst = self._worst.write_visible(register, old, new)
+        return not worst if self._deviates(f"write to {register} visible") else worst
+
+    def records_to_write(self, pending: int, reason: str) -> int:
+        """Drawn: how many records the PE writes out before `reason` (simplest: the adversary's count)."""
+        worst = self._worst.records_to_write(pending, reason)
+        if not self._deviates(f"records written before {reason}"):
+            return worst
+        return int(self.data.draw(st.integers(0, pending), label=f"records written before {reason}"))

@@ -1,0 +1,102 @@
+"""The per-rule verdict table: passed, failed (with counts) or never exercised."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from .reference.features import Features
+
+
+@attrs.define
+class Tally:
+    """What the checks of one rule found."""
+
+    checks: int = 0
+    exercised: int = 0
+    failed: int = 0
+
+    def verdict(self) -> str:
+        """'failed', 'passed', 'never exercised' or 'not run'."""
+        if self.failed:
+            return "failed"
+        if not self.checks:
+            return "not run"
+        if not self.exercised:
+            return "never exercised"
+        return "passed"
+
+
+@attrs.define
+class Verdicts:
+    """Tallies per rule id, and the feature combinations the run exercised."""
+
+    tallies: dict[str, Tally] = attrs.field(factory=dict)
+    combinations: set[str] = attrs.field(factory=set)
+    dimensions: dict[str, set[str]] = attrs.field(factory=dict)
+
+    def record(self, rule: str, exercised: bool, failed: bool) -> None:
+        """One check of `rule` ran."""
+        tally = self.tallies.setdefault(rule, Tally())
+        tally.checks += 1
+        tally.exercised += exercised
+        tally.failed += failed
+
+    def saw(self, features: Features) -> None:
+        """A run used `features`."""
+        self.combinations.add(features.describe())
+        for name, value in dimension_values(features):
+            self.dimensions.setdefault(name, set()).add(value)
+
+    def to_dict(self) -> dict[str, object]:
+        """A plain-data form, for sending from an xdist worker."""
+        return {
+            "tallies": {k: attrs.asdict(v) for k, v in self.tallies.items()},
+            "combinations": sorted(self.combinations),
+            "dimensions": {k: sorted(v) for k, v in self.dimensions.items()},
+        }
+
+    def merge(self, data: Mapping[str, object]) -> None:
+        """Add what `to_dict` of another process gave."""
+        tallies = data.get("tallies", {})
+        assert isinstance(tallies, dict)
+        for rule, t in tallies.items():
+            mine = self.tallies.setdefault(rule, Tally())
+            mine.checks += t["checks"]
+            mine.exercised += t["exercised"]
+            mine.failed += t["failed"]
+        combinations = data.get("combinations", [])
+        assert isinstance(combinations, list)
+        self.combinations.update(combinations)
+        dimensions = data.get("dimensions", {})
+        assert isinstance(dimensions, dict)
+        for name, values in dimensions.items():
+            self.dimensions.setdefault(name, set()).update(values)
+
+    def table(self, rules: Iterable[tuple[str, str, str]]) -> list[str]:
+        """Lines of the verdict table for `rules` given as (id, severity, title)."""
+        lines = []
+        for rule_id, severity, title in rules:
+            tally = self.tallies.get(rule_id, Tally())
+            verdict = tally.verdict()
+            if verdict == "failed":
+                verdict = f"FAILED ({tally.failed} of {tally.checks} checks)"
+            elif verdict == "passed":
+                verdict = f"passed ({tally.checks} checks, {tally.exercised} exercised it)"
+            elif verdict == "never exercised":
+                verdict = f"NEVER EXERCISED ({tally.checks} checks)"
+            lines.append(f"{rule_id:<14} {severity:<12} {verdict:<44} {title}")
+        return lines
+
+
+def dimension_values(features: Features) -> list[tuple[str, str]]:
+    """The value of each discrete dimension of `features`, as (dimension, value) text."""
+    values = [
+        ("VHE", str(features.vhe)),
+        ("PMSVer", str(int(features.spe))),
+        ("PMU", features.pmu.name),
+    ]
+    if features.has_spe:
+        values.append(("PMBIDR_EL1.P", str(int(features.spe_owned_by_higher_el))))
+    return values

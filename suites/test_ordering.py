@@ -1,0 +1,34 @@
+"""Ordering: drain before the host's buffer loses its translation; re-enable only once it is back.
+
+DRAIN-ORDER: before anything changes the translation the host's live buffer would use, sampling
+was turned off, an ISB made that take effect, PSB CSYNC followed, then a DSB.
+RESTORE-ORDER: host sampling is turned back on only after the host's translation and buffer
+ownership are back and an ISB has synchronised them ("The host page table is installed, but
+not yet synchronised").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_spekvm import Features, SpekvmSession
+
+
+def test_drain_order(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+    """DRAIN-ORDER holds on this feature cell under the scripted scenario."""
+    spekvm.check_cell("DRAIN-ORDER", spekvm_cell, request.node.nodeid)
+
+
+def test_drain_order_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+    """DRAIN-ORDER holds for generated features, event sequences and chooser answers."""
+    spekvm.explore("DRAIN-ORDER", request.node.nodeid)
+
+
+def test_restore_order(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+    """RESTORE-ORDER holds on this feature cell under the scripted scenario."""
+    spekvm.check_cell("RESTORE-ORDER", spekvm_cell, request.node.nodeid)
+
+
+def test_restore_order_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+    """RESTORE-ORDER holds for generated features, event sequences and chooser answers."""
+    spekvm.explore("RESTORE-ORDER", request.node.nodeid)
