@@ -110,6 +110,10 @@ class CPU:
         self._stale: dict[str, int] = {}
         self._disabled_by = ""
         self.buffer_irq = False
+        # What the features decide about each register, worked out once: the per-access cost stays small.
+        self._res0 = {r.name: r.res0_mask(features) for r in R.REGISTERS}
+        self._absent = {r.name: f"{r.name} needs {r.needs.name}, which this CPU does not implement"
+                        for r in R.REGISTERS if not r.implemented(features)}
         self._regs: dict[str, int] = {r.name: 0 for r in R.REGISTERS}
         self._regs["ID_AA64DFR0_EL1"] = id_aa64dfr0_el1(features)
         self._regs["PMBIDR_EL1"] = (PMBIDR_P if features.spe_owned_by_higher_el else 0) | PMBIDR_ALIGN_64
@@ -120,15 +124,15 @@ class CPU:
         """The register `name` reaches from the current EL, or ('', why) when it is UNDEFINED."""
         if name in R.EL12_ALIASES:
             target = R.EL12_ALIASES[name][1]
-            if self.el != 2 or not self._regs["HCR_EL2"] & HCR_E2H:
+            if self.el != 2 or not self._e2h(self._regs["HCR_EL2"]):
                 return "", f"{name} needs EL2 with HCR_EL2.E2H=1"
-        elif self.el == 2 and name in R.VHE_EL2_TWIN and self._regs["HCR_EL2"] & HCR_E2H:
+        elif self.el == 2 and name in R.VHE_EL2_TWIN and self._e2h(self._regs["HCR_EL2"]):
             target = R.VHE_EL2_TWIN[name]
         else:
             target = name
+        if target in self._absent:
+            return "", self._absent[target]
         reg = R.BY_NAME[target]
-        if not reg.implemented(self.features):
-            return "", f"{target} needs {reg.needs.name}, which this CPU does not implement"
         if self.el < reg.min_el:
             return "", f"{target} is not accessible from EL{self.el}"
         if (
@@ -139,6 +143,10 @@ class CPU:
         ):
             return "", "PMBIDR_EL1.P=1: the profiling buffer belongs to a higher exception level"
         return target, ""
+
+    def _e2h(self, hcr: int) -> bool:
+        """HCR_EL2.E2H as it acts: RES0 without FEAT_VHE, where a 1 written there is kept but does nothing."""
+        return bool(hcr & HCR_E2H) and self.features.vhe
 
     def _trapped(self, register: str) -> str:
         """Why an EL1 access to `register` traps to EL2 under the MDCR_EL2 in effect, or ''."""
@@ -184,7 +192,7 @@ class CPU:
             self._decide_writes(f"msr {target}")
         old = self._regs[target]
         self.trace.add(self.actor, self.el, Kind.MSR, register=target, name=name, value=value, old=old,
-                       res0=value & reg.res0_mask(self.features), vcpu=self.vcpu)
+                       res0=value & self._res0[target], vcpu=self.vcpu)
         # RES0 bits written as 1 are kept: the worst case, so a read-modify-write carries them on.
         self._regs[target] = value
         if target not in self._stale:
@@ -286,7 +294,7 @@ class CPU:
         if self.el == 1:
             return bool(self._effective("PMSCR_EL1") & PMSCR_EL1_E1SPE)
         hcr = self._effective("HCR_EL2")
-        if hcr & HCR_E2H and hcr & HCR_TGE:
+        if self._e2h(hcr) and hcr & HCR_TGE:
             return bool(self._effective("PMSCR_EL2") & PMSCR_EL2_E0HSPE)
         return bool(self._effective("PMSCR_EL1") & PMSCR_EL1_E0SPE)
 
@@ -387,7 +395,7 @@ class CPU:
                 stage2 = self._effective("VTTBR_EL2")
                 regime += f" + stage 2 (VTTBR_EL2={stage2:#x})"
             return self.memory.walk(va, ttbr, stage2, regime)
-        if hcr & HCR_E2H:
+        if self._e2h(hcr):
             reg = "TTBR1_EL2" if upper else "TTBR0_EL2"
             ttbr = self._effective(reg)
             return self.memory.walk(va, ttbr, None, f"EL2&0 stage 1 ({reg}={ttbr:#x})")

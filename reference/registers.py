@@ -81,15 +81,15 @@ class Field:
     msb: int
     lsb: int
     needs: Needs = ALWAYS
+    width: int = attrs.field(init=False)  # number of bits
+    mask: int = attrs.field(init=False)  # the field's bits in place
 
-    @property
-    def width(self) -> int:
-        """Number of bits."""
+    @width.default
+    def _width(self) -> int:
         return self.msb - self.lsb + 1
 
-    @property
-    def mask(self) -> int:
-        """The field's bits in place."""
+    @mask.default
+    def _mask(self) -> int:
         return ((1 << self.width) - 1) << self.lsb
 
     def get(self, value: int) -> int:
@@ -291,6 +291,8 @@ class UnknownRegisterError(KeyError):
 
 def lookup(name_or_encoding: str | Encoding | int) -> str:
     """The model's name for a register given by name, `Encoding` or `sys_reg()` value."""
+    if isinstance(name_or_encoding, str) and name_or_encoding in ALL_NAMES:
+        return name_or_encoding
     if isinstance(name_or_encoding, int) and not isinstance(name_or_encoding, bool):
         name_or_encoding = Encoding.from_sys_reg(name_or_encoding)
     if isinstance(name_or_encoding, Encoding):

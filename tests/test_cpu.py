@@ -293,6 +293,32 @@ def test_el1_names_are_not_redirected_at_el1() -> None:
     assert (PMSCR_E0_E1, 0) == (cpu.peek("PMSCR_EL1"), cpu.peek("PMSCR_EL2"))
 
 
+def test_e2h_written_on_a_cpu_without_vhe_redirects_nothing() -> None:
+    """HCR_EL2.E2H is RES0 without FEAT_VHE: a 1 written there is flagged and has no effect."""
+    cpu = CPU(Features(), WorstCaseChooser())
+    cpu.msr("HCR_EL2", HCR_VHE_HOST)
+    res0 = cpu.trace[-1].res0
+    cpu.msr("PMSCR_EL1", 1)
+    assert (1 << 34, "PMSCR_EL1", "undef") == (res0, cpu.trace[-1].register, cpu.access("PMSCR_EL12").outcome)
+
+
+def test_e2h_written_on_a_cpu_without_vhe_changes_neither_sampling_nor_translation() -> None:
+    """Without FEAT_VHE, EL0 stays sampled by PMSCR_EL1.E0SPE and EL2's buffer uses the EL2 regime."""
+    cpu = CPU(Features(), WorstCaseChooser())
+    cpu.msr("HCR_EL2", HCR_VHE_HOST)
+    cpu.msr("TTBR0_EL2", M.HYP_TTBR0)
+    cpu.msr("MDCR_EL2", mdcr_e2pb(0b00))
+    cpu.msr("PMBPTR_EL1", M.BUFFER_VA)
+    cpu.msr("PMBLIMITR_EL1", BUFFER_LIMIT | PMBLIMITR_E)
+    cpu.msr("PMSCR_EL1", 0b01)  # E0SPE
+    cpu.eret(0, "host", "to user space")
+    cpu.run_code(1)
+    cpu.psb_csync()
+    landing = cpu.records[0].landing
+    assert landing is not None
+    assert (M.HYP, "EL2 stage 1 (TTBR0_EL2=0x30000)") == (landing.owner, landing.regime)
+
+
 def test_pmscr_el1_at_el2_without_e2h_is_pmscr_el1() -> None:
     """On a non-VHE CPU the hypervisor's PMSCR_EL1 access reaches PMSCR_EL1."""
     cpu = boot()
