@@ -39,17 +39,25 @@ E2PB_EL2 = 0b00  # MDCR_EL2.E2PB: buffer owned by EL2, EL1 accesses trap
 E2PB_EL1_TRAP = 0b10  # MDCR_EL2.E2PB: owned by EL1, EL1 accesses trap
 E2PB_EL1 = 0b11  # MDCR_EL2.E2PB: owned by EL1, no trap
 
-# Registers whose value a collected record's translation or the buffer's enable depends on.
-RECORD_DEPENDENCIES = frozenset({
-    "MDCR_EL2", "HCR_EL2", "VTTBR_EL2", "TTBR0_EL1", "TTBR1_EL1", "TCR_EL1",
-    "TTBR0_EL2", "TTBR1_EL2", "TCR_EL2", "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
-})
+MASK64 = R.MASK64
+
+# The bits of each register that a collected record's translation or the buffer's enable
+# depends on: a write that changes none of them needs no decision about pending records.
+RECORD_DEPENDENCIES: dict[str, int] = {
+    "MDCR_EL2": MDCR_E2PB.mask,
+    "HCR_EL2": HCR_VM | HCR_E2H | HCR_TGE,
+    "PMBLIMITR_EL1": PMBLIMITR_E | PMBLIMITR_LIMIT,
+    "PMBSR_EL1": PMBSR_S,
+    **dict.fromkeys(
+        ("VTTBR_EL2", "TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "TTBR0_EL2", "TTBR1_EL2", "TCR_EL2", "PMBPTR_EL1"),
+        MASK64,
+    ),
+}
 
 DSB_DOMAINS = frozenset({
     "sy", "st", "ld", "ish", "ishst", "ishld", "nsh", "nshst", "nshld", "osh", "oshst", "oshld",
 })
 
-MASK64 = R.MASK64
 
 
 class ModelError(ValueError):
@@ -188,9 +196,9 @@ class CPU:
             self.trace.add(self.actor, self.el, Kind.UNDEF, register=target, name=name, value=value,
                            where=why, vcpu=self.vcpu)
             return Access("undef", target, reason=why)
-        if target in RECORD_DEPENDENCIES:
-            self._decide_writes(f"msr {target}")
         old = self._regs[target]
+        if (old ^ value) & RECORD_DEPENDENCIES.get(target, 0):
+            self._decide_writes(f"msr {target}")
         self.trace.add(self.actor, self.el, Kind.MSR, register=target, name=name, value=value, old=old,
                        res0=value & self._res0[target], vcpu=self.vcpu)
         # RES0 bits written as 1 are kept: the worst case, so a read-modify-write carries them on.
