@@ -93,7 +93,7 @@ class SpekvmSession:
     def hypothesis_settings(self) -> settings:
         """The loaded hypothesis profile, or the fast default when none was chosen."""
         if self.profile_chosen():
-            return settings(settings.default, deadline=None)
+            return settings(settings.default, deadline=None, print_blob=True)
         # deadline=None: a slow machine must never fail a conformance check (speed is measured
         # by the benchmarks, not asserted by tests).
         return settings(
@@ -101,6 +101,7 @@ class SpekvmSession:
             max_examples=FAST_EXAMPLES,
             stateful_step_count=STEPS_PER_EXAMPLE,
             deadline=None,
+            print_blob=True,  # the failure report carries a @reproduce_failure line: replayable anywhere
             # The explain phase replays the shrunk example many times over to annotate it; for
             # a stateful run that costs far more than the shrink itself, so the fast default
             # leaves it to the thorough profile.
