@@ -17,7 +17,7 @@ from . import hookspecs
 from .reference.chooser import WorstCaseChooser
 from .rules import RULES, Rule
 from .scenario import SCRIPT, AdapterFailure, Run
-from .session import SpekvmSession
+from .session import SpekvmFailure, SpekvmSession
 from .space import FeatureSpace, cell_id
 from .target import Target, TargetError, entry_points, load
 
@@ -274,6 +274,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.spekvm)
             if "lean" in item.name:
                 item.add_marker(pytest.mark.lean)
+
+
+def _failure_text(exc: BaseException) -> str | None:
+    """The report of a SpekvmFailure (or a group of them): message, then hypothesis' notes."""
+    if isinstance(exc, SpekvmFailure):
+        return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+    if isinstance(exc, BaseExceptionGroup):
+        parts = [_failure_text(e) for e in exc.exceptions]
+        if all(parts):
+            notes = getattr(exc, "__notes__", [])
+            return "\n\n".join([*(p for p in parts if p), *notes])
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A rule violation reads as the rule's report, not as a traceback through the plugin."""
+    report = yield
+    if call.excinfo is not None and report.failed:
+        text = _failure_text(call.excinfo.value)
+        if text is not None:
+            report.longrepr = text
+    return report
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -33,6 +33,10 @@ FAST_EXAMPLES = 40
 STEPS_PER_EXAMPLE = 12
 
 
+class SpekvmFailure(AssertionError):
+    """A rule violated or a contract clause broken: reported as its message, without a traceback."""
+
+
 @attrs.frozen
 class CellOutcome:
     """The scripted scenario run once on one cell: the run, or how the adapter failed."""
@@ -76,12 +80,12 @@ class SpekvmSession:
         replay = self.replay_hint(nodeid, scripted=True)
         if outcome.failure is not None:
             self.verdicts.record(rule_id, exercised=False, failed=True)
-            pytest.fail(format_adapter_failure(outcome.failure, cell, outcome.run, replay), pytrace=False)
+            raise SpekvmFailure(format_adapter_failure(outcome.failure, cell, outcome.run, replay))
         assert outcome.run is not None
         judgement = rule.judge(outcome.run.system.cpu.trace, cell)
         self.verdicts.record(rule_id, judgement.exercised, bool(judgement.violations))
         if judgement.violations:
-            pytest.fail(format_violation(rule, judgement, cell, outcome.run, replay), pytrace=False)
+            raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay))
 
     # ------------------------------------------------------------------ generated sequences
 
@@ -143,6 +147,7 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
             self.run: Run | None = None
             self.cell: Features | None = None
             self.exercised = False
+            self.failed = False
 
         # Hypothesis takes rules in name order and the first is the simplest choice: the names
         # put "host code, then a guest" first, since most bugs need nothing else.
@@ -163,7 +168,8 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
                 return action()
             except AdapterFailure as failure:
                 assert self.cell is not None
-                pytest.fail(format_adapter_failure(failure, self.cell, self.run, replay), pytrace=False)
+                self.failed = True
+                raise SpekvmFailure(format_adapter_failure(failure, self.cell, self.run, replay)) from None
 
         def _step(self, data: Any, step: Step) -> None:
             assert self.run is not None
@@ -210,11 +216,12 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
             self.exercised = self.exercised or judgement.exercised
             seen["exercised"] = seen["exercised"] or judgement.exercised
             if judgement.violations:
-                pytest.fail(format_violation(checked, judgement, self.cell, self.run, replay), pytrace=False)
+                self.failed = True
+                raise SpekvmFailure(format_violation(checked, judgement, self.cell, self.run, replay))
 
         def teardown(self) -> None:
-            if self.run is None or self.cell is None:
-                return
+            if self.run is None or self.cell is None or self.failed:
+                return  # a failed step has been reported; the end of the scenario adds nothing
             self.chooser.data = None
             # The end of the scenario: the chooser is no longer asked, the host drains as it would.
             self.run.system.cpu.chooser = WorstCaseChooser()
