@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import importlib
 import importlib.util
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,8 @@ from .target import Target, TargetError, entry_points, load
 TARGET_OPTION = "--spekvm-target"
 LIST_TARGETS_OPTION = "--spekvm-list-targets"
 TIMEOUT_OPTION = "--spekvm-timeout"
+REPRODUCE_OPTION = "--spekvm-reproduce"
+_BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
 
 
 @attrs.frozen
@@ -77,6 +82,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         )
         parser.addini(opt.ini, f"{opt.help} (same as {opt.flag})", default=opt.default)
     group.addoption(
+        REPRODUCE_OPTION, dest="spekvm_reproduce", default=None, metavar="VERSION:BLOB",
+        help="replay one failing generated sequence exactly: the value a failure report printed "
+        "(hypothesis version and @reproduce_failure blob); select the failing test with its node id.",
+    )
+    group.addoption(
         LIST_TARGETS_OPTION, action="store_true", default=False,
         help="list the targets installed packages offer (entry-point group 'spekvm_targets') and exit.",
     )
@@ -123,6 +133,21 @@ def _timeout(config: pytest.Config) -> float:
         msg = f"{TIMEOUT_OPTION}={raw!r} is not a number of seconds (give 0 or more, e.g. {TIMEOUT_OPTION}=10)"
         raise pytest.UsageError(msg)
     return value
+
+
+def _reproduce(config: pytest.Config) -> tuple[str, bytes] | None:
+    raw = config.getoption("spekvm_reproduce")
+    if raw is None:
+        return None
+    version, _, blob = str(raw).partition(":")
+    try:
+        base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        version = ""
+    if not version or not blob:
+        msg = f"{REPRODUCE_OPTION}={raw!r} is not VERSION:BLOB (copy it from the failure report, e.g. {REPRODUCE_OPTION}=6.155.2:AXicY2BgYAAAAAQAAQ==)"
+        raise pytest.UsageError(msg)
+    return version, blob.encode()
 
 
 def _extra_rules(config: pytest.Config) -> list[Rule]:
@@ -180,10 +205,13 @@ def pytest_configure(config: pytest.Config) -> None:
         target = config.hook.pytest_spekvm_make_target(config=config, spec=spec)
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
+    reproduce = _reproduce(config)
     rules = {r.id: r for r in (*RULES, *_extra_rules(config))}
     space = _space(config, target)
     _smoke(target, space, timeout)
-    config.stash[SESSION_KEY] = SpekvmSession(target=target, space=space, rules=rules, timeout=timeout)
+    config.stash[SESSION_KEY] = SpekvmSession(
+        target=target, space=space, rules=rules, timeout=timeout, reproduce=reproduce
+    )
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args = [str(SUITES_DIR)]
 
@@ -279,7 +307,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _failure_text(exc: BaseException) -> str | None:
     """The report of a SpekvmFailure (or a group of them): message, then hypothesis' notes."""
     if isinstance(exc, SpekvmFailure):
-        return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+        lines = [str(exc), *getattr(exc, "__notes__", [])]
+        found = _BLOB.search("\n".join(lines))
+        if found:
+            lines.append(f"replay anywhere: add {REPRODUCE_OPTION}={found[1]}:{found[2]} to the command above")
+        return "\n".join(lines)
     if isinstance(exc, BaseExceptionGroup):
         parts = [_failure_text(e) for e in exc.exceptions]
         if all(parts):

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import pytest
-from hypothesis import Phase, settings, target
+from hypothesis import Phase, reproduce_failure, settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -53,6 +52,7 @@ class SpekvmSession:
     space: FeatureSpace
     rules: dict[str, Rule]
     timeout: float = 10.0
+    reproduce: tuple[str, bytes] | None = None  # --spekvm-reproduce: (hypothesis version, blob)
     verdicts: Verdicts = attrs.field(factory=Verdicts)
     _cells: dict[Features, CellOutcome] = attrs.field(factory=dict)
 
@@ -117,6 +117,8 @@ class SpekvmSession:
         rule = self.rules[rule_id]
         seen = {"exercised": False}
         machine = machine_for(self, rule, seen, self.replay_hint(nodeid, scripted=False))
+        if self.reproduce is not None:
+            machine = reproduce_failure(*self.reproduce)(machine)
         try:
             run_state_machine_as_test(machine, settings=self.hypothesis_settings())
         except BaseException:
@@ -131,7 +133,7 @@ class SpekvmSession:
             return f"{command}   (scripted, deterministic)"
         return (
             f"{command}   (hypothesis keeps the failing example in its database and replays it first;"
-            " the @reproduce_failure line below replays it anywhere)"
+            " the --spekvm-reproduce line at the end replays it anywhere)"
         )
 
 
