@@ -58,7 +58,14 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 SESSION_KEY = pytest.StashKey[SpekvmSession]()
-SUITES_DIR = Path(importlib.util.find_spec("pytest_spekvm.suites").submodule_search_locations[0]).resolve()  # type: ignore[union-attr]
+def _suites_dir() -> Path:
+    spec = importlib.util.find_spec("pytest_spekvm.suites")
+    assert spec is not None, "pytest_spekvm.suites is part of the package"
+    assert spec.submodule_search_locations, "pytest_spekvm.suites is a package"
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+SUITES_DIR = _suites_dir()
 """Where the shipped conformance suites are, whether installed or in a checkout."""
 
 # Hypothesis profiles: hypothesis' own "default" gives way to the fast default of the suites,
@@ -362,6 +369,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for line in session.verdicts.table(_rule_rows(session.rules.values())):
         tr.write_line(line)
     dims = session.verdicts.dimensions
+    verdicts = session.verdicts
+    rate = f" ({verdicts.steps / verdicts.seconds:,.0f} steps/s)" if verdicts.seconds else ""
+    tr.write_line(f"scenario steps: {verdicts.steps:,} in {verdicts.seconds:.1f} s of checks{rate}")
     tr.write_line(
         f"feature combinations exercised: {len(session.verdicts.combinations)}; "
         + "; ".join(f"{name} {{{', '.join(sorted(values))}}}" for name, values in sorted(dims.items()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,6 +67,7 @@ class SpekvmSession:
             try:
                 run = Run.start(self.target, cell, WorstCaseChooser(), self.timeout)
                 run.do_all(SCRIPT)
+                self.verdicts.steps += len(run.steps)
                 outcome = CellOutcome(run, None)
             except AdapterFailure as failure:
                 outcome = CellOutcome(run, failure)
@@ -75,6 +77,13 @@ class SpekvmSession:
 
     def check_cell(self, rule_id: str, cell: Features, nodeid: str = "") -> None:
         """Judge `rule_id` on the scripted scenario for `cell`; fail the test with a timeline if broken."""
+        started = time.perf_counter()
+        try:
+            self._check_cell(rule_id, cell, nodeid)
+        finally:
+            self.verdicts.seconds += time.perf_counter() - started
+
+    def _check_cell(self, rule_id: str, cell: Features, nodeid: str) -> None:
         rule = self.rules[rule_id]
         outcome = self.cell_outcome(cell)
         replay = self.replay_hint(nodeid, scripted=True)
@@ -119,11 +128,14 @@ class SpekvmSession:
         machine = machine_for(self, rule, seen, self.replay_hint(nodeid, scripted=False))
         if self.reproduce is not None:
             machine = reproduce_failure(*self.reproduce)(machine)
+        started = time.perf_counter()
         try:
-            run_state_machine_as_test(machine, settings=self.hypothesis_settings())
+            run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call]
         except BaseException:
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
             raise
+        finally:
+            self.verdicts.seconds += time.perf_counter() - started
         self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False)
 
     def replay_hint(self, nodeid: str, scripted: bool) -> str:
@@ -178,6 +190,7 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
             self.chooser.data = data
             run = self.run
             self._guard(lambda: run.do(step))
+            session.verdicts.steps += 1
 
         @rule(data=st.data(), pmscr=st.sampled_from([0b01, 0b10, 0b11]))
         def start_profiling(self, data: Any, pmscr: int) -> None:

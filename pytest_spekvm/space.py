@@ -13,7 +13,19 @@ OPTIONAL_FLAGS: tuple[str, ...] = tuple(FEATURE_NAMES)
 """Boolean features (FEAT_TRF, FEAT_FGT, ...) that only decide whether MDCR_EL2 fields exist."""
 
 
-def _frozen(values: Iterable[object]) -> frozenset[object]:
+def _bools(values: Iterable[bool]) -> frozenset[bool]:
+    return frozenset(bool(v) for v in values)
+
+
+def _spe_levels(values: Iterable[int]) -> frozenset[SpeLevel]:
+    return frozenset(SpeLevel(v) for v in values)
+
+
+def _pmu_levels(values: Iterable[int]) -> frozenset[PmuLevel]:
+    return frozenset(PmuLevel(v) for v in values)
+
+
+def _names(values: Iterable[str]) -> frozenset[str]:
     return frozenset(values)
 
 
@@ -24,17 +36,11 @@ class FeatureSpace:
     `flags` are the optional boolean features that may be on.
     """
 
-    vhe: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=frozenset)
-    spe: frozenset[SpeLevel] = attrs.field(
-        default=frozenset(SpeLevel), converter=lambda v: frozenset(SpeLevel(x) for x in v)
-    )
-    spe_owned_by_higher_el: frozenset[bool] = attrs.field(
-        default=frozenset({False, True}), converter=frozenset
-    )
-    pmu: frozenset[PmuLevel] = attrs.field(
-        default=frozenset(PmuLevel), converter=lambda v: frozenset(PmuLevel(x) for x in v)
-    )
-    flags: frozenset[str] = attrs.field(default=frozenset(OPTIONAL_FLAGS), converter=frozenset)
+    vhe: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=_bools)
+    spe: frozenset[SpeLevel] = attrs.field(default=frozenset(SpeLevel), converter=_spe_levels)
+    spe_owned_by_higher_el: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=_bools)
+    pmu: frozenset[PmuLevel] = attrs.field(default=frozenset(PmuLevel), converter=_pmu_levels)
+    flags: frozenset[str] = attrs.field(default=frozenset(OPTIONAL_FLAGS), converter=_names)
 
     @flags.validator
     def _check_flags(self, attribute: attrs.Attribute[frozenset[str]], value: frozenset[str]) -> None:

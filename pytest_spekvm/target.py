@@ -138,7 +138,7 @@ def from_factory(spec: str, name: str, origin: str, factory: object) -> Target:
     space = _declared_space(adapter, spec)
     version = str(getattr(adapter, "version", "") or "")
     label = str(getattr(adapter, "name", "") or name)
-    return Target(spec=spec, name=label, origin=origin, factory=factory, version=version, space=space)  # type: ignore[arg-type]
+    return Target(spec=spec, name=label, origin=origin, factory=factory, version=version, space=space)
 
 
 def load(spec: str) -> Target:

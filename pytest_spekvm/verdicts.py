@@ -35,6 +35,8 @@ class Verdicts:
     tallies: dict[str, Tally] = attrs.field(factory=dict)
     combinations: set[str] = attrs.field(factory=set)
     dimensions: dict[str, set[str]] = attrs.field(factory=dict)
+    steps: int = 0  # scenario steps run (host actions and vcpu runs), cells and sequences
+    seconds: float = 0.0  # time spent in the checks that ran them
 
     def record(self, rule: str, exercised: bool, failed: bool) -> None:
         """One check of `rule` ran."""
@@ -55,6 +57,8 @@ class Verdicts:
             "tallies": {k: attrs.asdict(v) for k, v in self.tallies.items()},
             "combinations": sorted(self.combinations),
             "dimensions": {k: sorted(v) for k, v in self.dimensions.items()},
+            "steps": self.steps,
+            "seconds": self.seconds,
         }
 
     def merge(self, data: Mapping[str, object]) -> None:
@@ -69,6 +73,11 @@ class Verdicts:
         combinations = data.get("combinations", [])
         assert isinstance(combinations, list)
         self.combinations.update(combinations)
+        steps, seconds = data.get("steps", 0), data.get("seconds", 0.0)
+        assert isinstance(steps, int)
+        assert isinstance(seconds, (int, float))
+        self.steps += steps
+        self.seconds += seconds
         dimensions = data.get("dimensions", {})
         assert isinstance(dimensions, dict)
         for name, values in dimensions.items():
