@@ -147,7 +147,6 @@ class CPU:
             reg.kind == R.SPE_BUFFER
             and target != "PMBIDR_EL1"
             and self.features.spe_owned_by_higher_el
-            and self.el < 3
         ):
             return "", "PMBIDR_EL1.P=1: the profiling buffer belongs to a higher exception level"
         return target, ""

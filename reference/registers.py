@@ -158,7 +158,7 @@ class Register:
         """Whether this register exists on a CPU with `features` (else accesses are UNDEFINED)."""
         return self.needs(features)
 
-    def decode(self, value: int, features: Features | None = None) -> str:
+    def decode(self, value: int) -> str:
         """The value as 'FIELD(v) | FLAG | ...', for a timeline a person reads."""
         parts: list[str] = []
         for f in sorted(self.fields, key=lambda f: -f.lsb):
