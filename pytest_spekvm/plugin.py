@@ -28,6 +28,8 @@ TARGET_OPTION = "--spekvm-target"
 LIST_TARGETS_OPTION = "--spekvm-list-targets"
 TIMEOUT_OPTION = "--spekvm-timeout"
 REPRODUCE_OPTION = "--spekvm-reproduce"
+MAX_TIMEOUT = 86400.0
+"""The longest --spekvm-timeout, a day: beyond it, 0 (no limit) says what is meant."""
 _BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
 
 
@@ -126,7 +128,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 @pytest.hookimpl(trylast=True)
 def pytest_spekvm_make_target(config: pytest.Config, spec: str) -> Target:
     """The default target factory: 'reference', an entry point, a dotted module or a .py path."""
-    return load(spec)
+    return load(spec, _timeout(config))
 
 
 def _timeout(config: pytest.Config) -> float:
@@ -136,8 +138,9 @@ def _timeout(config: pytest.Config) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value >= 0:
-        msg = f"{TIMEOUT_OPTION}={raw!r} is not a number of seconds (give 0 or more, e.g. {TIMEOUT_OPTION}=10)"
+    # The limit is a POSIX interval timer: it cannot hold infinity or NaN, nor billions of seconds.
+    if not 0 <= value <= MAX_TIMEOUT:
+        msg = f"{TIMEOUT_OPTION}={raw!r} is not a number of seconds from 0 to {MAX_TIMEOUT:g} (give e.g. {TIMEOUT_OPTION}=10, or 0 for no limit)"
         raise pytest.UsageError(msg)
     return value
 
@@ -212,6 +215,9 @@ def pytest_configure(config: pytest.Config) -> None:
         target = config.hook.pytest_spekvm_make_target(config=config, spec=spec)
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if not isinstance(target, Target):
+        msg = f"{TARGET_OPTION}={spec}: pytest_spekvm_make_target returned {target!r}, not a pytest_spekvm target (return pytest_spekvm.target.load(spec) or from_factory(...), or None to leave {spec!r} to the next implementation)"
+        raise pytest.UsageError(msg)
     reproduce = _reproduce(config)
     rules = {r.id: r for r in (*RULES, *_extra_rules(config))}
     space = _space(config, target)

@@ -16,6 +16,7 @@ import attrs
 
 from .reference.contract import WorldSwitch
 from .reference.switch import ReferenceSwitch
+from .scenario import _Timeout, time_limit
 from .space import FULL_SPACE, FeatureSpace
 
 ENTRY_POINT_GROUP = "spekvm_targets"
@@ -116,39 +117,59 @@ def _declared_space(adapter: object, spec: str) -> FeatureSpace:
     if declared is None:
         return FULL_SPACE
     if callable(declared) and not isinstance(declared, FeatureSpace):
-        declared = declared()
+        try:
+            declared = declared()
+        except Exception as exc:
+            msg = f"Cannot use target {spec!r} because its feature_space() raised {type(exc).__name__}: {exc} (expected it to return a pytest_spekvm.FeatureSpace)"
+            raise TargetError("feature_space is a FeatureSpace", msg) from exc
     if not isinstance(declared, FeatureSpace):
         msg = f"Cannot use target {spec!r} because its feature_space is {declared!r} (expected a pytest_spekvm.FeatureSpace, or a method returning one)"
         raise TargetError("feature_space is a FeatureSpace", msg)
     return declared
 
 
-def from_factory(spec: str, name: str, origin: str, factory: object) -> Target:
-    """Validate `factory` against the contract and wrap it as a Target."""
+def _declared_text(adapter: object, attribute: str, spec: str) -> str:
+    """The adapter's optional `name` or `version`, as text ('' when it declares none)."""
+    try:
+        return str(getattr(adapter, attribute, "") or "")
+    except Exception as exc:
+        msg = f"Cannot use target {spec!r} because reading its adapter's {attribute} raised {type(exc).__name__}: {exc} (expected a str, or no {attribute} attribute at all)"
+        raise TargetError(f"{attribute} is a str", msg) from exc
+
+
+def from_factory(spec: str, name: str, origin: str, factory: object, timeout: float = 10.0) -> Target:
+    """Validate `factory` against the contract and wrap it as a Target (`timeout`: seconds `factory()` may take)."""
     if not callable(factory):
         msg = f"Cannot use target {spec!r} because {ADAPTER_ATTRIBUTE} is {factory!r}, not a callable (expected a class or function returning a fresh adapter)"
         raise TargetError(f"{ADAPTER_ATTRIBUTE} is callable", msg)
     try:
-        adapter = factory()
+        with time_limit(timeout):
+            adapter = factory()
+    except _Timeout:
+        msg = f"Cannot use target {spec!r} because calling its {ADAPTER_ATTRIBUTE}() did not return within {timeout:g}s (--spekvm-timeout)"
+        raise TargetError(f"{ADAPTER_ATTRIBUTE}() returns promptly", msg) from None
     except BaseException as exc:
         msg = f"Cannot use target {spec!r} because calling its {ADAPTER_ATTRIBUTE}() raised {type(exc).__name__}: {exc}"
         raise TargetError(f"{ADAPTER_ATTRIBUTE}() returns an adapter", msg) from exc
     _check_method(adapter, "setup_vcpu", 3, spec)
     _check_method(adapter, "vcpu_run", 2, spec)
     space = _declared_space(adapter, spec)
-    version = str(getattr(adapter, "version", "") or "")
-    label = str(getattr(adapter, "name", "") or name)
+    version = _declared_text(adapter, "version", spec)
+    label = _declared_text(adapter, "name", spec) or name
     return Target(spec=spec, name=label, origin=origin, factory=factory, version=version, space=space)
 
 
-def load(spec: str) -> Target:
-    """Load the target `spec`: 'reference', an entry-point name, a dotted module, or a .py path."""
+def load(spec: str, timeout: float = 10.0) -> Target:
+    """Load the target `spec`: 'reference', an entry-point name, a dotted module, or a .py path.
+
+    `timeout` bounds the call that makes the first adapter (0: no limit).
+    """
     spec = spec.strip()
     if not spec:
         msg = "Cannot load an empty target name (give 'reference', a dotted module name, or a path to a .py file)"
         raise TargetError("target names an importable module", msg)
     if spec == BUILTIN:
-        return from_factory(spec, BUILTIN, "pytest_spekvm.reference.switch (built in)", ReferenceSwitch)
+        return from_factory(spec, BUILTIN, "pytest_spekvm.reference.switch (built in)", ReferenceSwitch, timeout)
     eps = entry_points()
     if spec in eps:
         ep = eps[spec]
@@ -158,10 +179,10 @@ def load(spec: str) -> Target:
             msg = f"Cannot load target {spec!r} because its entry point {ep.value!r} raised {type(exc).__name__}: {exc}"
             raise TargetError("target names an importable module", msg) from exc
         dist = ep.dist.name if ep.dist is not None else "?"
-        return from_factory(spec, spec, f"entry point {ep.value} ({dist})", factory)
+        return from_factory(spec, spec, f"entry point {ep.value} ({dist})", factory, timeout)
     module, origin = _import_module(spec)
     factory = getattr(module, ADAPTER_ATTRIBUTE, None)
     if factory is None:
         msg = f"Cannot use target {spec!r} because {origin} defines no {ADAPTER_ATTRIBUTE} (expected `{ADAPTER_ATTRIBUTE} = MySwitch`, a class or function returning a fresh adapter)"
         raise TargetError(f"module defines {ADAPTER_ATTRIBUTE}", msg)
-    return from_factory(spec, Path(origin).stem if origin.endswith(".py") else spec, origin, factory)
+    return from_factory(spec, Path(origin).stem if origin.endswith(".py") else spec, origin, factory, timeout)
