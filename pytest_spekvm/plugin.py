@@ -18,7 +18,7 @@ from hypothesis import settings
 
 from . import hookspecs
 from .reference.chooser import WorstCaseChooser
-from .rules import RULES, Rule
+from .rules import RULES, Rule, Severity
 from .scenario import SCRIPT, AdapterFailure, Run
 from .session import SpekvmFailure, SpekvmSession
 from .space import FeatureSpace, cell_id
@@ -60,6 +60,7 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 SESSION_KEY = pytest.StashKey[SpekvmSession]()
+SELECTORS_KEY = pytest.StashKey[list[tuple[Path, str]]]()
 def _suites_dir() -> Path:
     spec = importlib.util.find_spec("pytest_spekvm.suites")
     assert spec is not None, "pytest_spekvm.suites is part of the package"
@@ -227,6 +228,53 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args = [str(SUITES_DIR)]
+    else:
+        _select_in_suites(config)
+
+
+def _suite_selector(arg: str, config: pytest.Config) -> tuple[Path, str] | None:
+    """(suite file, test name or '') if `arg` names a test of the shipped suites by the node id a run printed."""
+    path_part, _, name = arg.partition("::")
+    if not path_part or path_part.startswith("-"):
+        return None
+    given = config.invocation_params.dir / path_part
+    if given.exists():
+        # A real path into the suites: pytest would name its items after the file itself when
+        # the suites lie outside the rootdir ("::test_res0[...]"); select within the folder instead.
+        inside_rootdir = SUITES_DIR.is_relative_to(config.rootpath)
+        return (given.resolve(), name) if _is_suite(given) and given.is_file() and not inside_rootdir else None
+    suite = SUITES_DIR / Path(path_part).name
+    return (suite, name) if path_part.endswith(".py") and suite.is_file() else None
+
+
+def _select_in_suites(config: pytest.Config) -> None:
+    """Let the node ids a run printed ('test_res0.py::test_res0[nvhe-spe0-pmunone]') be given back as arguments.
+
+    The suites are collected from their own folder, wherever pytest runs, so their node ids are
+    relative to that folder and name no file in the current directory. Such an argument is
+    replaced by the suites folder, and the items it does not name are deselected after collection.
+    """
+    selectors: list[tuple[Path, str]] = []
+    args: list[str] = []
+    for arg in config.args:
+        selector = _suite_selector(arg, config)
+        if selector is None:
+            args.append(arg)
+            continue
+        selectors.append(selector)
+        if str(SUITES_DIR) not in args:
+            args.append(str(SUITES_DIR))
+    if selectors:
+        config.args = args
+        config.stash[SELECTORS_KEY] = selectors
+
+
+def _selected(item: pytest.Item, selectors: list[tuple[Path, str]]) -> bool:
+    name = item.nodeid.partition("::")[2]
+    return any(
+        item.path == path and (not wanted or name == wanted or name.startswith((f"{wanted}[", f"{wanted}::")))
+        for path, wanted in selectors
+    )
 
 
 def session_of(config: pytest.Config) -> SpekvmSession | None:
@@ -308,13 +356,39 @@ def spekvm(request: pytest.FixtureRequest) -> SpekvmSession:
     return session
 
 
+def _rule_of(item: pytest.Item) -> str:
+    """The id of the rule a suite item checks: its project-rule parameter, or its name ('test_drain_order' -> 'DRAIN-ORDER')."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "spekvm_project_rule" in callspec.params:
+        return str(callspec.params["spekvm_project_rule"])
+    name: str = getattr(item, "originalname", item.name)
+    return name.removeprefix("test_").removesuffix("_sequences").upper().replace("_", "-")
+
+
+# tryfirst: the markers and keywords must be there before -m and -k deselect by them.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark suite items `spekvm`, and LEAN ones `lean`, so -m selects them."""
+    """Mark suite items `spekvm` and LEAN ones `lean` (-m), give them their rule id as a keyword (-k DRAIN-ORDER),
+    and keep only the suite tests that node-id arguments named."""
+    session = session_of(config)
+    selectors = config.stash.get(SELECTORS_KEY, [])
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         if _is_suite(item.path):
             item.add_marker(pytest.mark.spekvm)
-            if "lean" in item.name:
+            rule = session.rules.get(_rule_of(item)) if session is not None else None
+            if rule is not None:
+                item.extra_keyword_matches.add(rule.id)
+            if rule is not None and rule.severity is Severity.LEAN:
                 item.add_marker(pytest.mark.lean)
+            if selectors and not _selected(item, selectors):
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        items[:] = kept
+        config.hook.pytest_deselected(items=dropped)
 
 
 def _failure_text(exc: BaseException) -> str | None:
