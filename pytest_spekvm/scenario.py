@@ -85,10 +85,11 @@ SCRIPT: tuple[Step, ...] = (
 class AdapterFailure(Exception):
     """The implementation under test broke a contract clause while a scenario ran."""
 
-    def __init__(self, clause: str, message: str, step: int) -> None:
+    def __init__(self, clause: str, message: str, step: int, hung: bool = False) -> None:
         super().__init__(message)
         self.clause = clause
         self.step = step
+        self.hung = hung  # the call ran out of --spekvm-timeout
 
 
 class _Timeout(BaseException):
@@ -124,6 +125,14 @@ def _adapter_frame(exc: BaseException) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
 
 
+def _bad_mdcr(system: System, index: int) -> str | None:
+    """Why the MDCR_EL2 that setup_vcpu left in vcpu `index` is not a register value, or None if it is one."""
+    value: object = system.vcpus[index].mdcr_el2
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64:
+        return None
+    return f"setup_vcpu() set vcpu.mdcr_el2 to {value!r}; expected an int from 0 to 2**64-1 (the MDCR_EL2 value the guest runs with)"
+
+
 @attrs.define
 class Run:
     """A scenario in progress: the system, the steps done so far, and what went wrong."""
@@ -140,7 +149,7 @@ class Run:
                 adapter = target.make()
         except _Timeout:
             msg = f"making a fresh adapter took more than {timeout:g}s (--spekvm-timeout)"
-            raise AdapterFailure("spekvm_adapter() returns promptly", msg, 0) from None
+            raise AdapterFailure("spekvm_adapter() returns promptly", msg, 0, hung=True) from None
         except Exception as exc:
             msg = f"spekvm_adapter() raised {type(exc).__name__}: {exc} at {_adapter_frame(exc)}"
             raise AdapterFailure("spekvm_adapter() returns an adapter", msg, 0) from exc
@@ -170,13 +179,17 @@ class Run:
                     system.run_vcpu(step.vcpu, step.program)
         except _Timeout:
             msg = f"{method}() did not return within {self.timeout:g}s (--spekvm-timeout); it may loop forever"
-            raise AdapterFailure(f"{method}() returns", msg, index) from None
+            raise AdapterFailure(f"{method}() returns", msg, index, hung=True) from None
         except ContractError as exc:
             raise AdapterFailure(exc.clause, str(exc.args[0]), index) from exc
         except ModelError as exc:
             msg = f"{method}() asked the model for something that cannot exist: {exc} (at {_adapter_frame(exc)})"
             raise AdapterFailure(f"{method}() uses only what the CPU model offers", msg, index) from exc
         except Exception as exc:
+            bad = _bad_mdcr(system, step.vcpu) if method == "setup_vcpu" else None
+            if bad is not None:
+                # The model failed on the value, not the adapter's code: name the value, not a model frame.
+                raise AdapterFailure("setup_vcpu() sets vcpu.mdcr_el2 to a 64-bit value", bad, index) from exc
             msg = f"{method}() raised {type(exc).__name__}: {exc} at {_adapter_frame(exc)}"
             raise AdapterFailure(f"{method}() returns normally", msg, index) from exc
 

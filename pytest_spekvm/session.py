@@ -33,6 +33,18 @@ FAST_EXAMPLES = 40
 STEPS_PER_EXAMPLE = 12
 
 
+HUNG_NOTE = (
+    "not shrunk, and no --spekvm-reproduce line: every attempt to shrink a sequence that hangs would wait"
+    " out --spekvm-timeout again. hypothesis saved this example in its database, so the same command runs"
+    " it first next time; elsewhere, --hypothesis-seed with the seed printed below generates it again."
+)
+
+
+class _Hung(BaseException):
+    """An adapter call hung during a generated sequence: a BaseException so that hypothesis stops at
+    once instead of shrinking (it saves the example to its database as the exception passes)."""
+
+
 class SpekvmFailure(AssertionError):
     """A rule violated or a contract clause broken: reported as its message, without a traceback."""
 
@@ -131,6 +143,10 @@ class SpekvmSession:
         started = time.perf_counter()
         try:
             run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call]
+        except _Hung as hung:
+            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
+            msg = f"{hung}\n{HUNG_NOTE}"
+            raise SpekvmFailure(msg) from None
         except BaseException:
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
             raise
@@ -183,7 +199,10 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
             except AdapterFailure as failure:
                 assert self.cell is not None
                 self.failed = True
-                raise SpekvmFailure(format_adapter_failure(failure, self.cell, self.run, replay)) from None
+                report = format_adapter_failure(failure, self.cell, self.run, replay)
+                if failure.hung:
+                    raise _Hung(report) from None
+                raise SpekvmFailure(report) from None
 
         def _step(self, data: Any, step: Step) -> None:
             assert self.run is not None
