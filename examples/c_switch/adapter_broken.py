@@ -1,0 +1,12 @@
+"""switch_late_drain.c: the drain placed after __activate_traps(); the suite reports DRAIN-ORDER.
+
+    pytest --spekvm-target=examples/c_switch/adapter_broken.py
+"""
+
+from __future__ import annotations
+
+from pytest_spekvm.ckit import c_adapter
+
+spekvm_adapter = c_adapter(
+    sources=["switch_late_drain.c"], setup="kvm_arm_setup_debug", run="__kvm_vcpu_run_late_drain",
+)
