@@ -1,0 +1,47 @@
+"""Mutant: the SPE save runs after __activate_traps instead of before it.
+
+What is wrong: __activate_traps writes the guest's HCR_EL2 (VM = 1: stage 2 on) and the vcpu's
+MDCR_EL2 (E2PB = 0b00: the buffer now belongs to EL2). The drain's own ISB puts both in force,
+so its PSB CSYNC translates the host's records through the hypervisor's tables.
+
+Why plausible: "save host state, then set up traps" and "set up traps, then save debug state"
+both read naturally; the debug save sat next to the debug-register code, which does not care.
+
+Caught by DRAIN-ORDER (the translation changed before sampling was off) and ISOLATION (the
+records land in hypervisor memory).
+"""
+
+from __future__ import annotations
+
+from pytest_spekvm.reference import switch as S
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+
+CAUGHT_BY = ("DRAIN-ORDER", "ISOLATION")
+
+
+class Switch(S.ReferenceSwitch):
+    """The reference switch with this mutant's save order."""
+
+    name = "mutant drain_after_activate_traps"
+
+    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+        """__kvm_vcpu_run, with the SPE save after __activate_traps."""
+        vhe = S.has_vhe(cpu)
+        S.save_host_sysregs(cpu, vcpu)
+        S.activate_traps(cpu, vcpu)
+        if not vhe:
+            S.debug_save_spe_nvhe(cpu, vcpu)
+        S.activate_vm(cpu, vcpu)
+        S.restore_guest_sysregs(cpu, vcpu)
+        exit_reason = cpu.run_guest(vcpu)
+        S.save_guest_sysregs(cpu, vcpu)
+        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
+        S.deactivate_vm(cpu, vcpu)
+        S.restore_host_sysregs(cpu, vcpu)
+        if not vhe:
+            S.debug_restore_spe(cpu, vcpu)
+        return exit_reason
+
+
+spekvm_adapter = Switch

@@ -1,0 +1,61 @@
+"""Mutant: the exit computes the host's MDCR_EL2 from the vcpu's value by clearing the trap bits.
+
+What is wrong: the vcpu's MDCR_EL2 has E2PB = 0b00 (the guest must trap), so clearing the trap
+bits gives back HPMN alone: on nVHE the host loses E2PB = 0b11 and with it the ownership of its
+buffer. Host records are then translated by EL2's tables, into hypervisor memory.
+
+Why plausible: "undo what kvm_arm_setup_debug added" sounds exactly right, and it is what the
+code did before the patch (`read_sysreg(mdcr_el2) & MDCR_EL2_HPMN_MASK`), when MDCR_EL2 had no
+host bits but HPMN.
+
+Caught by HOST-STATE: MDCR_EL2 is not the host's boot value at the return. When the host was
+already profiling at the first entry (the generated sequences start that way), ISOLATION (host
+records land in hypervisor memory) and RESTORE-ORDER (sampling resumes with E2PB = 0b00) fail
+too; in the scripted scenario the first run comes before the host enables profiling, and
+afterwards the host's own buffer accesses trap to EL2 and never turn the buffer on.
+"""
+
+from __future__ import annotations
+
+from pytest_spekvm.reference import switch as S
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.system import HCR_HOST_NVHE, HCR_HOST_VHE
+from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+
+CAUGHT_BY = "HOST-STATE"
+
+
+TRAP_BITS = S.MDCR_TPM | S.MDCR_TPMCR | S.MDCR_TPMS | S.MDCR_TDRA | S.MDCR_TDOSA
+
+
+def deactivate_traps(cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+    """The reference's __deactivate_traps, with the host's MDCR_EL2 derived from the vcpu's."""
+    cpu.msr("HCR_EL2", HCR_HOST_VHE if S.has_vhe(cpu) else HCR_HOST_NVHE)
+    cpu.msr("MDCR_EL2", vcpu.mdcr_el2 & ~TRAP_BITS)  # MUTANT: not host_mdcr_el2.
+
+
+class Switch(S.ReferenceSwitch):
+    """The reference switch with this mutant's exit."""
+
+    name = "mutant exit_mdcr_from_vcpu"
+
+    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+        """__kvm_vcpu_run in the reference's order."""
+        vhe = S.has_vhe(cpu)
+        S.save_host_sysregs(cpu, vcpu)
+        if not vhe:
+            S.debug_save_spe_nvhe(cpu, vcpu)
+        S.activate_traps(cpu, vcpu)
+        S.activate_vm(cpu, vcpu)
+        S.restore_guest_sysregs(cpu, vcpu)
+        exit_reason = cpu.run_guest(vcpu)
+        S.save_guest_sysregs(cpu, vcpu)
+        deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
+        S.deactivate_vm(cpu, vcpu)
+        S.restore_host_sysregs(cpu, vcpu)
+        if not vhe:
+            S.debug_restore_spe(cpu, vcpu)
+        return exit_reason
+
+
+spekvm_adapter = Switch

@@ -1,0 +1,59 @@
+"""Mutant: the vcpu's MDCR_EL2 hands the profiling buffer to the guest (E2PB = 0b11).
+
+What is wrong: with E2PB = 0b11, EL1 accesses to the buffer registers do not trap: the guest
+reads and writes the host's PMBPTR_EL1/PMBLIMITR_EL1/PMBSR_EL1 directly.
+
+Why plausible: the developer copies the host's nVHE boot value of E2PB into the vcpu's
+MDCR_EL2 ("keep the host's bits, add the trap bits") instead of clearing it, which is what the
+RFC's comment "This also clears MDCR_EL2_E2PB_MASK" is there to prevent.
+
+Caught by TRAP-COND (the guest runs with an E2PB that does not trap, and its buffer accesses
+complete) and ISOLATION (the guest reads host SPE state).
+"""
+
+from __future__ import annotations
+
+from pytest_spekvm.reference import switch as S
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+
+CAUGHT_BY = ("TRAP-COND", "ISOLATION")
+
+
+def setup_debug(cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+    """The reference's kvm_arm_setup_debug, with the buffer left to EL1."""
+    S.setup_debug(cpu, vcpu, host_mdcr_el2)
+    if S.has_spe(cpu):
+        vcpu.mdcr_el2 |= S.MDCR_E2PB_MASK  # MUTANT: E2PB = 0b11 instead of 0b00.
+
+
+class Switch(S.ReferenceSwitch):
+    """The reference switch with this mutant's setup."""
+
+    name = "mutant guest_owns_buffer"
+
+    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        """kvm_arm_setup_debug, this mutant's way."""
+        self._host_mdcr_el2 = host_mdcr_el2
+        setup_debug(cpu, vcpu, host_mdcr_el2)
+
+    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+        """__kvm_vcpu_run in the reference's order."""
+        vhe = S.has_vhe(cpu)
+        S.save_host_sysregs(cpu, vcpu)
+        if not vhe:
+            S.debug_save_spe_nvhe(cpu, vcpu)
+        S.activate_traps(cpu, vcpu)
+        S.activate_vm(cpu, vcpu)
+        S.restore_guest_sysregs(cpu, vcpu)
+        exit_reason = cpu.run_guest(vcpu)
+        S.save_guest_sysregs(cpu, vcpu)
+        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
+        S.deactivate_vm(cpu, vcpu)
+        S.restore_host_sysregs(cpu, vcpu)
+        if not vhe:
+            S.debug_restore_spe(cpu, vcpu)
+        return exit_reason
+
+
+spekvm_adapter = Switch
