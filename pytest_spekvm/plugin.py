@@ -102,14 +102,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def option_value(config: pytest.Config, opt: Option) -> str:
-    """The option's value: command line, then environment variable, then ini file, then default."""
+def option_source(config: pytest.Config, opt: Option) -> tuple[str, str]:
+    """The option's value and where it came from: command line, then environment variable, then
+    ini file, then default. The place reads as the user wrote it: '--spekvm-timeout', 'SPEKVM_TIMEOUT'."""
     value = config.getoption(opt.dest)
-    if value is None:
-        value = os.environ.get(opt.env)
-    if value is None:
-        value = config.getini(opt.ini)
-    return str(value or "")
+    if value is not None:
+        return str(value), opt.flag
+    value = os.environ.get(opt.env)
+    if value is not None:
+        return value, opt.env
+    where = f"{opt.ini} in {config.inipath.name}" if config.inipath is not None else "the default"
+    return str(config.getini(opt.ini) or ""), where
+
+
+def _target_spec(config: pytest.Config) -> str:
+    """--spekvm-target's value; a relative .py path from the ini file is relative to that file, as pytest's own ini paths are."""
+    value, where = option_source(config, OPTIONS[0])
+    path = Path(value.strip())
+    ini_path = value.strip().endswith(".py") and where.startswith(OPTIONS[0].ini) and not path.is_absolute()
+    if ini_path and config.inipath is not None:
+        return str(config.inipath.parent / path)
+    return value
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -134,14 +147,14 @@ def pytest_spekvm_make_target(config: pytest.Config, spec: str) -> Target:
 
 def _timeout(config: pytest.Config) -> float:
     opt = OPTIONS[1]
-    raw = option_value(config, opt)
+    raw, where = option_source(config, opt)
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     # The limit is a POSIX interval timer: it cannot hold infinity or NaN, nor billions of seconds.
     if not 0 <= value <= MAX_TIMEOUT:
-        msg = f"{TIMEOUT_OPTION}={raw!r} is not a number of seconds from 0 to {MAX_TIMEOUT:g} (give e.g. {TIMEOUT_OPTION}=10, or 0 for no limit)"
+        msg = f"{TIMEOUT_OPTION} (from {where}) is {raw!r}, not a number of seconds from 0 to {MAX_TIMEOUT:g} (give e.g. {TIMEOUT_OPTION}=10, or 0 for no limit)"
         raise pytest.UsageError(msg)
     return value
 
@@ -208,7 +221,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Load and validate the target once; point collection at the shipped suites."""
     config.addinivalue_line("markers", "spekvm: a conformance check of pytest-spekvm")
     config.addinivalue_line("markers", "lean: a LEAN check (the review's cost remarks), not a correctness one")
-    spec = option_value(config, OPTIONS[0])
+    spec = _target_spec(config)
     if not spec or config.getoption("spekvm_list_targets", False):
         return
     timeout = _timeout(config)

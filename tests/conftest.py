@@ -1,0 +1,26 @@
+"""Fixtures shared by the project's tests: a pytester that runs the plugin in isolation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+
+@pytest.fixture
+def spekvm_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Pytester]:
+    """A pytester whose runs see no SPEKVM_* variable from the outside, keep their hypothesis
+    database in their own folder, start from hypothesis' default profile, and leave the profile
+    as they found it (an in-process run with --hypothesis-profile changes it for the whole process)."""
+    for name in ("SPEKVM_TARGET", "SPEKVM_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    profile = settings.get_current_profile_name()
+    settings.load_profile("default")
+    set_hypothesis_home_dir(pytester.path / ".hypothesis")
+    try:
+        yield pytester
+    finally:
+        set_hypothesis_home_dir(None)
+        settings.load_profile(profile)
