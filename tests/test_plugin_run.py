@@ -1,0 +1,353 @@
+"""The plugin black-box: a run against a target: report header, verdict table, selection (-k, -m,
+--lf, -x, node ids), xdist, the failure text of DESIGN.md section 5 and replaying it, and adapters
+that raise, hang or return garbage on some CPUs only."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+
+import pytest
+
+from pytest_spekvm.plugin import TARGET_OPTION, TIMEOUT_OPTION
+
+NODRAIN = """
+from pytest_spekvm.reference import switch as S
+
+
+class NoDrain(S.ReferenceSwitch):
+    '''The reference switch without debug_save_spe_nvhe: the host's buffer is never drained.'''
+
+    name = "nodrain"
+
+    def vcpu_run(self, cpu, vcpu):
+        S.save_host_sysregs(cpu, vcpu)
+        S.activate_traps(cpu, vcpu)
+        S.activate_vm(cpu, vcpu)
+        S.restore_guest_sysregs(cpu, vcpu)
+        reason = cpu.run_guest(vcpu)
+        S.save_guest_sysregs(cpu, vcpu)
+        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
+        S.deactivate_vm(cpu, vcpu)
+        S.restore_host_sysregs(cpu, vcpu)
+        return reason
+
+
+spekvm_adapter = NoDrain
+"""
+
+VHE_ONLY = """
+from pytest_spekvm import FeatureSpace
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class VheOnly(ReferenceSwitch):
+    name = "vhe-only"
+    feature_space = FeatureSpace(vhe={True})
+
+
+spekvm_adapter = VheOnly
+"""
+
+# DRAIN-ORDER on the 22 cells with PMUv3p1: VHE or not, each SPE level, PMBIDR_EL1.P 0 or 1. NoDrain
+# breaks the five with a live host buffer (nVHE, SPE, P=0).
+DRAIN_CELLS = ("-k", "test_drain_order and not sequences and pmuv3p1")
+NODRAIN_TARGET = f"{TARGET_OPTION}=nodrain.py"
+
+
+def assert_no_traceback(result: pytest.RunResult) -> None:
+    """Neither stream shows a Python traceback or a frame of the plugin."""
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output
+    assert "pytest_spekvm/" not in output.replace("pytest_spekvm/reference", "")
+
+
+@pytest.fixture
+def nodrain(spekvm_pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester with nodrain.py, a switch that never drains the host's buffer, in its folder."""
+    spekvm_pytester.makepyfile(nodrain=NODRAIN)
+    return spekvm_pytester
+
+
+# ------------------------------------------------------------------ header and verdicts
+
+
+@pytest.mark.parametrize(
+    ("profile", "shown"),
+    [
+        ("default", "spekvm hypothesis profile: default (suites use their fast default; choose with --hypothesis-profile)"),
+        ("thorough", "spekvm hypothesis profile: thorough"),
+    ],
+)
+def test_report_header(spekvm_pytester: pytest.Pytester, profile: str, shown: str) -> None:
+    """The header names the target and its origin, the feature space with its cell count, and the hypothesis profile."""
+    result = spekvm_pytester.runpytest(
+        f"{TARGET_OPTION}=reference", f"--hypothesis-profile={profile}", "-k", "test_res0 and nvhe-spe1-pmuv3p1"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "spekvm target: reference (reference) from pytest_spekvm.reference.switch (built in)",
+        "spekvm feature space: {nVHE,VHE} x PMSVer {0,1,2,3,4,5} x PMBIDR.P {0,1} x PMU {NONE,V3,V3P1,V3P4,V3P5,V3P7,V3P8,V3P9}"
+        " x flags {debugv8p9,ebep,fgt,mtpmu,pmuv3_ss,spmu,step2,trbe,trf} (198 cells)",
+        shown,
+    ])
+
+
+def test_verdict_table_counts_failures(nodrain: pytest.Pytester) -> None:
+    """A rule some cells break is FAILED with its count; rules no selected test checked are 'not run'."""
+    result = nodrain.runpytest(NODRAIN_TARGET, *DRAIN_CELLS)
+    result.assert_outcomes(failed=5, passed=17)
+    result.stdout.fnmatch_lines([
+        "=* spekvm verdicts for nodrain =*",
+        "RES0 * correctness  not run *",
+        "DRAIN-ORDER * correctness  FAILED (5 of 22 checks) * Before the live buffer's translation changes*",
+        "LEAN * lean  * not run *",
+        "feature combinations exercised: 22; PMBIDR_EL1.P {0, 1}; PMSVer {0, 1, 2, 3, 4, 5}; PMU {V3P1}; VHE {False, True}",
+    ])
+
+
+def test_verdict_table_never_exercised(spekvm_pytester: pytest.Pytester) -> None:
+    """A rule whose precondition never occurs (DRAIN-ORDER on a VHE-only target) is NEVER EXERCISED, not passed."""
+    spekvm_pytester.makepyfile(vhe_only=VHE_ONLY)
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=vhe_only.py", *DRAIN_CELLS)
+    result.assert_outcomes(passed=11)
+    result.stdout.fnmatch_lines([
+        "spekvm feature space: {VHE} x *(99 cells)",
+        "DRAIN-ORDER * correctness  NEVER EXERCISED (11 checks) *",
+    ])
+    result.stdout.no_fnmatch_line("DRAIN-ORDER * passed *")
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def collected(result: pytest.RunResult) -> list[str]:
+    """The node ids a --co -q run listed."""
+    return [line for line in result.stdout.lines if "::" in line]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "prefix"),
+    [
+        ("DRAIN-ORDER", "test_ordering.py::test_drain_order"),
+        ("drain_order", "test_ordering.py::test_drain_order"),
+        ("TRAP-COND", "test_traps.py::test_trap_cond"),
+        ("LEAN", "test_lean.py::test_lean"),
+    ],
+)
+def test_k_selects_one_rule(spekvm_pytester: pytest.Pytester, keyword: str, prefix: str) -> None:
+    """-k with a rule id (or a test name) selects that rule's cells and its sequences, nothing else."""
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-q", "-k", keyword)
+    ids = collected(result)
+    assert 199 == len(ids)
+    assert [] == [i for i in ids if not i.startswith(prefix)]
+    assert f"{prefix}_sequences" in ids
+
+
+@pytest.mark.parametrize(("expression", "count", "lean"), [("lean", 199, True), ("not lean", 1592, False)])
+def test_m_lean(spekvm_pytester: pytest.Pytester, expression: str, count: int, lean: bool) -> None:
+    """-m lean selects exactly the LEAN checks, -m "not lean" the correctness ones."""
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-q", "-m", expression)
+    ids = collected(result)
+    assert count == len(ids)
+    assert {lean} == {i.startswith("test_lean.py::") for i in ids}
+
+
+def test_lf_reruns_only_the_failed_cells(nodrain: pytest.Pytester) -> None:
+    """--lf runs again exactly the cells that failed, by their node ids."""
+    nodrain.runpytest(NODRAIN_TARGET, *DRAIN_CELLS).assert_outcomes(failed=5, passed=17)
+    result = nodrain.runpytest(NODRAIN_TARGET, "--lf")
+    result.assert_outcomes(failed=5, deselected=1786)
+    result.stdout.fnmatch_lines(["run-last-failure: rerun previous 5 failures"])
+
+
+def test_x_stops_at_the_first_failure(nodrain: pytest.Pytester) -> None:
+    """-x stops the run at the first failing cell."""
+    result = nodrain.runpytest(NODRAIN_TARGET, "-x", *DRAIN_CELLS)
+    assert 1 == result.parseoutcomes()["failed"]
+    result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+
+
+def test_xdist_merges_the_verdicts(nodrain: pytest.Pytester) -> None:
+    """Under xdist (-n 2) the workers' verdicts reach the controller's table, merged."""
+    result = nodrain.runpytest(NODRAIN_TARGET, "-n", "2", "-p", "no:benchmark", *DRAIN_CELLS)
+    result.assert_outcomes(failed=5, passed=17)
+    result.stdout.fnmatch_lines([
+        "2 workers [[]22 items[]]",
+        "DRAIN-ORDER * correctness  FAILED (5 of 22 checks) *",
+        "feature combinations exercised: 22; *",
+    ])
+
+
+# ------------------------------------------------------------------- failure text, replay
+
+
+def replay_args(result: pytest.RunResult) -> list[str]:
+    """The arguments of the failure's 'replay: pytest ...' line, without 'pytest' and the comment."""
+    line = next(line for line in result.stdout.lines if line.startswith("replay: pytest "))
+    command = shlex.split(line.removeprefix("replay: ").split("   (")[0])
+    assert "pytest" == command[0]
+    return command[1:]
+
+
+def test_failure_text_and_replay(nodrain: pytest.Pytester) -> None:
+    """A cell's failure names the rule and features, lists the steps, shows the timeline around the first bad
+    event and a replay command that, run as printed, fails the same way."""
+    result = nodrain.runpytest(NODRAIN_TARGET, "-k", "test_drain_order and nvhe-spe1-pmunone")
+    result.assert_outcomes(failed=1)
+    expected = [
+        "RULE DRAIN-ORDER violated on features: nVHE, FEAT_SPE (PMSVer=1), no PMUv3",
+        "  Before the live buffer's translation changes: sampling off, ISB, PSB CSYNC, DSB",
+        "  no msr PMSCR_EL1 clearing E0SPE and E1SPE, before the msr HCR_EL2 <- * changed the translation of the host's live buffer*",
+        "  why: *",
+        "steps:",
+        "  1. run vcpu 0: guest runs code (1 samples)",
+        "  2. host enables profiling (buffer, then PMSCR)",
+        "timeline around event #* (>>):",
+        ">> * hyp    EL2 msr HCR_EL2 <- *",
+        "replay: pytest --spekvm-target=nodrain.py 'test_ordering.py::test_drain_order[[]nvhe-spe1-pmunone[]]'   (scripted, deterministic)",
+    ]
+    result.stdout.fnmatch_lines(expected)
+    assert_no_traceback(result)
+    again = nodrain.runpytest(*replay_args(result))
+    again.assert_outcomes(failed=1, deselected=1790)
+    again.stdout.fnmatch_lines(expected)
+
+
+def test_node_ids_select_within_the_suites(nodrain: pytest.Pytester) -> None:
+    """Node ids of suite tests given as arguments select those tests, alongside a test file of the project's own."""
+    nodrain.makepyfile(test_mine="def test_own():\n    pass\n")
+    result = nodrain.runpytest(
+        NODRAIN_TARGET, "test_mine.py", "test_res0.py::test_res0[nvhe-spe1-pmunone]",
+        "test_ordering.py::test_drain_order[nvhe-spe2-pmuv3]", "test_lean.py::test_lean",
+    )
+    result.assert_outcomes(passed=1 + 1 + 198, failed=1, deselected=1791 - 1 - 1 - 198)
+
+
+REPLAY_ONLY = """
+from hypothesis import Phase, settings
+
+settings.register_profile("replay-only", phases=[Phase.explicit, Phase.reuse])
+"""
+
+
+def test_sequence_failure_replays_from_the_database(nodrain: pytest.Pytester) -> None:
+    """A generated sequence's failure is saved in the example database: a run that only replays saved examples
+    fails the same way; without the database, --spekvm-reproduce replays it."""
+    first = nodrain.runpytest(NODRAIN_TARGET, "--hypothesis-profile=default", "-k", "test_drain_order_sequences")
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines([
+        "RULE DRAIN-ORDER violated on features: nVHE, *",
+        "steps:",
+        "timeline around event #* (>>):",
+        "replay: pytest --spekvm-target=nodrain.py 'test_ordering.py::test_drain_order_sequences'   (hypothesis keeps *",
+        "replay anywhere: add --spekvm-reproduce=* to the command above",
+    ])
+    features = next(line for line in first.stdout.lines if line.startswith("RULE DRAIN-ORDER violated"))
+    reproduce = next(line for line in first.stdout.lines if line.startswith("replay anywhere: "))
+    reproduce = reproduce.removeprefix("replay anywhere: add ").removesuffix(" to the command above")
+
+    nodrain.makeconftest(REPLAY_ONLY)
+    replayed = nodrain.runpytest(*replay_args(first), "--hypothesis-profile=replay-only")
+    replayed.assert_outcomes(failed=1, deselected=1790)
+    replayed.stdout.fnmatch_lines([features])
+
+    shutil.rmtree(nodrain.path / ".hypothesis")
+    anywhere = nodrain.runpytest(*replay_args(first), "--hypothesis-profile=replay-only", reproduce)
+    anywhere.assert_outcomes(failed=1, deselected=1790)
+    anywhere.stdout.fnmatch_lines([features])
+
+
+# --------------------------------------------------------- adapters that misbehave on some CPUs
+
+ON_VHE = """
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class Switch(ReferenceSwitch):
+    def {method}(self, cpu, vcpu, *args):
+        if cpu.features.vhe:
+{misbehave}
+        return super().{method}(cpu, vcpu, *args)
+
+
+spekvm_adapter = Switch
+"""
+
+MISBEHAVING = [
+    pytest.param(
+        "vcpu_run", "            raise KeyError('VHE is not wired up yet')", (),
+        ["CONTRACT 'vcpu_run() returns normally' broken on features: VHE, FEAT_SPE (PMSVer=1), no PMUv3",
+         "  vcpu_run() raised KeyError: 'VHE is not wired up yet' at */flaky.py:* in vcpu_run"],
+        id="raises",
+    ),
+    pytest.param(
+        "vcpu_run", "            while True:\n                pass", (f"{TIMEOUT_OPTION}=0.5",),
+        ["CONTRACT 'vcpu_run() returns' broken on features: VHE, FEAT_SPE (PMSVer=1), no PMUv3",
+         "  vcpu_run() did not return within 0.5s (--spekvm-timeout); it may loop forever"],
+        id="hangs",
+    ),
+    pytest.param(
+        "vcpu_run", "            super().vcpu_run(cpu, vcpu)\n            return 'fine'", (),
+        ["CONTRACT 'vcpu_run returns the exit reason' broken on features: VHE, FEAT_SPE (PMSVer=1), no PMUv3",
+         "  vcpu_run must return an ExitReason (the value cpu.run_guest gave) or None; it returned 'fine'"],
+        id="returns-garbage",
+    ),
+    pytest.param(
+        "vcpu_run", "            super().vcpu_run(cpu, vcpu)\n            cpu.run_guest(vcpu)\n            return None", (),
+        ["CONTRACT 'vcpu_run enters the guest once' broken on features: VHE, *",
+         "  vcpu_run must enter the guest exactly once (call cpu.run_guest(vcpu) once); it entered 2 times"],
+        id="enters-twice",
+    ),
+    pytest.param(
+        "setup_vcpu", "            vcpu.mdcr_el2 = 'TPMS|E2PB'\n            return None", (),
+        ["CONTRACT 'setup_vcpu() sets vcpu.mdcr_el2 to a 64-bit value' broken on features: VHE, *",
+         "  setup_vcpu() set vcpu.mdcr_el2 to 'TPMS|E2PB'; expected an int from 0 to 2**64-1 *"],
+        id="garbage-mdcr",
+    ),
+    pytest.param(
+        "vcpu_run", "            cpu.msr('PMSCR_EL1', 1 << 64)", (),
+        ["CONTRACT 'vcpu_run() uses only what the CPU model offers' broken on features: VHE, *",
+         "  vcpu_run() asked the model for something that cannot exist: Cannot write 0x10000000000000000 to PMSCR_EL1 "
+         "because it does not fit in 64 bits (at */flaky.py:* in vcpu_run)"],
+        id="impossible-write",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "misbehave", "extra", "expected"), MISBEHAVING)
+def test_adapter_misbehaving_on_vhe_only(
+    spekvm_pytester: pytest.Pytester, method: str, misbehave: str, extra: tuple[str, ...], expected: list[str]
+) -> None:
+    """An adapter that raises, hangs or returns garbage on VHE only fails the VHE cells with the contract clause and
+    the bad value; the nVHE cell passes, and the verdict counts the failure."""
+    spekvm_pytester.makepyfile(flaky=ON_VHE.replace("{method}", method).replace("{misbehave}", misbehave))
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=flaky.py", *extra, "-k", "test_res0 and spe1-pmunone")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        *expected,
+        "steps:",
+        "  1. run vcpu 0: guest runs code (1 samples)",
+        "replay: pytest --spekvm-target=flaky.py 'test_res0.py::test_res0[[]vhe-spe1-pmunone[]]'   (scripted, deterministic)",
+        "RES0 * correctness  FAILED (1 of 2 checks) *",
+    ])
+    assert_no_traceback(result)
+
+
+def test_hang_in_a_sequence_is_not_shrunk(spekvm_pytester: pytest.Pytester) -> None:
+    """A generated sequence that hangs fails once, with the clause and a note on why it was not shrunk."""
+    spekvm_pytester.makepyfile(
+        flaky=ON_VHE.replace("{method}", "vcpu_run").replace("{misbehave}", "            while True:\n                pass")
+    )
+    result = spekvm_pytester.runpytest(
+        f"{TARGET_OPTION}=flaky.py", f"{TIMEOUT_OPTION}=0.3", "--hypothesis-profile=default", "-k", "test_res0_sequences"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "CONTRACT 'vcpu_run() returns' broken on features: VHE, *",
+        "  vcpu_run() did not return within 0.3s (--spekvm-timeout); it may loop forever",
+        "steps:",
+        "replay: *",
+        "not shrunk, and no --spekvm-reproduce line: *",
+    ])
+    assert_no_traceback(result)
