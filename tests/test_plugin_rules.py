@@ -1,0 +1,254 @@
+"""The plugin black-box, rule by rule: the reference passes every rule and exercises each; for every
+rule a minimal broken adapter that the shipped suite catches under that rule's id; and the hooks
+that narrow the feature space and add a project's own rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_spekvm.plugin import TARGET_OPTION
+from pytest_spekvm.rules import RULES
+
+RULE_IDS = [rule.id for rule in RULES]
+
+
+def test_reference_passes_every_rule(spekvm_pytester: pytest.Pytester) -> None:
+    """The whole default run against the reference passes, and every rule is passed and exercised, none left
+    never exercised or not run."""
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=len(RULE_IDS) * 199)
+    result.stdout.fnmatch_lines(["=* spekvm verdicts for reference =*"])
+    result.stdout.fnmatch_lines([f"{rule} * passed (199 checks, * exercised it) *" for rule in RULE_IDS])
+    for word in ("NEVER EXERCISED", "FAILED", "not run", " 0 exercised"):
+        result.stdout.no_fnmatch_line(f"*{word}*")
+
+
+# ------------------------------------------------------------- one broken adapter per rule
+
+HEADER = "from pytest_spekvm.reference import switch as S\n\n\nclass Broken(S.ReferenceSwitch):\n"
+FOOTER = "\n\nspekvm_adapter = Broken\n"
+
+# The reference's vcpu_run, step by step, with {save} and {restore} standing for its SPE steps.
+RUN = """
+    def vcpu_run(self, cpu, vcpu):
+        nvhe = not S.has_vhe(cpu)
+        S.save_host_sysregs(cpu, vcpu)
+        if nvhe:
+{save}
+        S.activate_traps(cpu, vcpu)
+        S.activate_vm(cpu, vcpu)
+        S.restore_guest_sysregs(cpu, vcpu)
+        reason = cpu.run_guest(vcpu)
+        S.save_guest_sysregs(cpu, vcpu)
+        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
+        S.deactivate_vm(cpu, vcpu)
+{early_restore}
+        S.restore_host_sysregs(cpu, vcpu)
+        if nvhe:
+{restore}
+        return reason
+"""
+SAVE = "            S.debug_save_spe_nvhe(cpu, vcpu)"
+RESTORE = "            S.debug_restore_spe(cpu, vcpu)"
+
+
+def run(save: str = SAVE, restore: str = RESTORE, early_restore: str = "") -> str:
+    """The reference's vcpu_run with its SPE save and restore replaced."""
+    return RUN.replace("{save}", save).replace("{restore}", restore).replace("{early_restore}", early_restore)
+
+
+BROKEN = {
+    # MDCR_EL2 bit 16 is RES0 on every CPU.
+    "RES0": """
+    def setup_vcpu(self, cpu, vcpu, host_mdcr_el2):
+        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
+        vcpu.mdcr_el2 |= 1 << 16
+""",
+    # TPMS left clear: the guest reaches the sampling control registers.
+    "TRAP-COND": """
+    def setup_vcpu(self, cpu, vcpu, host_mdcr_el2):
+        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
+        vcpu.mdcr_el2 &= ~S.MDCR_TPMS
+""",
+    # The buffer limit read without asking whether SPE exists or who owns the buffer.
+    "UNDEF": """
+    def vcpu_run(self, cpu, vcpu):
+        cpu.mrs("PMBLIMITR_EL1")
+        return super().vcpu_run(cpu, vcpu)
+""",
+    # No drain before the guest's translation goes in.
+    "DRAIN-ORDER": run(save="            pass"),
+    # Sampling back on before the host's stage 1 is restored.
+    "RESTORE-ORDER": run(early_restore="        if nvhe:\n" + RESTORE, restore="            pass"),
+    # Sampling never turned back on.
+    "HOST-STATE": run(restore="            pass"),
+    # E2PB=0b11 for the guest: EL1 owns the buffer and its registers do not trap.
+    "ISOLATION": """
+    def setup_vcpu(self, cpu, vcpu, host_mdcr_el2):
+        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
+        if S.has_spe(cpu):
+            vcpu.mdcr_el2 |= S.MDCR_E2PB_MASK
+""",
+    # The buffer switched off without a drain: what the PE still holds is discarded.
+    "NO-LOSS": run(
+        save="            limit = cpu.mrs('PMBLIMITR_EL1') if S.has_spe(cpu) and not cpu.mrs('PMBIDR_EL1') & 0x10 else 0\n"
+        "            if limit:\n                cpu.msr('PMBLIMITR_EL1', 0)\n                cpu.isb()",
+        restore="            if limit:\n                cpu.isb()\n                cpu.msr('PMBLIMITR_EL1', limit)",
+    ),
+    # A PSB CSYNC that VHE does not need.
+    "LEAN": """
+    def vcpu_run(self, cpu, vcpu):
+        if S.has_vhe(cpu) and S.has_spe(cpu):
+            cpu.psb_csync()
+        return super().vcpu_run(cpu, vcpu)
+""",
+}
+
+SUITE_TEST = {
+    "RES0": "test_res0.py::test_res0",
+    "TRAP-COND": "test_traps.py::test_trap_cond",
+    "UNDEF": "test_traps.py::test_undef",
+    "DRAIN-ORDER": "test_ordering.py::test_drain_order",
+    "RESTORE-ORDER": "test_ordering.py::test_restore_order",
+    "HOST-STATE": "test_host_state.py::test_host_state",
+    "ISOLATION": "test_isolation.py::test_isolation",
+    "NO-LOSS": "test_isolation.py::test_no_loss",
+    "LEAN": "test_lean.py::test_lean",
+}
+
+
+def test_every_rule_has_a_broken_adapter() -> None:
+    """The table below covers the whole catalogue."""
+    assert sorted(RULE_IDS) == sorted(BROKEN) == sorted(SUITE_TEST)
+
+
+@pytest.mark.parametrize("rule", RULE_IDS)
+def test_broken_adapter_is_caught(spekvm_pytester: pytest.Pytester, rule: str) -> None:
+    """A switch broken in the way the rule forbids fails that rule's suite test, with the rule id in the report."""
+    spekvm_pytester.makepyfile(broken=HEADER + BROKEN[rule] + FOOTER)
+    suite_test = SUITE_TEST[rule]
+    name = suite_test.partition("::")[2]
+    # The 22 cells with PMUv3p1: VHE or not, every SPE level, PMBIDR_EL1.P 0 or 1.
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=broken.py", "-k", f"{name} and not sequences and pmuv3p1")
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] >= 1
+    result.stdout.fnmatch_lines([
+        f"RULE {rule} violated on features: *",
+        f"{rule} * FAILED ({outcomes['failed']} of 22 checks) *",
+        f"FAILED {suite_test}[[]*pmuv3p1[]] - RULE *",
+    ])
+    assert "Traceback" not in result.stdout.str()
+
+
+# ------------------------------------------------------------------------ the hooks
+
+NARROW = """
+from pytest_spekvm import FeatureSpace
+
+
+def pytest_spekvm_narrow_features(config, space):
+    return {result}
+"""
+
+
+def test_narrow_features_to_nvhe(spekvm_pytester: pytest.Pytester) -> None:
+    """pytest_spekvm_narrow_features narrows the run to nVHE: the header says so and every cell is nVHE."""
+    spekvm_pytester.makeconftest(NARROW.replace("{result}", "FeatureSpace(vhe={False})"))
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-k", "test_res0 and not sequences")
+    result.stdout.fnmatch_lines(["spekvm feature space: {nVHE} x PMSVer {0,1,2,3,4,5} x * (99 cells)"])
+    cells = [line.strip() for line in result.stdout.lines if "<Function test_res0[" in line]
+    assert 99 == len(cells)
+    assert [] == [c for c in cells if not c.startswith("<Function test_res0[nvhe-")]
+
+
+VHE_ONLY_TARGET = """
+from pytest_spekvm import FeatureSpace
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class VheOnly(ReferenceSwitch):
+    feature_space = FeatureSpace(vhe={True})
+
+
+spekvm_adapter = VheOnly
+"""
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ("'nVHE only'", "ERROR: pytest_spekvm_narrow_features returned 'nVHE only', not a pytest_spekvm.FeatureSpace"),
+        ("FeatureSpace(vhe={False})",
+         "ERROR: pytest_spekvm_narrow_features left no CPU to test: Cannot use feature space {} x * because a dimension has no value left"),
+    ],
+    ids=["not-a-feature-space", "nothing-left"],
+)
+def test_narrow_features_misused(spekvm_pytester: pytest.Pytester, result: str, expected: str) -> None:
+    """A narrowing hook that returns something else, or leaves no CPU of the target's space, is a usage error."""
+    spekvm_pytester.makeconftest(NARROW.replace("{result}", result))
+    spekvm_pytester.makepyfile(vhe_only=VHE_ONLY_TARGET)
+    run = spekvm_pytester.runpytest(f"{TARGET_OPTION}=vhe_only.py")
+    assert pytest.ExitCode.USAGE_ERROR == run.ret
+    run.stderr.fnmatch_lines([expected])
+
+
+ADD_RULES = """
+from pytest_spekvm import Judgement, Rule, Severity, Violation
+
+
+def _forbid_everything(trace, features):
+    return Judgement("PROJ-NEVER", exercised=True, violations=(Violation("PROJ-NEVER", 0, "the project allows no run at all"),))
+
+
+NEVER = Rule(
+    id="PROJ-NEVER", title="Nothing is allowed", rationale="the project's own policy", severity=Severity.CORRECTNESS,
+    family="project", check=_forbid_everything,
+)
+
+
+def pytest_spekvm_add_rules(config):
+    return {result}
+"""
+
+
+def test_added_rule_is_collected_and_judged(spekvm_pytester: pytest.Pytester) -> None:
+    """A rule from pytest_spekvm_add_rules gets the project-rules suite collected, fails under its own id and
+    has its row in the verdict table; -k selects it by id."""
+    spekvm_pytester.makeconftest(ADD_RULES.replace("{result}", "[NEVER]"))
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "-k", "PROJ-NEVER and nvhe-spe1-pmuv3p1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "RULE PROJ-NEVER violated on features: nVHE, FEAT_SPE (PMSVer=1), PMUv3p1 (6 counters)",
+        "  Nothing is allowed",
+        "  the project allows no run at all",
+        "  why: the project's own policy",
+        "replay: pytest --spekvm-target=reference 'test_project_rules.py::test_project_rule[[]nvhe-spe1-pmuv3p1-PROJ-NEVER[]]' *",
+        "LEAN * not run *",
+        "PROJ-NEVER * correctness  FAILED (1 of 1 checks) * Nothing is allowed",
+        "FAILED test_project_rules.py::test_project_rule[[]nvhe-spe1-pmuv3p1-PROJ-NEVER[]]*",
+    ])
+
+
+def test_project_rules_suite_absent_without_added_rules(spekvm_pytester: pytest.Pytester) -> None:
+    """With no added rule, the project-rules suite is not collected at all."""
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-q")
+    result.stdout.fnmatch_lines([f"{len(RULE_IDS) * 199} tests collected in *"])
+    result.stdout.no_fnmatch_line("*test_project_rules.py*")
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ("['PROJ-NEVER']",
+         "ERROR: pytest_spekvm_add_rules returned 'PROJ-NEVER', not a pytest_spekvm.Rule (build one with Rule(id=..., *))"),
+        ("[NEVER, NEVER]",
+         "ERROR: pytest_spekvm_add_rules returned a rule with id 'PROJ-NEVER', which is already taken (ids: *PROJ-NEVER*)"),
+    ],
+    ids=["not-a-rule", "duplicate-id"],
+)
+def test_add_rules_misused(spekvm_pytester: pytest.Pytester, result: str, expected: str) -> None:
+    """A rules hook that returns something other than rules, or an id already taken, is a usage error."""
+    spekvm_pytester.makeconftest(ADD_RULES.replace("{result}", result))
+    run = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference")
+    assert pytest.ExitCode.USAGE_ERROR == run.ret
+    run.stderr.fnmatch_lines([expected])
