@@ -329,18 +329,21 @@ class _Bridge:
         exit_code[0] = len(call.exits)
         return 0
 
-    def _on_error(self, exc_type: Any, exc_value: BaseException | None, tb: Any) -> int:
-        """A callback raised: keep the exception and where in C it happened; the shim then unwinds."""
+    def _on_error(self, exc_type: Any, exc_value: BaseException, tb: Any) -> int:
+        """A callback raised: keep the exception and where in C it happened; the shim then unwinds.
+
+        Read the site now: it lives in the C caller's frame, which the unwind discards.
+        """
         call = self.call
-        if call is not None:
-            call.error = exc_value if exc_value is not None else exc_type()
-            site = call.site
-            if site is not None and site != self.ffi.NULL:
-                call.where = _Site(
-                    file=self.ffi.string(site.file).decode(errors="replace"),
-                    line=int(site.line),
-                    func=self.ffi.string(site.func).decode(errors="replace"),
-                )
+        if call is None:  # pragma: no cover - only C code running outside a kit call (a constructor)
+            return 1
+        site = call.site  # set by _enter, the first thing every callback does
+        call.error = exc_value
+        call.where = _Site(
+            file=self.ffi.string(site.file).decode(errors="replace"),
+            line=int(site.line),
+            func=self.ffi.string(site.func).decode(errors="replace"),
+        )
         return 1
 
     # The entry points.
@@ -392,10 +395,9 @@ def _reraise(call: _Call) -> NoReturn:
     code has no Python frame, so one is made at the C line (the way template engines point a
     traceback into a template).
     """
-    error = call.error if call.error is not None else RuntimeError("a shim callback failed without an exception")
-    where = call.where
-    if where is None:  # pragma: no cover - every callback notes its site before it can fail
-        raise error
+    error, where = call.error, call.where
+    assert error is not None, "the C code unwound without a failed callback"
+    assert where is not None, "every callback notes its call site before it can fail"
     code = compile("\n" * max(where.line - 1, 0) + "raise __spekvm_error__", where.file, "exec")
     code = code.replace(co_name=where.func, co_qualname=where.func)
     exec(code, {"__spekvm_error__": error})
@@ -428,9 +430,9 @@ def find_compiler() -> list[str]:
             msg = f"Cannot build the C target because the C compiler CC={configured!r} (from the environment) was not found (install it, point CC at a compiler that exists, or unset CC to use gcc, cc or clang from PATH)"
             raise CBuildError(msg)
         return [found, *argv[1:]]
-    candidates = [shlex.split(str(sysconfig.get_config_var("CC") or "")), ["cc"], ["gcc"], ["clang"]]
-    for argv in candidates:
-        found = shutil.which(argv[0]) if argv else None
+    python_cc = shlex.split(str(sysconfig.get_config_var("CC") or "")) or ["cc"]
+    for argv in (python_cc, ["cc"], ["gcc"], ["clang"]):
+        found = shutil.which(argv[0])
         if found is not None:
             return [found, *argv[1:]]
     msg = "Cannot build the C target because no C compiler was found on PATH (looked for $CC, the compiler Python was built with, cc, gcc and clang; install gcc or clang, e.g. `apt-get install gcc`, or set CC)"
@@ -499,7 +501,7 @@ def _slot_key(spec: _Spec, compiler: list[str], cffi_version: str) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:40] or "c"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:40]
 
 
 def _build_root(spec: _Spec) -> Path:
@@ -512,9 +514,8 @@ def _build_root(spec: _Spec) -> Path:
     beside = spec.sources[0].parent / ".spekvm-build"
     try:
         beside.mkdir(parents=True, exist_ok=True)
-        if os.access(beside, os.W_OK):
-            return beside
-    except OSError:
+        return beside
+    except OSError:  # a read-only checkout or install: the sources stay untouched
         pass
     cache = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
     return Path(cache) / "pytest-spekvm"
@@ -549,7 +550,11 @@ def _from_cache(spec: _Spec, slot: Path) -> Build | None:
         return None
     if not path.is_file() or any(_digest(Path(dep)) != digest for dep, digest in deps.items()):
         return None
-    return Build(_load(spec, path, module_name), path, from_cache=True, log=log)
+    try:
+        module = _load(spec, path, module_name)
+    except CBuildError:
+        return None  # the cached file no longer loads (truncated, or another Python): build it again
+    return Build(module, path, from_cache=True, log=log)
 
 
 def _header_block(text: str, name: str) -> str:
@@ -663,8 +668,8 @@ def _compile_error(spec: _Spec, failed: list[tuple[_Job, str]]) -> CBuildError:
             f"spekvm_entry.h is the kit's declaration of the entry points: setup is `void {spec.setup}(struct spekvm_vcpu *vcpu, u64 host_mdcr_el2)`, "
             f"run is `u64 {spec.run}(struct spekvm_vcpu *vcpu)`, neither static; {hint}"
         )
-    if "Python.h" in output:
-        hint = "the Python development headers are missing (install python3-dev, or your system's package for Python.h)"
+    if re.search(r"\b(Python|pyconfig)\.h\b", output):
+        hint = "the Python development headers are missing: install python3-dev, or your system's package for Python.h"
     msg = (
         f"Cannot build the C target ({spec.describe()}) because the C compiler ({job.argv[0]}) reported errors in {job.what}:\n"
         f"{shown}\n"
@@ -673,19 +678,11 @@ def _compile_error(spec: _Spec, failed: list[tuple[_Job, str]]) -> CBuildError:
     return CBuildError(msg)
 
 
-def _depfile_paths(depfile: Path, cwd: Path) -> list[Path]:
-    """The files a make-style dependency file (gcc/clang -MMD) lists."""
-    try:
-        text = depfile.read_text()
-    except OSError:  # pragma: no cover - the compiler wrote it, or failed before we read it
-        return []
-    _, _, deps = text.replace("\\\n", " ").partition(":")
-    paths = []
-    for token in re.split(r"(?<!\\)\s+", deps.strip()):
-        if token:
-            path = Path(token.replace("\\ ", " "))
-            paths.append(path if path.is_absolute() else cwd / path)
-    return paths
+def _depfile_paths(depfile: Path) -> list[Path]:
+    """The files a make-style dependency file (gcc/clang -MMD) lists, resolved (the compiler ran in our cwd)."""
+    _, _, deps = depfile.read_text().replace("\\\n", " ").partition(":")
+    tokens = re.split(r"(?<!\\)\s+", deps.strip())
+    return [Path(token.replace("\\ ", " ")).resolve() for token in tokens if token]
 
 
 def _compile(spec: _Spec, cffi: Any, compiler: list[str], slot: Path, key: str) -> Build:
@@ -736,8 +733,7 @@ def _compile(spec: _Spec, cffi: Any, compiler: list[str], slot: Path, key: str) 
         scratch = work.resolve()
         for job in jobs:
             if job.depfile is not None:
-                found = (p.resolve() for p in _depfile_paths(job.depfile, work))
-                deps.update(p for p in found if scratch not in p.parents)  # spekvm_entry.h: part of the key
+                deps.update(p for p in _depfile_paths(job.depfile) if scratch not in p.parents)  # spekvm_entry.h: part of the key
         manifest = {
             "recipe": RECIPE,
             "module": module_name,
