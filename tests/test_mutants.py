@@ -1,0 +1,96 @@
+"""The mutant catalogue (examples/mutants/): the shipped suite fails every mutant on the general rules it names."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import hypothesis.core
+import pytest
+
+from pytest_spekvm import rules
+
+MUTANTS_DIR = Path(__file__).resolve().parent.parent / "examples" / "mutants"
+MUTANTS = sorted(p for p in MUTANTS_DIR.glob("*.py") if not p.name.startswith("_"))
+
+# Mutants the scripted cells cannot catch, with a hypothesis seed under which the default run's
+# sequences do (benchmarks/mutants.py measures how often other seeds do).
+SEQUENCES_ONLY = {"stale_pmscr": 5}
+
+VERDICT = re.compile(r"(?P<rule>[A-Z][A-Z0-9-]*) +(?:correctness|lean) +(?P<verdict>FAILED|passed|NEVER EXERCISED|not run)")
+
+
+def _module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"mutant_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def caught_by(path: Path) -> tuple[str, ...]:
+    """The rule ids a mutant's CAUGHT_BY names (a string or a tuple of them)."""
+    value = _module(path).CAUGHT_BY
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+CASES = [(path.stem, rule_id) for path in MUTANTS for rule_id in caught_by(path)]
+
+
+def node_id(rule_id: str, sequences: bool) -> str:
+    """The suite test that checks `rule_id`, as a run prints its node id."""
+    rule = rules.BY_ID[rule_id]
+    name = "test_" + rule.id.lower().replace("-", "_")
+    return f"test_{rule.family}.py::{name}{'_sequences' if sequences else ''}"
+
+
+def verdicts(lines: Sequence[str]) -> dict[str, str]:
+    """Rule id -> 'FAILED', 'passed', 'NEVER EXERCISED' or 'not run', from a run's verdict table."""
+    start = next(i for i, line in enumerate(lines) if "spekvm verdicts for" in line)
+    found = {}
+    for line in lines[start + 1 :]:
+        match = VERDICT.match(line)
+        if match:
+            found[match["rule"]] = match["verdict"]
+    return found
+
+
+@pytest.mark.parametrize(("mutant", "rule_id"), CASES, ids=[f"{m}-{r}" for m, r in CASES])
+def test_suite_fails_the_mutant_on_the_rule_it_names(
+    spekvm_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mutant: str, rule_id: str
+) -> None:
+    """At the default profile the suite's check of each rule in CAUGHT_BY fails the mutant, with that rule's report."""
+    seed = SEQUENCES_ONLY.get(mutant)
+    args = [f"--spekvm-target={MUTANTS_DIR / mutant}.py", node_id(rule_id, seed is not None)]
+    args += ["-p", "no:cacheprovider", "-x"]
+    if seed is not None:
+        # --hypothesis-seed sets a global of hypothesis' that its plugin never resets: keep it to this run.
+        monkeypatch.setattr(hypothesis.core, "global_force_seed", hypothesis.core.global_force_seed)
+        args.append(f"--hypothesis-seed={seed}")
+    result = spekvm_pytester.runpytest_inprocess(*args)
+    result.stdout.fnmatch_lines([f"RULE {rule_id} violated on features: *"])
+    assert (1, "FAILED") == (result.ret, verdicts(result.outlines).get(rule_id))
+
+
+@pytest.mark.parametrize("path", MUTANTS, ids=[p.stem for p in MUTANTS])
+def test_mutant_names_general_rules_in_its_docstring(path: Path) -> None:
+    """Each mutant names only catalogue rules in CAUGHT_BY, and its docstring says what is wrong, why, and those rules."""
+    module = _module(path)
+    doc = module.__doc__ or ""
+    named = caught_by(path)
+    assert (True, True, True, True) == (
+        set(named) <= set(rules.BY_ID),
+        "What is wrong:" in doc and "Why plausible:" in doc,
+        all(rule_id in doc.split("Caught by", 1)[-1] for rule_id in named),
+        callable(getattr(module, "spekvm_adapter", None)),
+    )
+
+
+def test_catalogue_has_twelve_mutants_and_every_rule_catches_one() -> None:
+    """There are at least 12 mutants, and each of the nine rules is named by at least one of them."""
+    named = {rule_id for _, rule_id in CASES}
+    assert (True, set(rules.BY_ID)) == (len(MUTANTS) >= 12, named)
