@@ -248,8 +248,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def _suite_selector(arg: str, config: pytest.Config) -> tuple[Path, str] | None:
     """(suite file, test name or '') if `arg` names a test of the shipped suites by the node id a run printed."""
     path_part, _, name = arg.partition("::")
-    if not path_part or path_part.startswith("-"):
-        return None
     given = config.invocation_params.dir / path_part
     if given.exists():
         # A real path into the suites: pytest would name its items after the file itself when

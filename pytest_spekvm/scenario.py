@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import attrs
 
+from . import reference
 from .reference.chooser import Chooser
 from .reference.cpu import ModelError
 from .reference.features import Features
@@ -116,11 +119,16 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+# The plugin's and the model's own folders (the model is installed beside the plugin, or lives in a
+# checkout's reference/): frames there are not the adapter's.
+_OWN_DIRS = tuple(str(Path(file).resolve().parent) + os.sep for file in (__file__, reference.__file__ or __file__))
+
+
 def _adapter_frame(exc: BaseException) -> str:
-    """The innermost frame of the traceback outside pytest_spekvm: where the adapter went wrong."""
+    """The innermost frame of the traceback outside the plugin and the model: where the adapter went wrong."""
     frames = traceback.extract_tb(exc.__traceback__)
     for frame in reversed(frames):
-        if "pytest_spekvm" not in frame.filename and "/reference/" not in frame.filename:
+        if not str(Path(frame.filename).resolve()).startswith(_OWN_DIRS):
             return f"{frame.filename}:{frame.lineno} in {frame.name}"
     return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
 

@@ -151,14 +151,20 @@ def pytest_spekvm_narrow_features(config, space):
 """
 
 
-def test_narrow_features_to_nvhe(spekvm_pytester: pytest.Pytester) -> None:
-    """pytest_spekvm_narrow_features narrows the run to nVHE: the header says so and every cell is nVHE."""
-    spekvm_pytester.makeconftest(NARROW.replace("{result}", "FeatureSpace(vhe={False})"))
-    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-k", "test_res0 and not sequences")
-    result.stdout.fnmatch_lines(["spekvm feature space: {nVHE} x PMSVer {0,1,2,3,4,5} x * (99 cells)"])
-    cells = [line.strip() for line in result.stdout.lines if "<Function test_res0[" in line]
-    assert 99 == len(cells)
-    assert [] == [c for c in cells if not c.startswith("<Function test_res0[nvhe-")]
+@pytest.mark.parametrize(
+    ("result", "shown", "prefix", "count"),
+    [("FeatureSpace(vhe={False})", "{nVHE}", "nvhe-", 99), ("None", "{nVHE,VHE}", "", 198)],
+    ids=["nvhe-only", "unchanged"],
+)
+def test_narrow_features(spekvm_pytester: pytest.Pytester, result: str, shown: str, prefix: str, count: int) -> None:
+    """pytest_spekvm_narrow_features narrows the run (to nVHE: the header says so and every cell is nVHE);
+    returning None leaves the space as it is."""
+    spekvm_pytester.makeconftest(NARROW.replace("{result}", result))
+    run = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-k", "test_res0 and not sequences")
+    run.stdout.fnmatch_lines([f"spekvm feature space: {shown} x PMSVer {{0,1,2,3,4,5}} x * ({count} cells)"])
+    cells = [line.strip() for line in run.stdout.lines if "<Function test_res0[" in line]
+    assert count == len(cells)
+    assert [] == [c for c in cells if not c.startswith(f"<Function test_res0[{prefix}")]
 
 
 VHE_ONLY_TARGET = """

@@ -6,10 +6,21 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from types import SimpleNamespace
 
+import attrs
 import pytest
 
-from pytest_spekvm.plugin import TARGET_OPTION, TIMEOUT_OPTION
+from pytest_spekvm.plugin import (
+    SESSION_KEY,
+    SUITES_DIR,
+    TARGET_OPTION,
+    TIMEOUT_OPTION,
+    pytest_sessionfinish,
+    pytest_testnodedown,
+)
+from pytest_spekvm.session import SpekvmSession
+from pytest_spekvm.target import load
 
 NODRAIN = """
 from pytest_spekvm.reference import switch as S
@@ -306,6 +317,12 @@ MISBEHAVING = [
         id="garbage-mdcr",
     ),
     pytest.param(
+        "setup_vcpu", "            raise ValueError('no PMU on this board')", (),
+        ["CONTRACT 'setup_vcpu() returns normally' broken on features: VHE, *",
+         "  setup_vcpu() raised ValueError: no PMU on this board at */flaky.py:* in setup_vcpu"],
+        id="setup-raises",
+    ),
+    pytest.param(
         "vcpu_run", "            cpu.msr('PMSCR_EL1', 1 << 64)", (),
         ["CONTRACT 'vcpu_run() uses only what the CPU model offers' broken on features: VHE, *",
          "  vcpu_run() asked the model for something that cannot exist: Cannot write 0x10000000000000000 to PMSCR_EL1 "
@@ -351,3 +368,108 @@ def test_hang_in_a_sequence_is_not_shrunk(spekvm_pytester: pytest.Pytester) -> N
         "not shrunk, and no --spekvm-reproduce line: *",
     ])
     assert_no_traceback(result)
+
+
+def test_contract_failure_in_a_sequence(spekvm_pytester: pytest.Pytester) -> None:
+    """A generated sequence that makes the adapter raise fails with the clause, shrunk, and replayable anywhere."""
+    spekvm_pytester.makepyfile(
+        flaky=ON_VHE.replace("{method}", "vcpu_run").replace("{misbehave}", "            raise KeyError('VHE')")
+    )
+    result = spekvm_pytester.runpytest(
+        f"{TARGET_OPTION}=flaky.py", "--hypothesis-profile=default", "-k", "test_res0_sequences"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "CONTRACT 'vcpu_run() returns normally' broken on features: VHE, *",
+        "  vcpu_run() raised KeyError: 'VHE' at */flaky.py:* in vcpu_run",
+        "replay anywhere: add --spekvm-reproduce=* to the command above",
+    ])
+    assert_no_traceback(result)
+
+
+LATER_FAILURE = """
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+calls = []
+
+
+def spekvm_adapter():
+    calls.append(1)
+    if len(calls) > 2:  # loading the target and the first run still work
+{fail}
+    return ReferenceSwitch()
+"""
+
+
+@pytest.mark.parametrize(
+    ("fail", "extra", "expected"),
+    [
+        ("        raise OSError('out of file descriptors')", (),
+         ["CONTRACT 'spekvm_adapter() returns an adapter' broken on features: nVHE, FEAT_SPE (PMSVer=1), PMUv3p1 *",
+          "  spekvm_adapter() raised OSError: out of file descriptors at */later.py:* in spekvm_adapter"]),
+        ("        while True:\n            pass", (f"{TIMEOUT_OPTION}=0.3",),
+         ["CONTRACT 'spekvm_adapter() returns promptly' broken on features: nVHE, FEAT_SPE (PMSVer=1), PMUv3p1 *",
+          "  making a fresh adapter took more than 0.3s (--spekvm-timeout)"]),
+    ],
+    ids=["raises", "hangs"],
+)
+def test_factory_failing_after_the_first_run(
+    spekvm_pytester: pytest.Pytester, fail: str, extra: tuple[str, ...], expected: list[str]
+) -> None:
+    """A factory that stops making adapters after the first run fails the cells that need one, naming the clause."""
+    spekvm_pytester.makepyfile(later=LATER_FAILURE.replace("{fail}", fail))
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=later.py", *extra, "-k", "test_res0 and nvhe-spe1-pmuv3p1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([*expected, "replay: *"])
+    result.stdout.no_fnmatch_line("steps:")
+    assert_no_traceback(result)
+
+
+def test_no_time_limit(spekvm_pytester: pytest.Pytester) -> None:
+    """--spekvm-timeout=0 runs the adapter without a time limit."""
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", f"{TIMEOUT_OPTION}=0", "-k", "test_res0 and nvhe-spe1-pmuv3p1")
+    result.assert_outcomes(passed=1)
+
+
+OWN_TESTS = """
+def test_own_check(spekvm, spekvm_cell, request):
+    spekvm.check_cell("RES0", spekvm_cell, request.node.nodeid)
+
+
+def test_plain_failure():
+    assert 1 == 2
+"""
+
+
+def test_own_tests_use_the_fixtures(spekvm_pytester: pytest.Pytester) -> None:
+    """Given a path, pytest runs only that: a project's own tests use the spekvm and spekvm_cell fixtures,
+    and an ordinary failure keeps pytest's usual report."""
+    spekvm_pytester.makepyfile(test_own=OWN_TESTS)
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "test_own.py", "-k", "nvhe-spe1-pmuv3p1 or plain")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["E       assert 1 == 2", "RES0 * passed (1 checks, 1 exercised it) *"])
+
+
+def test_suites_without_a_target_skip(spekvm_pytester: pytest.Pytester) -> None:
+    """A suite file run without a target skips, saying how to give one, instead of failing."""
+    result = spekvm_pytester.runpytest(str(SUITES_DIR / "test_lean.py"), "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["SKIPPED * no target given: run with --spekvm-target=reference (or your own adapter)"])
+
+
+# ------------------------------------------------------------- xdist plumbing, directly
+
+
+def test_worker_sends_and_controller_merges_verdicts() -> None:
+    """A worker puts its verdicts in workeroutput; the controller adds them, and ignores a worker that sent none."""
+    target = load("reference")
+    worker = SpekvmSession(target=target, space=target.space, rules={})
+    worker.verdicts.record("RES0", exercised=True, failed=False)
+    worker_config = SimpleNamespace(stash={SESSION_KEY: worker}, workeroutput={})
+    pytest_sessionfinish(SimpleNamespace(config=worker_config))  # type: ignore[arg-type]
+
+    controller = SpekvmSession(target=target, space=target.space, rules={})
+    controller_config = SimpleNamespace(stash={SESSION_KEY: controller})
+    pytest_testnodedown(SimpleNamespace(workeroutput=worker_config.workeroutput, config=controller_config), None)
+    pytest_testnodedown(SimpleNamespace(workeroutput={}, config=controller_config), "worker crashed")
+    assert (1, 1, 0) == attrs.astuple(controller.verdicts.tallies["RES0"])

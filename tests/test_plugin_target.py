@@ -314,6 +314,13 @@ BAD_TARGETS = [
         id="run-raises",
     ),
     pytest.param(
+        "bad_flag.py", {"bad_flag": subclass("    from pytest_spekvm import FeatureSpace\n    feature_space = FeatureSpace(flags={'sve'})")}, (),
+        ["ERROR: --spekvm-target: Cannot load target 'bad_flag.py' because importing */bad_flag.py raised ValueError: "
+         "Cannot build a feature space with flags [[]'sve'[]] because the known flags are [[]*[]] "
+         "[[]contract: target names an importable module[]]"],
+        id="feature-space-unknown-flag",
+    ),
+    pytest.param(
         "   ", {}, (),
         ["ERROR: --spekvm-target: Cannot load an empty target name (give 'reference', a dotted module name, "
          "or a path to a .py file) [[]contract: target names an importable module[]]"],
@@ -355,6 +362,14 @@ def test_bad_timeout(spekvm_pytester: pytest.Pytester, value: str) -> None:
         "(give e.g. --spekvm-timeout=10, or 0 for no limit)"
     ])
     assert_no_traceback(result)
+
+
+@pytest.mark.parametrize("value", ["6.155.2", "6.155.2:not base64!", ":AXicY2BgYAAAAAQAAQ=="])
+def test_bad_reproduce(spekvm_pytester: pytest.Pytester, value: str) -> None:
+    """A --spekvm-reproduce that is not VERSION:BLOB is a usage error that shows the value and an example."""
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", f"--spekvm-reproduce={value}")
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines([f"ERROR: --spekvm-reproduce='{value}' is not VERSION:BLOB (copy it from the failure report, e.g. *)"])
 
 
 def test_bad_timeout_in_ini(spekvm_pytester: pytest.Pytester) -> None:
