@@ -5,6 +5,7 @@ contract clause, the bad value and what was expected, never a traceback."""
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -416,3 +417,29 @@ def test_make_target_hook_returning_garbage(spekvm_pytester: pytest.Pytester) ->
         "ERROR: --spekvm-target=board:rack3: pytest_spekvm_make_target returned 'ready', not a pytest_spekvm target *"
     ])
     assert_no_traceback(result)
+
+
+# ------------------------------------------------------------------ the README's example
+
+
+def readme_adapter() -> str:
+    """The Python example of the README's 'Writing an adapter' section."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("## Writing an adapter", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_adapter_example(spekvm_pytester: pytest.Pytester) -> None:
+    """The README's adapter passes, and without its PSB CSYNC fails DRAIN-ORDER, as the README says."""
+    source = readme_adapter()
+    spekvm_pytester.makepyfile(my_switch=source, my_switch_broken=source.replace("cpu.psb_csync()", "pass"))
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=my_switch.py", "-k", "nvhe-spe1-pmunone")
+    result.assert_outcomes(passed=9)
+    result.stdout.fnmatch_lines(["spekvm target: my-switch 1.0 (my_switch.py) from *"])
+    broken = spekvm_pytester.runpytest(f"{TARGET_OPTION}=my_switch_broken.py", "-k", "DRAIN-ORDER and nvhe-spe1-pmunone")
+    broken.assert_outcomes(failed=1)
+    broken.stdout.fnmatch_lines([
+        "RULE DRAIN-ORDER violated on features: nVHE, FEAT_SPE (PMSVer=1), no PMUv3",
+        "  no PSB CSYNC between the ISB at #* and the dsb nsh at #*, before the msr HCR_EL2 <- 0x8008003b *",
+        "replay: pytest --spekvm-target=my_switch_broken.py 'test_ordering.py::test_drain_order[[]nvhe-spe1-pmunone[]]' *",
+    ])
