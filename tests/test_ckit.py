@@ -117,12 +117,11 @@ def example_build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def c_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, example_build_dir: Path) -> pytest.Pytester:
-    """A pytester whose runs see no outside SPEKVM_* settings and build C targets in the session's build directory."""
-    for name in ("SPEKVM_TARGET", "SPEKVM_TIMEOUT", "CC"):
-        monkeypatch.delenv(name, raising=False)
+def c_pytester(spekvm_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, example_build_dir: Path) -> pytest.Pytester:
+    """The isolated pytester of conftest.py, with the default compiler and the session's build directory."""
+    monkeypatch.delenv("CC", raising=False)
     monkeypatch.setenv(ckit.BUILD_DIR_ENV, str(example_build_dir))
-    return pytester
+    return spekvm_pytester
 
 
 @pytest.fixture(scope="module")
