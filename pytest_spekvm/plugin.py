@@ -192,9 +192,8 @@ def _extra_rules(config: pytest.Config) -> list[Rule]:
 
 def _space(config: pytest.Config, target: Target) -> FeatureSpace:
     space = target.space
+    # pluggy leaves out the None results (hookspec: "return None to leave it as it is").
     for narrowed in config.hook.pytest_spekvm_narrow_features(config=config, space=space):
-        if narrowed is None:
-            continue
         if not isinstance(narrowed, FeatureSpace):
             msg = f"pytest_spekvm_narrow_features returned {narrowed!r}, not a pytest_spekvm.FeatureSpace"
             raise pytest.UsageError(msg)
