@@ -158,7 +158,7 @@ class Run:
         except _Timeout:
             msg = f"making a fresh adapter took more than {timeout:g}s (--spekvm-timeout)"
             raise AdapterFailure("spekvm_adapter() returns promptly", msg, 0, hung=True) from None
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in an adapter is its failure, not pytest's
             msg = f"spekvm_adapter() raised {type(exc).__name__}: {exc} at {_adapter_frame(exc)}"
             raise AdapterFailure("spekvm_adapter() returns an adapter", msg, 0) from exc
         return cls(System(features, adapter, chooser), timeout=timeout)
@@ -193,7 +193,7 @@ class Run:
         except ModelError as exc:
             msg = f"{method}() asked the model for something that cannot exist: {exc} (at {_adapter_frame(exc)})"
             raise AdapterFailure(f"{method}() uses only what the CPU model offers", msg, index) from exc
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             bad = _bad_mdcr(system, step.vcpu) if method == "setup_vcpu" else None
             if bad is not None:
                 # The model failed on the value, not the adapter's code: name the value, not a model frame.

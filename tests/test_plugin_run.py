@@ -317,6 +317,12 @@ MISBEHAVING = [
         id="garbage-mdcr",
     ),
     pytest.param(
+        "vcpu_run", "            raise SystemExit('cannot run VHE')", (),
+        ["CONTRACT 'vcpu_run() returns normally' broken on features: VHE, FEAT_SPE (PMSVer=1), no PMUv3",
+         "  vcpu_run() raised SystemExit: cannot run VHE at */flaky.py:* in vcpu_run"],
+        id="exits",
+    ),
+    pytest.param(
         "setup_vcpu", "            raise ValueError('no PMU on this board')", (),
         ["CONTRACT 'setup_vcpu() returns normally' broken on features: VHE, *",
          "  setup_vcpu() raised ValueError: no PMU on this board at */flaky.py:* in setup_vcpu"],
