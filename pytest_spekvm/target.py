@@ -156,6 +156,8 @@ def from_factory(spec: str, name: str, origin: str, factory: object, timeout: fl
     space = _declared_space(adapter, spec)
     version = _declared_text(adapter, "version", spec)
     label = _declared_text(adapter, "name", spec) or name
+    if label == BUILTIN and factory is not ReferenceSwitch:
+        label = name  # a subclass of the reference inherits its name, but it is not the reference
     return Target(spec=spec, name=label, origin=origin, factory=factory, version=version, space=space)
 
 
