@@ -63,7 +63,7 @@ def test_rfc_v2_fails_exactly_the_rules_of_its_defects(
     # --hypothesis-seed sets a global of hypothesis' that its plugin never resets: keep it to this run.
     monkeypatch.setattr(hypothesis.core, "global_force_seed", hypothesis.core.global_force_seed)
     result = spekvm_pytester.runpytest_inprocess(
-        f"--spekvm-target={RFC}", "-p", "no:cacheprovider", f"--hypothesis-seed={SEED}"
+        f"--spekvm-target={RFC}", "-p", "no:cacheprovider", "-q", f"--hypothesis-seed={SEED}"
     )
     table = verdicts(result.outlines)
     failed = {rule for rule, verdict in table.items() if verdict == "FAILED"}
