@@ -36,7 +36,7 @@ Shortest counterexample the suite printed (``-k "res0_sequences or trap_cond_seq
       without FEAT_PMUv3; bit 5 (TPMCR) is RES0 without FEAT_PMUv3 (expected 0xc00, got 0x4c60)
       (and 1 more violation of RES0 in this run)
     steps:
-      1. host enables profiling (buffer, then PMSCR)
+      1. host enables profiling (buffer, then PMSCR E0SPE|E1SPE)
       2. host runs kernel code (2 samples)
       3. run vcpu 0: guest exits at once
 
@@ -73,7 +73,7 @@ feature space narrowed to CPUs without SPE, the second as printed by a default r
       at the return to the host (#38): MDCR_EL2 expected 0x0 (the host's boot value), got 0x3000;
       last software write: msr MDCR_EL2 <- 0x3000 by hyp at #31
     steps:
-      1. host enables profiling (buffer, then PMSCR)
+      1. host enables profiling (buffer, then PMSCR E0SPE|E1SPE)
       2. host runs kernel code (2 samples)
       3. run vcpu 0: guest exits at once
 
@@ -81,7 +81,7 @@ feature space narrowed to CPUs without SPE, the second as printed by a default r
       at the return to the host (#96): PMSCR_EL1 expected 0x0 (its value at entry #65), got 0x3;
       last software write: msr PMSCR_EL1 <- 0x3 by hyp at #94
     steps:
-      1. host enables profiling (buffer, then PMSCR)
+      1. host enables profiling (buffer, then PMSCR E0SPE|E1SPE)
       2. host runs kernel code (2 samples)
       3. run vcpu 0: guest exits at once
       4. host disables profiling (drain, buffer off)

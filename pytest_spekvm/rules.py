@@ -839,7 +839,7 @@ RULES: tuple[Rule, ...] = (
         "No profiling record reaches guest or hypervisor memory; the guest never reads host SPE state",
         "Patch: 'so that the host can make use of SPE without corrupting guest memory'",
         Severity.CORRECTNESS,
-        "isolation",
+        "records",
         _check_isolation,
     ),
     Rule(
@@ -848,7 +848,7 @@ RULES: tuple[Rule, ...] = (
         "Patch: 'Now drain all buffered data to memory'; Arm: disabling the buffer discards records "
         "collected but not yet written.",
         Severity.CORRECTNESS,
-        "isolation",
+        "records",
         _check_no_loss,
     ),
     Rule(

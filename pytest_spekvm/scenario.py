@@ -34,6 +34,7 @@ class Step:
     samples: int = 0
     el0: bool = False
     program: tuple[GuestAction, ...] = ()
+    pmscr: int = 0b11  # enable_profiling: PMSCR E0SPE [0] / E1SPE [1] (E0HSPE / E2SPE under VHE)
 
     def describe(self) -> str:
         """The step as a person reads it."""
@@ -44,11 +45,14 @@ class Step:
         if self.op == "run_vcpu":
             return f"run vcpu {self.vcpu}: guest {', '.join(_describe_action(a) for a in self.program) or 'exits at once'}"
         return {
-            "enable_profiling": "host enables profiling (buffer, then PMSCR)",
+            "enable_profiling": f"host enables profiling (buffer, then PMSCR {_PMSCR_BITS[self.pmscr & 0b11]})",
             "disable_profiling": "host disables profiling (drain, buffer off)",
             "pause_sampling": "host pauses sampling (PMSCR=0, buffer left enabled)",
             "handle_buffer_irq": "host handles the buffer interrupt",
         }[self.op]
+
+
+_PMSCR_BITS = {0b00: "0", 0b01: "E0SPE", 0b10: "E1SPE", 0b11: "E0SPE|E1SPE"}
 
 
 def _describe_action(action: GuestAction) -> str:
@@ -78,7 +82,9 @@ SCRIPT: tuple[Step, ...] = (
     Step("host_run", samples=2),
     Step("run_vcpu", vcpu=1, program=(GuestCode(1),)),
     Step("disable_profiling"),
-    Step("run_vcpu", vcpu=0, program=(GuestAccess("PMBLIMITR_EL1"),)),
+    # vcpu 1's last entry saved the host's live PMSCR: a save area that is not cleared when the
+    # buffer is off would now hand it back to a host that turned profiling off.
+    Step("run_vcpu", vcpu=1, program=(GuestAccess("PMBLIMITR_EL1"),)),
     Step("enable_profiling"),
     Step("host_run", samples=1),
     Step("run_vcpu", vcpu=0, program=(GuestCode(1),)),
@@ -171,6 +177,8 @@ class Run:
         if step.op not in ("setup_vcpu", "run_vcpu"):
             if step.op == "host_run":
                 system.host_run(step.samples, step.el0)
+            elif step.op == "enable_profiling":
+                system.enable_profiling(step.pmscr)
             else:
                 getattr(system, step.op)()
             return

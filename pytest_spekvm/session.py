@@ -32,6 +32,9 @@ FAST_EXAMPLES = 40
 
 STEPS_PER_EXAMPLE = 12
 
+SHOWN_VIOLATIONS = 5
+"""Violations listed in a failure report; the timeline shows the first."""
+
 
 HUNG_NOTE = (
     "not shrunk, and no --spekvm-reproduce line: every attempt to shrink a sequence that hangs would wait"
@@ -213,7 +216,7 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
 
         @rule(data=st.data(), pmscr=st.sampled_from([0b01, 0b10, 0b11]))
         def start_profiling(self, data: Any, pmscr: int) -> None:
-            self._step(data, Step("enable_profiling"))
+            self._step(data, Step("enable_profiling", pmscr=pmscr))
 
         @rule(data=st.data())
         def stop_profiling(self, data: Any) -> None:
@@ -278,13 +281,14 @@ def _first_bad(violations: Sequence[Violation]) -> Violation:
 def format_violation(rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str) -> str:
     """The failure a person reads in ten seconds: rule, features, steps, timeline, replay."""
     first = _first_bad(judgement.violations)
-    more = len(judgement.violations) - 1
+    ordered = sorted(judgement.violations, key=lambda v: v.event)
     lines = [
         f"RULE {rule.id} violated on features: {cell.describe()}",
         f"  {rule.title}",
-        f"  {first.message}",
+        *(f"  at #{v.event}: {v.message}" for v in ordered[:SHOWN_VIOLATIONS]),
     ]
-    if more:
+    more = len(ordered) - SHOWN_VIOLATIONS
+    if more > 0:
         lines.append(f"  (and {more} more violation{'s' if more > 1 else ''} of {rule.id} in this run)")
     lines += [
         f"  why: {rule.rationale}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import hypothesis.core
 import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -17,6 +18,8 @@ def spekvm_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) 
     for name in ("SPEKVM_TARGET", "SPEKVM_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     profile = settings.get_current_profile_name()
+    # An in-process --hypothesis-seed sets a process-wide forced seed that hypothesis never resets.
+    monkeypatch.setattr(hypothesis.core, "global_force_seed", hypothesis.core.global_force_seed)
     settings.load_profile("default")
     set_hypothesis_home_dir(pytester.path / ".hypothesis")
     try:

@@ -111,8 +111,8 @@ SUITE_TEST = {
     "DRAIN-ORDER": "test_ordering.py::test_drain_order",
     "RESTORE-ORDER": "test_ordering.py::test_restore_order",
     "HOST-STATE": "test_host_state.py::test_host_state",
-    "ISOLATION": "test_isolation.py::test_isolation",
-    "NO-LOSS": "test_isolation.py::test_no_loss",
+    "ISOLATION": "test_records.py::test_isolation",
+    "NO-LOSS": "test_records.py::test_no_loss",
     "LEAN": "test_lean.py::test_lean",
 }
 
@@ -226,7 +226,7 @@ def test_added_rule_is_collected_and_judged(spekvm_pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines([
         "RULE PROJ-NEVER violated on features: nVHE, FEAT_SPE (PMSVer=1), PMUv3p1 (6 counters)",
         "  Nothing is allowed",
-        "  the project allows no run at all",
+        "  at #0: the project allows no run at all",
         "  why: the project's own policy",
         "replay: pytest --spekvm-target=reference 'test_project_rules.py::test_project_rule[[]nvhe-spe1-pmuv3p1-PROJ-NEVER[]]' *",
         "LEAN * not run *",

@@ -832,7 +832,7 @@ def test_catalogue_ids_and_order() -> None:
 
 def test_catalogue_families_cover_every_rule_once() -> None:
     """Each rule belongs to exactly one suite family, and the families are the suite's files."""
-    assert ("res0", "traps", "ordering", "host_state", "isolation", "lean") == rules.FAMILIES
+    assert ("res0", "traps", "ordering", "host_state", "records", "lean") == rules.FAMILIES
     assert sorted(RULE_IDS) == sorted(r.id for f in rules.FAMILIES for r in rules.rules_of_family(f))
     assert ("DRAIN-ORDER", "RESTORE-ORDER") == tuple(r.id for r in rules.rules_of_family("ordering"))
 
