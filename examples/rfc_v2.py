@@ -63,8 +63,8 @@ HOST-STATE: two causes.
   host_debug_state.pmscr_el1, so after an entry that saved PMSCR_EL1 = 0x3, an entry with the host's
   buffer disabled restores that 0x3 on exit: the host's PMSCR_EL1 changes behind its driver's back.
   (Later kernels clear the save area first: "Clear pmscr in case of early return".) The scripted
-  cells never run a vcpu whose last entry drained after the host disabled its buffer, so only the
-  generated sequences find it.
+  cells find it on every non-VHE CPU with a usable buffer (the script re-enters vcpu 1 after the
+  host disables profiling); the generated sequences find it too, less often.
 
 Shortest counterexamples the suite printed (``-k host_state_sequences``; the first with the
 feature space narrowed to CPUs without SPE, the second as printed by a default run)::

@@ -27,8 +27,14 @@ def features(draw: Any, space: FeatureSpace = FULL_SPACE) -> Features:
     vhe = draw(st.sampled_from(sorted(space.vhe)), label="VHE") if len(space.vhe) == 1 else (
         draw(st.integers(0, 2), label="VHE (2: yes)") == 2
     )
-    # FEAT_SPE first and "no SPE" last: the simplest CPU, and the one shrinking heads for, has SPE.
-    spe = draw(st.sampled_from(sorted(space.spe, key=lambda s: (s == SpeLevel.NONE, s))), label="SPE level (PMSVer)")
+    # One CPU in four has no SPE (when the space allows both); the simplest CPU, and the one
+    # shrinking heads for, has FEAT_SPE.
+    levels = sorted(s for s in space.spe if s != SpeLevel.NONE)
+    if levels and SpeLevel.NONE in space.spe:
+        absent = draw(st.integers(0, 3), label="SPE absent (3: yes)") == 3
+    else:
+        absent = not levels
+    spe = SpeLevel.NONE if absent else draw(st.sampled_from(levels), label="SPE level (PMSVer)")
     owners = space.owner_values(spe)
     # PMBIDR_EL1.P=1 leaves nothing to switch: one CPU in four, so most runs have a buffer to use.
     owned = owners[0] if len(owners) == 1 else draw(st.integers(0, 3), label="PMBIDR_EL1.P (3: set)") == 3

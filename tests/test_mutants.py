@@ -8,17 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-import hypothesis.core
 import pytest
 
 from pytest_spekvm import rules
 
 MUTANTS_DIR = Path(__file__).resolve().parent.parent / "examples" / "mutants"
 MUTANTS = sorted(p for p in MUTANTS_DIR.glob("*.py") if not p.name.startswith("_"))
-
-# Mutants the scripted cells cannot catch, with a hypothesis seed under which the default run's
-# sequences do (benchmarks/mutants.py measures how often other seeds do).
-SEQUENCES_ONLY = {"stale_pmscr": 5}
 
 VERDICT = re.compile(r"(?P<rule>[A-Z][A-Z0-9-]*) +(?:correctness|lean) +(?P<verdict>FAILED|passed|NEVER EXERCISED|not run)")
 
@@ -60,17 +55,9 @@ def verdicts(lines: Sequence[str]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("mutant", "rule_id"), CASES, ids=[f"{m}-{r}" for m, r in CASES])
-def test_suite_fails_the_mutant_on_the_rule_it_names(
-    spekvm_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mutant: str, rule_id: str
-) -> None:
-    """At the default profile the suite's check of each rule in CAUGHT_BY fails the mutant, with that rule's report."""
-    seed = SEQUENCES_ONLY.get(mutant)
-    args = [f"--spekvm-target={MUTANTS_DIR / mutant}.py", node_id(rule_id, seed is not None)]
-    args += ["-p", "no:cacheprovider", "-x"]
-    if seed is not None:
-        # --hypothesis-seed sets a global of hypothesis' that its plugin never resets: keep it to this run.
-        monkeypatch.setattr(hypothesis.core, "global_force_seed", hypothesis.core.global_force_seed)
-        args.append(f"--hypothesis-seed={seed}")
+def test_suite_fails_the_mutant_on_the_rule_it_names(spekvm_pytester: pytest.Pytester, mutant: str, rule_id: str) -> None:
+    """At the default profile the scripted cells of each rule in CAUGHT_BY fail the mutant, with that rule's report."""
+    args = [f"--spekvm-target={MUTANTS_DIR / mutant}.py", node_id(rule_id, sequences=False), "-p", "no:cacheprovider", "-x"]
     result = spekvm_pytester.runpytest_inprocess(*args)
     result.stdout.fnmatch_lines([f"RULE {rule_id} violated on features: *"])
     assert (1, "FAILED") == (result.ret, verdicts(result.outlines).get(rule_id))
