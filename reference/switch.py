@@ -1,7 +1,10 @@
 """The reference world switch: VHE and non-VHE, written the way the review asks.
 
-Each function is one step of KVM's `__kvm_vcpu_run` of the RFC's era, so that an adapter can
-reuse the steps it does not change and replace the ones it does.
+Each function is one step of KVM's `__kvm_vcpu_run` of the RFC's era (or, for host_buffer_live and
+drain_host_buffer, one half of the SPE save), so that an adapter can reuse the steps it does not
+change and replace the ones it does. `ReferenceSwitch` calls each step through a method (named
+after its function; save_spe, buffer_live, drain and restore_spe for the SPE steps), so an adapter
+that subclasses it overrides only the steps it changes.
 """
 
 from __future__ import annotations
@@ -51,23 +54,35 @@ def save_host_sysregs(cpu: CPU, vcpu: Vcpu) -> None:
         vcpu.host_ctxt = {name: cpu.mrs(name) for name in HOST_EL1_STAGE1}
 
 
+def host_buffer_live(cpu: CPU) -> bool:
+    """Whether the host is profiling into a buffer EL2 may touch: FEAT_SPE, PMBIDR_EL1.P clear, PMBLIMITR_EL1.E set.
+
+    The checks run in this order because each makes the next access defined.
+    """
+    if not has_spe(cpu):
+        return False  # without FEAT_SPE every SPE register is UNDEFINED
+    if cpu.mrs("PMBIDR_EL1") & PMBIDR_P:
+        return False  # owned by a higher EL: only PMBIDR_EL1 may be touched
+    return bool(cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E)  # E clear: the host is not using the buffer
+
+
+def drain_host_buffer(cpu: CPU) -> None:
+    """Stop sampling and write out every record collected, through the host's translation."""
+    cpu.msr("PMSCR_EL1", 0)
+    cpu.isb()  # sampling is off before the drain
+    cpu.psb_csync()  # every collected record translated through the host's tables...
+    cpu.dsb("nsh")  # ...and written
+
+
 def debug_save_spe_nvhe(cpu: CPU, vcpu: Vcpu) -> None:
     """__debug_save_spe_nvhe: if the host's buffer is live, stop sampling and drain it.
 
     The save area is cleared first, so it always describes this entry, never an earlier one.
     """
     vcpu.host_debug_state["pmscr_el1"] = 0
-    if not has_spe(cpu):
-        return
-    if cpu.mrs("PMBIDR_EL1") & PMBIDR_P:
-        return  # owned by a higher EL: only PMBIDR_EL1 may be touched
-    if not cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E:
-        return  # the host is not using the buffer
-    vcpu.host_debug_state["pmscr_el1"] = cpu.mrs("PMSCR_EL1")
-    cpu.msr("PMSCR_EL1", 0)
-    cpu.isb()  # sampling is off before the drain
-    cpu.psb_csync()  # every collected record translated through the host's tables...
-    cpu.dsb("nsh")  # ...and written
+    if host_buffer_live(cpu):
+        vcpu.host_debug_state["pmscr_el1"] = cpu.mrs("PMSCR_EL1")
+        drain_host_buffer(cpu)
 
 
 def activate_traps(cpu: CPU, vcpu: Vcpu) -> None:
@@ -121,7 +136,12 @@ def debug_restore_spe(cpu: CPU, vcpu: Vcpu) -> None:
 
 
 class ReferenceSwitch:
-    """The reference world switch: passes every rule, on every CPU the model knows."""
+    """The reference world switch: passes every rule, on every CPU the model knows.
+
+    `vcpu_run` is the entry half, the guest, the exit half; each half is a short sequence of step
+    methods, one per step of __kvm_vcpu_run. A broken or different switch subclasses this one and
+    overrides only the steps it changes (or a half, to change the order of its steps).
+    """
 
     name = "reference"
 
@@ -131,23 +151,90 @@ class ReferenceSwitch:
     def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
         """kvm_arm_setup_debug."""
         self._host_mdcr_el2 = host_mdcr_el2
-        setup_debug(cpu, vcpu, host_mdcr_el2)
+        self.setup_debug(cpu, vcpu, host_mdcr_el2)
 
     def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
         """__kvm_vcpu_run, with the SPE save before any translation change and restore last."""
-        vhe = has_vhe(cpu)
-        save_host_sysregs(cpu, vcpu)
-        if not vhe:
-            debug_save_spe_nvhe(cpu, vcpu)  # VHE: "The vcpu can run. but it can't hide."
-        activate_traps(cpu, vcpu)
-        activate_vm(cpu, vcpu)
-        restore_guest_sysregs(cpu, vcpu)
+        self.enter_guest(cpu, vcpu)
         exit_reason = cpu.run_guest(vcpu)
-        save_guest_sysregs(cpu, vcpu)
-        deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        deactivate_vm(cpu, vcpu)
-        restore_host_sysregs(cpu, vcpu)
-        if not vhe:
-            # Depends on running after restore_host_sysregs: the host's stage 1 must be back.
-            debug_restore_spe(cpu, vcpu)
+        self.exit_guest(cpu, vcpu)
         return exit_reason
+
+    def enter_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The entry half: the host's state saved, its buffer drained, then the guest's regime."""
+        self.save_host_sysregs(cpu, vcpu)
+        # Before __activate_traps: its HCR_EL2 and MDCR_EL2.E2PB change the drain's translation.
+        self.save_spe(cpu, vcpu)
+        self.activate_traps(cpu, vcpu)
+        self.activate_vm(cpu, vcpu)
+        self.restore_guest_sysregs(cpu, vcpu)
+
+    def exit_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The exit half: the guest's state saved, the host's regime back, then its sampling."""
+        self.save_guest_sysregs(cpu, vcpu)
+        self.deactivate_traps(cpu, vcpu)
+        self.deactivate_vm(cpu, vcpu)
+        self.restore_host_sysregs(cpu, vcpu)
+        # Depends on running after restore_host_sysregs: the host's stage 1 must be back.
+        self.restore_spe(cpu, vcpu)
+
+    # The steps: setup_vcpu's, then vcpu_run's in the order it calls them. Each calls the module
+    # function of its step, so an override replaces one step and leaves the others the reference's.
+
+    def setup_debug(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        """kvm_arm_setup_debug's MDCR_EL2 for the vcpu."""
+        setup_debug(cpu, vcpu, host_mdcr_el2)
+
+    def save_host_sysregs(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__sysreg_save_host_state."""
+        save_host_sysregs(cpu, vcpu)
+
+    def save_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """debug_save_spe_nvhe, built from this switch's `buffer_live` and `drain`; nothing on VHE."""
+        if has_vhe(cpu):
+            return  # "The vcpu can run. but it can't hide.": EL2's tables translate the buffer
+        vcpu.host_debug_state["pmscr_el1"] = 0
+        if self.buffer_live(cpu):
+            vcpu.host_debug_state["pmscr_el1"] = cpu.mrs("PMSCR_EL1")
+            self.drain(cpu, vcpu)
+
+    def buffer_live(self, cpu: CPU) -> bool:
+        """host_buffer_live: whether the entry must drain the host's buffer."""
+        return host_buffer_live(cpu)
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """drain_host_buffer; `vcpu` is where a switch keeps what its restore needs."""
+        drain_host_buffer(cpu)
+
+    def activate_traps(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__activate_traps."""
+        activate_traps(cpu, vcpu)
+
+    def activate_vm(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__activate_vm."""
+        activate_vm(cpu, vcpu)
+
+    def restore_guest_sysregs(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__sysreg_restore_guest_state."""
+        restore_guest_sysregs(cpu, vcpu)
+
+    def save_guest_sysregs(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__sysreg_save_guest_state."""
+        save_guest_sysregs(cpu, vcpu)
+
+    def deactivate_traps(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__deactivate_traps, back to the MDCR_EL2 the host booted with (given to setup_vcpu)."""
+        deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
+
+    def deactivate_vm(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__deactivate_vm."""
+        deactivate_vm(cpu, vcpu)
+
+    def restore_host_sysregs(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__sysreg_restore_host_state."""
+        restore_host_sysregs(cpu, vcpu)
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__debug_restore_spe; nothing on VHE, whose entry saved nothing."""
+        if not has_vhe(cpu):
+            debug_restore_spe(cpu, vcpu)
