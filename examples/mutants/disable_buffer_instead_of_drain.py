@@ -13,60 +13,32 @@ buffer) and DRAIN-ORDER (no PSB CSYNC and DSB before the translation changes).
 from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
-from pytest_spekvm.reference.cpu import CPU, PMBIDR_P, PMBLIMITR_E
-from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.vcpu import Vcpu
 
 CAUGHT_BY = ("NO-LOSS", "DRAIN-ORDER")
 
 
-def debug_save_spe_nvhe(cpu: CPU, vcpu: Vcpu) -> None:
-    """The reference's __debug_save_spe_nvhe, switching the buffer off instead of draining."""
-    vcpu.host_debug_state["pmscr_el1"] = 0
-    if not S.has_spe(cpu):
-        return
-    if cpu.mrs("PMBIDR_EL1") & PMBIDR_P:
-        return
-    if not cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E:
-        return
-    vcpu.host_debug_state["pmscr_el1"] = cpu.mrs("PMSCR_EL1")
-    cpu.msr("PMSCR_EL1", 0)
-    cpu.isb()
-    # MUTANT: the buffer is switched off instead of PSB CSYNC; DSB.
-    vcpu.host_debug_state["pmblimitr_el1"] = cpu.mrs("PMBLIMITR_EL1")
-    cpu.msr("PMBLIMITR_EL1", 0)
-    cpu.isb()
-
-
-def debug_restore_spe(cpu: CPU, vcpu: Vcpu) -> None:
-    """The reference's __debug_restore_spe, switching the buffer back on first."""
-    limit = vcpu.host_debug_state.pop("pmblimitr_el1", 0)
-    if limit:
-        cpu.msr("PMBLIMITR_EL1", limit)
-    S.debug_restore_spe(cpu, vcpu)
-
-
 class Switch(S.ReferenceSwitch):
-    """The reference switch with this mutant's save and restore."""
+    """The reference switch, switching the buffer off instead of draining it, and back on at the exit."""
 
     name = "mutant disable_buffer_instead_of_drain"
 
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        """__kvm_vcpu_run in the reference's order."""
-        vhe = S.has_vhe(cpu)
-        S.save_host_sysregs(cpu, vcpu)
-        if not vhe:
-            debug_save_spe_nvhe(cpu, vcpu)
-        S.activate_traps(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        exit_reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-        S.restore_host_sysregs(cpu, vcpu)
-        if not vhe:
-            debug_restore_spe(cpu, vcpu)
-        return exit_reason
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """Sampling off, then the buffer off: PMBLIMITR_EL1 kept in the save area for the exit."""
+        cpu.msr("PMSCR_EL1", 0)
+        cpu.isb()
+        # MUTANT: the buffer is switched off instead of PSB CSYNC; DSB.
+        vcpu.host_debug_state["pmblimitr_el1"] = cpu.mrs("PMBLIMITR_EL1")
+        cpu.msr("PMBLIMITR_EL1", 0)
+        cpu.isb()
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's __debug_restore_spe, switching the buffer back on first."""
+        limit = vcpu.host_debug_state.pop("pmblimitr_el1", 0)
+        if limit:
+            cpu.msr("PMBLIMITR_EL1", limit)
+        super().restore_spe(cpu, vcpu)
 
 
 spekvm_adapter = Switch

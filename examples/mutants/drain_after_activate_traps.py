@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
-from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+from pytest_spekvm.reference.vcpu import Vcpu
 
 CAUGHT_BY = ("DRAIN-ORDER", "ISOLATION")
 
@@ -25,23 +25,13 @@ class Switch(S.ReferenceSwitch):
 
     name = "mutant drain_after_activate_traps"
 
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        """__kvm_vcpu_run, with the SPE save after __activate_traps."""
-        vhe = S.has_vhe(cpu)
-        S.save_host_sysregs(cpu, vcpu)
-        S.activate_traps(cpu, vcpu)
-        if not vhe:
-            S.debug_save_spe_nvhe(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        exit_reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-        S.restore_host_sysregs(cpu, vcpu)
-        if not vhe:
-            S.debug_restore_spe(cpu, vcpu)
-        return exit_reason
+    def enter_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's entry half, with the SPE save after __activate_traps."""
+        self.save_host_sysregs(cpu, vcpu)
+        self.activate_traps(cpu, vcpu)
+        self.save_spe(cpu, vcpu)  # MUTANT: after __activate_traps instead of before it.
+        self.activate_vm(cpu, vcpu)
+        self.restore_guest_sysregs(cpu, vcpu)
 
 
 spekvm_adapter = Switch

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
-from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+from pytest_spekvm.reference.vcpu import Vcpu
 
 CAUGHT_BY = "LEAN"
 
@@ -23,20 +23,13 @@ class Switch(S.ReferenceSwitch):
 
     name = "mutant drain_on_vhe"
 
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        """__kvm_vcpu_run, with the SPE save and restore on VHE too."""
-        S.save_host_sysregs(cpu, vcpu)
+    def save_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__debug_save_spe_nvhe, on VHE too."""
         S.debug_save_spe_nvhe(cpu, vcpu)  # MUTANT: on VHE too.
-        S.activate_traps(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        exit_reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-        S.restore_host_sysregs(cpu, vcpu)
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """__debug_restore_spe, on VHE too."""
         S.debug_restore_spe(cpu, vcpu)  # MUTANT: on VHE too.
-        return exit_reason
 
 
 spekvm_adapter = Switch

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
 from pytest_spekvm.reference.system import HCR_HOST_NVHE, HCR_HOST_VHE
-from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+from pytest_spekvm.reference.vcpu import Vcpu
 
 CAUGHT_BY = "HOST-STATE"
 
@@ -28,34 +28,15 @@ CAUGHT_BY = "HOST-STATE"
 TRAP_BITS = S.MDCR_TPM | S.MDCR_TPMCR | S.MDCR_TPMS | S.MDCR_TDRA | S.MDCR_TDOSA
 
 
-def deactivate_traps(cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
-    """The reference's __deactivate_traps, with the host's MDCR_EL2 derived from the vcpu's."""
-    cpu.msr("HCR_EL2", HCR_HOST_VHE if S.has_vhe(cpu) else HCR_HOST_NVHE)
-    cpu.msr("MDCR_EL2", vcpu.mdcr_el2 & ~TRAP_BITS)  # MUTANT: not host_mdcr_el2.
-
-
 class Switch(S.ReferenceSwitch):
     """The reference switch with this mutant's exit."""
 
     name = "mutant exit_mdcr_from_vcpu"
 
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        """__kvm_vcpu_run in the reference's order."""
-        vhe = S.has_vhe(cpu)
-        S.save_host_sysregs(cpu, vcpu)
-        if not vhe:
-            S.debug_save_spe_nvhe(cpu, vcpu)
-        S.activate_traps(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        exit_reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-        S.restore_host_sysregs(cpu, vcpu)
-        if not vhe:
-            S.debug_restore_spe(cpu, vcpu)
-        return exit_reason
+    def deactivate_traps(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's __deactivate_traps, with the host's MDCR_EL2 derived from the vcpu's."""
+        cpu.msr("HCR_EL2", HCR_HOST_VHE if S.has_vhe(cpu) else HCR_HOST_NVHE)
+        cpu.msr("MDCR_EL2", vcpu.mdcr_el2 & ~TRAP_BITS)  # MUTANT: not the host's boot value.
 
 
 spekvm_adapter = Switch

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
-from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+from pytest_spekvm.reference.vcpu import Vcpu
 
 CAUGHT_BY = "RESTORE-ORDER"
 
@@ -26,23 +26,13 @@ class Switch(S.ReferenceSwitch):
 
     name = "mutant restore_before_host_sysregs"
 
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        """__kvm_vcpu_run, with the SPE restore before the host's system registers."""
-        vhe = S.has_vhe(cpu)
-        S.save_host_sysregs(cpu, vcpu)
-        if not vhe:
-            S.debug_save_spe_nvhe(cpu, vcpu)
-        S.activate_traps(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        exit_reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-        if not vhe:
-            S.debug_restore_spe(cpu, vcpu)
-        S.restore_host_sysregs(cpu, vcpu)
-        return exit_reason
+    def exit_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's exit half, with the SPE restore before the host's system registers."""
+        self.save_guest_sysregs(cpu, vcpu)
+        self.deactivate_traps(cpu, vcpu)
+        self.deactivate_vm(cpu, vcpu)
+        self.restore_spe(cpu, vcpu)  # MUTANT: before restore_host_sysregs instead of after it.
+        self.restore_host_sysregs(cpu, vcpu)
 
 
 spekvm_adapter = Switch

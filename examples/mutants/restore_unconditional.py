@@ -14,17 +14,9 @@ from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
-from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+from pytest_spekvm.reference.vcpu import Vcpu
 
 CAUGHT_BY = ("UNDEF", "LEAN")
-
-
-def debug_restore_spe(cpu: CPU, vcpu: Vcpu) -> None:
-    """The reference's __debug_restore_spe, without the early return."""
-    pmscr = vcpu.host_debug_state.get("pmscr_el1", 0)
-    # MUTANT: no `if not pmscr: return` here.
-    cpu.isb()
-    cpu.msr("PMSCR_EL1", pmscr)
 
 
 class Switch(S.ReferenceSwitch):
@@ -32,23 +24,14 @@ class Switch(S.ReferenceSwitch):
 
     name = "mutant restore_unconditional"
 
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        """__kvm_vcpu_run in the reference's order."""
-        vhe = S.has_vhe(cpu)
-        S.save_host_sysregs(cpu, vcpu)
-        if not vhe:
-            S.debug_save_spe_nvhe(cpu, vcpu)
-        S.activate_traps(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        exit_reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-        S.restore_host_sysregs(cpu, vcpu)
-        if not vhe:
-            debug_restore_spe(cpu, vcpu)
-        return exit_reason
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's __debug_restore_spe, without the early return."""
+        if S.has_vhe(cpu):
+            return
+        pmscr = vcpu.host_debug_state.get("pmscr_el1", 0)
+        # MUTANT: no `if not pmscr: return` here.
+        cpu.isb()
+        cpu.msr("PMSCR_EL1", pmscr)
 
 
 spekvm_adapter = Switch

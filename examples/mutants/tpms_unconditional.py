@@ -12,15 +12,9 @@ from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
-from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
+from pytest_spekvm.reference.vcpu import Vcpu
 
 CAUGHT_BY = ("RES0", "TRAP-COND")
-
-
-def setup_debug(cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
-    """The reference's kvm_arm_setup_debug, with TPMS set on every CPU."""
-    S.setup_debug(cpu, vcpu, host_mdcr_el2)
-    vcpu.mdcr_el2 |= S.MDCR_TPMS  # MUTANT: not conditional on has_spe(cpu).
 
 
 class Switch(S.ReferenceSwitch):
@@ -28,28 +22,10 @@ class Switch(S.ReferenceSwitch):
 
     name = "mutant tpms_unconditional"
 
-    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
-        """kvm_arm_setup_debug, this mutant's way."""
-        self._host_mdcr_el2 = host_mdcr_el2
-        setup_debug(cpu, vcpu, host_mdcr_el2)
-
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        """__kvm_vcpu_run in the reference's order."""
-        vhe = S.has_vhe(cpu)
-        S.save_host_sysregs(cpu, vcpu)
-        if not vhe:
-            S.debug_save_spe_nvhe(cpu, vcpu)
-        S.activate_traps(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        exit_reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-        S.restore_host_sysregs(cpu, vcpu)
-        if not vhe:
-            S.debug_restore_spe(cpu, vcpu)
-        return exit_reason
+    def setup_debug(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        """The reference's kvm_arm_setup_debug, with TPMS set on every CPU."""
+        super().setup_debug(cpu, vcpu, host_mdcr_el2)
+        vcpu.mdcr_el2 |= S.MDCR_TPMS  # MUTANT: not conditional on has_spe(cpu).
 
 
 spekvm_adapter = Switch
