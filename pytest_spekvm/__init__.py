@@ -5,6 +5,7 @@ from __future__ import annotations
 from .reference.contract import WorldSwitch
 from .reference.cpu import CPU
 from .reference.features import Features, PmuLevel, SpeLevel
+from .reference.system import Choices
 from .reference.vcpu import ExitReason, GuestAccess, GuestCode, GuestExit, Vcpu
 from .rules import RULES, Judgement, Rule, Severity, Violation
 from .session import SpekvmSession
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CPU",
     "RULES",
+    "Choices",
     "ExitReason",
     "FeatureSpace",
     "Features",

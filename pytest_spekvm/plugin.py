@@ -18,6 +18,7 @@ from hypothesis import settings
 
 from . import hookspecs
 from .reference.chooser import WorstCaseChooser
+from .reference.system import Choices
 from .rules import RULES, Rule, Severity
 from .scenario import SCRIPT, AdapterFailure, Run
 from .session import SpekvmFailure, SpekvmSession
@@ -302,6 +303,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return [
         f"spekvm target: {target.name}{version} ({target.spec}) from {target.origin}",
         f"spekvm feature space: {session.space.describe()} ({sum(1 for _ in session.space.cells())} cells)",
+        "spekvm implementation choices: "
+        + ", ".join(f"{f.name}={getattr(target.choices, f.name)}" for f in attrs.fields(Choices)),
         f"spekvm hypothesis profile: {settings.get_current_profile_name()}"
         + ("" if session.profile_chosen() else " (suites use their fast default; choose with --hypothesis-profile)"),
     ]

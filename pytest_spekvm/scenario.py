@@ -167,7 +167,7 @@ class Run:
         except (Exception, SystemExit) as exc:  # sys.exit() in an adapter is its failure, not pytest's
             msg = f"spekvm_adapter() raised {type(exc).__name__}: {exc} at {_adapter_frame(exc)}"
             raise AdapterFailure("spekvm_adapter() returns an adapter", msg, 0) from exc
-        return cls(System(features, adapter, chooser), timeout=timeout)
+        return cls(System(features, adapter, chooser, choices=target.choices), timeout=timeout)
 
     def do(self, step: Step) -> None:
         """Perform one step, turning the adapter's misbehaviour into `AdapterFailure`."""

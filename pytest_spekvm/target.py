@@ -8,7 +8,7 @@ import importlib.util
 import inspect
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import attrs
 
 from .reference.contract import WorldSwitch
 from .reference.switch import ReferenceSwitch
+from .reference.system import Choices
 from .scenario import _Timeout, time_limit
 from .space import FULL_SPACE, FeatureSpace
 
@@ -49,6 +50,7 @@ class Target:
     factory: Callable[[], WorldSwitch] = attrs.field(eq=False)
     version: str = ""
     space: FeatureSpace = FULL_SPACE
+    choices: Choices = attrs.field(factory=Choices)
 
     def make(self) -> WorldSwitch:
         """A fresh adapter for one scenario."""
@@ -128,6 +130,22 @@ def _declared_space(adapter: object, spec: str) -> FeatureSpace:
     return declared
 
 
+def _declared_choices(adapter: object, spec: str) -> Choices:
+    """The adapter's optional implementation-defined choices (a Choices, or a mapping of its fields)."""
+    declared = getattr(adapter, "choices", None)
+    if declared is None or isinstance(declared, Choices):
+        return declared or Choices()
+    known = [f.name for f in attrs.fields(Choices)]
+    if not isinstance(declared, Mapping) or not set(declared) <= set(known):
+        msg = f"Cannot use target {spec!r} because its choices are {declared!r} (expected a pytest_spekvm.Choices, or a mapping with keys from {known})"
+        raise TargetError("choices names known choices", msg)
+    try:
+        return Choices(**declared)
+    except TypeError as exc:
+        msg = f"Cannot use target {spec!r} because its choices {declared!r} have a value of the wrong type ({exc})"
+        raise TargetError("choices names known choices", msg) from exc
+
+
 def _declared_text(adapter: object, attribute: str, spec: str) -> str:
     """The adapter's optional `name` or `version`, as text ('' when it declares none)."""
     try:
@@ -154,11 +172,14 @@ def from_factory(spec: str, name: str, origin: str, factory: object, timeout: fl
     _check_method(adapter, "setup_vcpu", 3, spec)
     _check_method(adapter, "vcpu_run", 2, spec)
     space = _declared_space(adapter, spec)
+    choices = _declared_choices(adapter, spec)
     version = _declared_text(adapter, "version", spec)
     label = _declared_text(adapter, "name", spec) or name
     if label == BUILTIN and factory is not ReferenceSwitch:
         label = name  # a subclass of the reference inherits its name, but it is not the reference
-    return Target(spec=spec, name=label, origin=origin, factory=factory, version=version, space=space)
+    return Target(
+        spec=spec, name=label, origin=origin, factory=factory, version=version, space=space, choices=choices
+    )
 
 
 def load(spec: str, timeout: float = 10.0) -> Target:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import attrs
+
 from . import memory as M
 from . import registers as R
 from .chooser import Chooser
@@ -36,13 +38,30 @@ def host_mdcr_el2(features: Features) -> int:
     return value
 
 
+@attrs.frozen
+class Choices:
+    """Implementation-defined decisions of the hypervisor under test that change what can be observed.
+
+    An adapter declares them (`choices = {"hyp_maps_host_buffer": False}`); the defaults are the
+    worst case the model assumes when it is told nothing.
+    """
+
+    # Whether the hypervisor's EL2 stage 1 maps the host buffer's virtual addresses. Mapped (the
+    # default), a host record translated by the EL2 regime corrupts hypervisor memory; unmapped,
+    # it takes a translation fault and is lost.
+    hyp_maps_host_buffer: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+
+
 class System:
     """A host, its SPE driver, `vms` guests with one vcpu each, and a world switch under test."""
 
-    def __init__(self, features: Features, switch: WorldSwitch, chooser: Chooser, vms: int = 2) -> None:
+    def __init__(
+        self, features: Features, switch: WorldSwitch, chooser: Chooser, vms: int = 2, choices: Choices | None = None
+    ) -> None:
         self.features = features
         self.switch = switch
-        self.cpu = CPU(features, chooser, M.Memory.standard(vms))
+        self.choices = choices if choices is not None else Choices()
+        self.cpu = CPU(features, chooser, M.Memory.standard(vms, self.choices.hyp_maps_host_buffer))
         self.vcpus = [self._new_vcpu(i) for i in range(vms)]
         self.host_mdcr_el2 = host_mdcr_el2(features)
         self.profiling = False

@@ -446,3 +446,41 @@ def test_readme_adapter_example(spekvm_pytester: pytest.Pytester) -> None:
         "  at #*: no PSB CSYNC between the ISB at #* and the dsb nsh at #*, before the msr HCR_EL2 <- 0x8008003b *",
         "replay: pytest --spekvm-target=my_switch_broken.py 'test_ordering.py::test_drain_order[[]nvhe-spe1-pmunone[]]' *",
     ])
+
+
+CHOOSING = """
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class Switch(ReferenceSwitch):
+    name = "choosy"
+    choices = {CHOICES}
+
+
+spekvm_adapter = Switch
+"""
+
+
+def test_declared_choices_are_shown_and_used(spekvm_pytester: pytest.Pytester) -> None:
+    """An adapter's implementation-defined choices appear in the header, and the reference still passes under them."""
+    spekvm_pytester.makepyfile(choosy=CHOOSING.replace("{CHOICES}", '{"hyp_maps_host_buffer": False}'))
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=choosy.py", "test_records.py::test_isolation[nvhe-spe1-pmuv3]")
+    result.stdout.fnmatch_lines(["spekvm implementation choices: hyp_maps_host_buffer=False"])
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("choices", "expected"),
+    [
+        ('{"hyp_maps_everything": True}', "*its choices are {'hyp_maps_everything': True} (expected a pytest_spekvm.Choices, or a mapping with keys from *'hyp_maps_host_buffer'*"),
+        ('{"hyp_maps_host_buffer": "no"}', "*its choices {'hyp_maps_host_buffer': 'no'} have a value of the wrong type*"),
+        ('"unmapped"', "*its choices are 'unmapped'*"),
+    ],
+    ids=["unknown", "wrong-type", "not-a-mapping"],
+)
+def test_bad_choices_are_a_usage_error(spekvm_pytester: pytest.Pytester, choices: str, expected: str) -> None:
+    """Choices the model does not know, or of the wrong type, end the run with a usage error naming them."""
+    spekvm_pytester.makepyfile(choosy=CHOOSING.replace("{CHOICES}", choices))
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=choosy.py")
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines([expected])

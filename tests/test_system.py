@@ -12,7 +12,7 @@ from pytest_spekvm.reference.contract import WorldSwitch
 from pytest_spekvm.reference.cpu import CPU, ModelError
 from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
 from pytest_spekvm.reference.switch import ReferenceSwitch
-from pytest_spekvm.reference.system import System, host_mdcr_el2
+from pytest_spekvm.reference.system import Choices, System, host_mdcr_el2
 from pytest_spekvm.reference.trace import Kind
 from pytest_spekvm.reference.vcpu import ContractError, ExitReason, GuestExit, Vcpu
 
@@ -320,3 +320,32 @@ def test_finish_without_profiling_does_nothing(in_host: bool) -> None:
     mark = len(s.cpu.trace)
     s.finish()
     assert [] == events_since(s, mark)
+
+
+class _NoDrain(ReferenceSwitch):
+    """The reference without its drain: host records stay inside the PE across the entry."""
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        cpu.msr("PMSCR_EL1", 0)
+
+
+@pytest.mark.parametrize(
+    ("choices", "expected"),
+    # Unmapped, the first record faults and stops the buffer (PMBSR_EL1.S), so the next is not written.
+    [(Choices(), {("written", M.HYP)}), (Choices(hyp_maps_host_buffer=False), {("faulted", ""), ("full", "")})],
+    ids=["mapped", "unmapped"],
+)
+def test_hyp_mapping_choice_decides_where_an_undrained_record_goes(choices: Choices, expected: set[tuple[str, str]]) -> None:
+    """An undrained host record translated by the EL2 regime lands in hypervisor memory, or faults if the hypervisor does not map the buffer."""
+    s = System(Features(), _NoDrain(), WorstCaseChooser(), choices=choices)
+    s.enable_profiling()
+    s.host_run(2)
+    s.run_vcpu(0, [GuestExit("hvc")])
+    fates = {(r.fate, r.landing.owner if r.landing else "") for r in s.cpu.records}
+    assert expected == fates
+
+
+def test_choices_reject_a_non_boolean() -> None:
+    """Choices is validated: hyp_maps_host_buffer must be a bool."""
+    with pytest.raises(TypeError, match="hyp_maps_host_buffer"):
+        Choices(hyp_maps_host_buffer="no")  # type: ignore[arg-type]
