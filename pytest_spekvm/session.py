@@ -145,7 +145,7 @@ class SpekvmSession:
             machine = reproduce_failure(*self.reproduce)(machine)
         started = time.perf_counter()
         try:
-            run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call]
+            run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
         except _Hung as hung:
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
             msg = f"{hung}\n{HUNG_NOTE}"
