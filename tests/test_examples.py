@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from verdict_table import verdicts
 
 from pytest_spekvm import rules
 from pytest_spekvm.reference.chooser import WorstCaseChooser
@@ -19,20 +19,6 @@ RFC = Path(__file__).resolve().parent.parent / "examples" / "rfc_v2.py"
 
 RFC_FAILS = {"RES0", "TRAP-COND", "HOST-STATE", "LEAN"}
 RFC_PASSES = {"UNDEF", "DRAIN-ORDER", "RESTORE-ORDER", "ISOLATION", "NO-LOSS"}
-
-VERDICT = re.compile(r"(?P<rule>[A-Z][A-Z0-9-]*) +(?:correctness|lean) +(?P<verdict>FAILED|passed|NEVER EXERCISED|not run)")
-
-
-def verdicts(lines: Sequence[str]) -> dict[str, str]:
-    """Rule id -> 'FAILED', 'passed', 'NEVER EXERCISED' or 'not run', from a run's verdict table."""
-    start = next(i for i, line in enumerate(lines) if "spekvm verdicts for" in line)
-    found = {}
-    for line in lines[start + 1 :]:
-        match = VERDICT.match(line)
-        if match:
-            found[match["rule"]] = match["verdict"]
-    return found
-
 
 def _run(features: Features, steps: Sequence[Step]) -> Run:
     run = Run.start(load(str(RFC)), features, WorstCaseChooser())

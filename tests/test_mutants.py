@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-import re
-from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from verdict_table import verdicts
 
 from pytest_spekvm import rules
 
 MUTANTS_DIR = Path(__file__).resolve().parent.parent / "examples" / "mutants"
 MUTANTS = sorted(p for p in MUTANTS_DIR.glob("*.py") if not p.name.startswith("_"))
-
-VERDICT = re.compile(r"(?P<rule>[A-Z][A-Z0-9-]*) +(?:correctness|lean) +(?P<verdict>FAILED|passed|NEVER EXERCISED|not run)")
 
 
 def _module(path: Path) -> ModuleType:
@@ -41,17 +38,6 @@ def node_id(rule_id: str, sequences: bool) -> str:
     rule = rules.BY_ID[rule_id]
     name = "test_" + rule.id.lower().replace("-", "_")
     return f"test_{rule.family}.py::{name}{'_sequences' if sequences else ''}"
-
-
-def verdicts(lines: Sequence[str]) -> dict[str, str]:
-    """Rule id -> 'FAILED', 'passed', 'NEVER EXERCISED' or 'not run', from a run's verdict table."""
-    start = next(i for i, line in enumerate(lines) if "spekvm verdicts for" in line)
-    found = {}
-    for line in lines[start + 1 :]:
-        match = VERDICT.match(line)
-        if match:
-            found[match["rule"]] = match["verdict"]
-    return found
 
 
 @pytest.mark.parametrize(("mutant", "rule_id"), CASES, ids=[f"{m}-{r}" for m, r in CASES])
