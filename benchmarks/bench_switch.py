@@ -8,7 +8,8 @@ Each configuration boots fresh systems (a host profiling with SPE, two guests) a
 host runs sampled code, then one round trip through the switch (`System.run_vcpu`: entry, the
 guest runs sampled-if-it-could code, exit), then the host handles a buffer interrupt if one is
 pending. A system is replaced after `--runs-per-system` round trips, so the trace stays the size
-a test's scenario has. It prints figures and asserts nothing.
+a test's scenario has. A last line gives the cost of judging: all rules over one long trace, per
+event. It prints figures and asserts nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from pytest_spekvm import rules
 from pytest_spekvm.reference.chooser import Chooser, RandomChooser, WorstCaseChooser
 from pytest_spekvm.reference.features import Features
 from pytest_spekvm.reference.switch import ReferenceSwitch
@@ -59,6 +61,24 @@ def measure(
     }
 
 
+def judging_cost(seconds: float) -> tuple[float, int]:
+    """Seconds per event that all rules take to judge one long nVHE trace, and the trace's length."""
+    s = System(Features(), ReferenceSwitch(), WorstCaseChooser())
+    s.enable_profiling()
+    for i in range(50):
+        s.host_run(HOST_SAMPLES)
+        s.run_vcpu(i % 2, GUEST_PROGRAM)
+        s.handle_buffer_irq()
+    s.finish()
+    trace = s.cpu.trace
+    runs = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        rules.judge_all(trace, s.features)
+        runs += 1
+    return (time.perf_counter() - start) / runs / len(trace), len(trace)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure every configuration and print one line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -85,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{'VHE' if vhe else 'nVHE':<6} {name:<17} {r['trips_per_s']:>14,.0f} "
                 f"{r['switch_trips_per_s']:>14,.0f} {r['events_per_s']:>11,.0f} {r['events_per_trip']:>12.1f}"
             )
+    per_event, events = judging_cost(args.seconds)
+    print(f"judging: all rules, {per_event * 1e6:.2f} us per event over a {events}-event trace")
     sys.stdout.flush()
 
 
