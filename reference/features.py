@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -41,21 +42,41 @@ def _check(features: Features) -> None:
     problems: list[str] = []
     if features.spe_owned_by_higher_el and features.spe == SpeLevel.NONE:
         problems.append("PMBIDR_EL1.P=1 needs FEAT_SPE (PMBIDR_EL1 only exists with SPE)")
+    if features.spe_owned_by_higher_el and not features.el3:
+        problems.append(
+            "a buffer owned by another Security state needs EL3 (MDCR_EL3.NSPB decides it; EL3 never owns the buffer)"
+        )
     if features.pmu == PmuLevel.NONE and features.pmu_counters:
         problems.append(
             f"pmu_counters={features.pmu_counters} needs PMUv3 (PMCR_EL0.N only exists with PMUv3)"
         )
     if not 0 <= features.pmu_counters <= 31:
         problems.append(f"pmu_counters={features.pmu_counters} does not fit PMCR_EL0.N (0..31)")
-    # FEAT_TRBE requires FEAT_ETE, which requires FEAT_TRF.
-    if features.trbe and not features.trf:
-        problems.append("FEAT_TRBE needs FEAT_TRF (TRBE implies ETE, which implies TRF)")
-    for name in ("mtpmu", "pmuv3_ss", "ebep"):
-        if getattr(features, name) and features.pmu == PmuLevel.NONE:
-            problems.append(f"{FEATURE_NAMES[name]} needs PMUv3")
+    for flag, (needed, possible) in FLAG_NEEDS.items():
+        if getattr(features, flag) and not possible(features.spe, features.pmu, attrs.asdict(features)):
+            problems.append(f"{FEATURE_NAMES[flag]} needs {needed}")
     if problems:
         msg = "Cannot build these CPU features because " + "; ".join(problems)
         raise FeatureError(msg)
+
+
+FlagTest = Callable[[SpeLevel, "PmuLevel", Mapping[str, Any]], bool]
+
+# What each boolean feature needs besides itself: the one place these dependencies are written.
+FLAG_NEEDS: dict[str, tuple[str, FlagTest]] = {
+    "mtpmu": ("PMUv3", lambda spe, pmu, flags: pmu != PmuLevel.NONE),
+    "pmuv3_ss": ("PMUv3", lambda spe, pmu, flags: pmu != PmuLevel.NONE),
+    "ebep": ("PMUv3", lambda spe, pmu, flags: pmu != PmuLevel.NONE),
+    # FEAT_TRBE requires FEAT_ETE, which requires FEAT_TRF.
+    "trbe": ("FEAT_TRF (TRBE implies ETE, which implies TRF)", lambda spe, pmu, flags: bool(flags.get("trf"))),
+    "spe_ernd": ("FEAT_SPE", lambda spe, pmu, flags: spe != SpeLevel.NONE),
+}
+
+
+def flag_possible(flag: str, spe: SpeLevel, pmu: PmuLevel, flags: Mapping[str, Any]) -> bool:
+    """Whether boolean feature `flag` can be on with this SPE and PMU level and the other `flags`."""
+    need = FLAG_NEEDS.get(flag)
+    return need is None or need[1](spe, pmu, flags)
 
 
 FEATURE_NAMES = {
@@ -68,6 +89,9 @@ FEATURE_NAMES = {
     "step2": "FEAT_STEP2",
     "trf": "FEAT_TRF",
     "trbe": "FEAT_TRBE",
+    "exs": "FEAT_ExS",
+    "ecv": "FEAT_ECV",
+    "spe_ernd": "FEAT_SPE_ERnd",
 }
 """Boolean feature attributes and the architecture's name for each."""
 
@@ -82,7 +106,10 @@ class Features:
 
     vhe: bool = False
     spe: SpeLevel = attrs.field(default=SpeLevel.SPE, converter=SpeLevel)
-    spe_owned_by_higher_el: bool = False  # PMBIDR_EL1.P [4]
+    # MDCR_EL3.NSPB (and NSPBE) give the buffer to another Security state: PMBIDR_EL1.P [4] reads 1
+    # at Non-secure EL1 and EL2, and every other SPE register traps to EL3 from them.
+    spe_owned_by_higher_el: bool = False
+    el3: bool = True  # EL3 implemented (most KVM hosts have firmware at EL3; not all)
     pmu: PmuLevel = attrs.field(default=PmuLevel.V3, converter=PmuLevel)
     pmu_counters: int = 6  # PMCR_EL0.N: what the host puts in MDCR_EL2.HPMN
     trf: bool = False
@@ -94,6 +121,11 @@ class Features:
     ebep: bool = False
     debugv8p9: bool = False
     step2: bool = False
+    # FEAT_ExS: SCTLR_EL2.EIS/EOS can make exception entry to / return from EL2 not context
+    # synchronising (without it both are always context synchronisation events).
+    exs: bool = False
+    ecv: bool = False  # FEAT_ECV: PMSCR_ELx.PCT bit 7 (the physical offset counter)
+    spe_ernd: bool = False  # FEAT_SPE_ERnd: PMSICR_EL1.ECOUNT [63:56]
 
     def __attrs_post_init__(self) -> None:
         _check(self)
@@ -125,13 +157,15 @@ class Features:
             level = "FEAT_SPE" if self.spe == SpeLevel.SPE else f"SPE{self.spe.name.lower()}"
             parts.append(f"{level} (PMSVer={int(self.spe)})")
             if self.spe_owned_by_higher_el:
-                parts.append("buffer owned by EL3 (PMBIDR_EL1.P=1)")
+                parts.append("buffer given to another Security state by EL3 (PMBIDR_EL1.P=1)")
         if self.pmu == PmuLevel.NONE:
             parts.append("no PMUv3")
         else:
             name = "PMUv3" if self.pmu == PmuLevel.V3 else f"PMU{self.pmu.name.lower()}"
             parts.append(f"{name} ({self.pmu_counters} counters)")
         parts.extend(label for attr, label in FEATURE_NAMES.items() if getattr(self, attr))
+        if not self.el3:
+            parts.append("no EL3")
         return ", ".join(parts)
 
     def __str__(self) -> str:

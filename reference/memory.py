@@ -75,11 +75,11 @@ class Memory:
     contents: dict[str, int] = attrs.field(factory=dict)  # owner -> profiling bytes written there
 
     @classmethod
-    def standard(cls, vms: int = 2, hyp_maps_host_buffer: bool = True) -> Memory:
+    def standard(cls, vms: int = 2) -> Memory:
         """The model's address map with `vms` guests: who owns what and who maps it where.
 
-        With `hyp_maps_host_buffer` False the hypervisor's tables leave the buffer's addresses
-        unmapped, so a record translated through them faults instead of landing in its memory.
+        The hypervisor's tables (TTBR0_EL2 without E2H) have one, lower, VA range: the buffer's
+        kernel addresses cannot be mapped there, and the CPU faults them before any walk.
         """
         mem = cls()
         va = BUFFER_VA >> PAGE_SHIFT
@@ -88,10 +88,6 @@ class Memory:
         for i in range(BUFFER_PAGES):
             host_tables[va + i] = (BUFFER_PA >> PAGE_SHIFT) + i
             mem.owners[(BUFFER_PA >> PAGE_SHIFT) + i] = HOST_BUFFER
-            # The hypervisor's tables map the buffer's addresses onto its own pages: a record
-            # translated through them corrupts the hypervisor (the worse of corrupt and fault).
-            if hyp_maps_host_buffer:
-                hyp_tables[va + i] = (HYP_PA >> PAGE_SHIFT) + i
             mem.owners[(HYP_PA >> PAGE_SHIFT) + i] = HYP
             # Without stage 2 a guest's IPAs are host physical addresses of host kernel memory.
             mem.owners[(GUEST_IPA >> PAGE_SHIFT) + i] = HOST_KERNEL

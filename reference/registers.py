@@ -66,7 +66,11 @@ SPMU = Needs("FEAT_SPMU", lambda f: f.spmu)
 TRF = Needs("FEAT_TRF", lambda f: f.trf)
 TRBE = Needs("FEAT_TRBE", lambda f: f.trbe)
 FGT = Needs("FEAT_FGT", lambda f: f.fgt)
-MTPMU = Needs("FEAT_MTPMU", lambda f: f.mtpmu)
+# MDCR_EL2.MTPME exists only with FEAT_MTPMU when EL3 is not implemented (MDCR_EL3.MTPME otherwise).
+MTPMU_NO_EL3 = Needs("FEAT_MTPMU without EL3", lambda f: f.mtpmu and not f.el3)
+SPE_FNE = Needs("FEAT_SPE_FnE", lambda f: f.spe >= SpeLevel.V1P2)  # every PMSVer >= 3 CPU has it
+ECV = Needs("FEAT_ECV", lambda f: f.ecv)
+SPE_ERND = Needs("FEAT_SPE_ERnd", lambda f: f.spe_ernd)
 PMUV3_SS = Needs("FEAT_PMUv3_SS", lambda f: f.pmuv3_ss)
 EBEP = Needs("FEAT_EBEP", lambda f: f.ebep)
 DEBUGV8P9 = Needs("FEAT_Debugv8p9", lambda f: f.debugv8p9)
@@ -193,8 +197,12 @@ def _spe(
     return _reg(name, enc, fields, needs=SPE, kind=kind, **kw)
 
 
-# PMSCR_EL1 and PMSCR_EL2 fields (Arm ARM, PMSCR_EL1/PMSCR_EL2): PCT [7:6], TS [5], PA [4], CX [3].
-_PMSCR_COMMON: list[tuple[str, str]] = [("CX", "3"), ("PA", "4"), ("TS", "5"), ("PCT", "7:6")]
+# PMSCR_EL1 and PMSCR_EL2 fields (Arm ARM D24.7, PMSCR_EL1/PMSCR_EL2): PCT [7:6], TS [5], PA [4],
+# CX [3]. PCT bit 7 (the physical offset counter) exists only with FEAT_ECV: the table holds PCT's
+# two bits as two fields so that each carries the feature it needs.
+_PMSCR_COMMON: list[tuple[str, str] | tuple[str, str, Needs]] = [
+    ("CX", "3"), ("PA", "4"), ("TS", "5"), ("PCT", "6"), ("PCT_ECV", "7", ECV),
+]
 
 REGISTERS: tuple[Register, ...] = (
     # ID_AA64DFR0_EL1 (3 0 0 5 0): read-only feature identification.
@@ -209,7 +217,7 @@ REGISTERS: tuple[Register, ...] = (
         ("E2PB", "13:12", SPE), ("TPMS", "14", SPE), ("EnSPM", "15", SPMU),
         ("HPMD", "17", PMUV3P1), ("TTRF", "19", TRF), ("HCCD", "23", PMUV3P5),
         ("E2TB", "25:24", TRBE), ("HLP", "26", PMUV3P5), ("TDCC", "27", FGT),
-        ("MTPME", "28", MTPMU), ("HPMFZO", "29", PMUV3P7), ("PMSSE", "31:30", PMUV3_SS),
+        ("MTPME", "28", MTPMU_NO_EL3), ("HPMFZO", "29", PMUV3P7), ("PMSSE", "31:30", PMUV3_SS),
         ("HPMFZS", "36", SPEV1P2), ("PMEE", "41:40", EBEP), ("EBWE", "43", DEBUGV8P9),
         ("EnSTEPOP", "50", STEP2),
     ], min_el=2),
@@ -230,7 +238,9 @@ REGISTERS: tuple[Register, ...] = (
     _spe("PMSCR_EL1", (3, 0, 9, 9, 0), [("E0SPE", "0"), ("E1SPE", "1"), *_PMSCR_COMMON], SPE_SAMPLING),
     _spe("PMSCR_EL2", (3, 4, 9, 9, 0), [("E0HSPE", "0"), ("E2SPE", "1"), *_PMSCR_COMMON], SPE_SAMPLING,
          min_el=2),
-    _spe("PMSICR_EL1", (3, 0, 9, 9, 2), [("COUNT", "31:0"), ("ECOUNT", "63:56", SPEV1P2)], SPE_SAMPLING),
+    # PMSNEVFR_EL1 (3 0 9 9 1): the inverted event filter of FEAT_SPE_FnE, an event mask.
+    _reg("PMSNEVFR_EL1", (3, 0, 9, 9, 1), needs=SPE_FNE, kind=SPE_SAMPLING, exhaustive=False),
+    _spe("PMSICR_EL1", (3, 0, 9, 9, 2), [("COUNT", "31:0"), ("ECOUNT", "63:56", SPE_ERND)], SPE_SAMPLING),
     _spe("PMSIRR_EL1", (3, 0, 9, 9, 3), [("RND", "0"), ("INTERVAL", "31:8")], SPE_SAMPLING),
     _spe("PMSFCR_EL1", (3, 0, 9, 9, 4), [
         ("FE", "0"), ("FT", "1"), ("FL", "2"), ("FnE", "3", SPEV1P2), ("B", "16"), ("LD", "17"), ("ST", "18"),

@@ -85,6 +85,27 @@ def debug_save_spe_nvhe(cpu: CPU, vcpu: Vcpu) -> None:
         drain_host_buffer(cpu)
 
 
+def synchronise_guest_context(cpu: CPU, vcpu: Vcpu) -> None:
+    """An ISB before the ERET into the guest, where that ERET may not synchronise.
+
+    With FEAT_ExS and SCTLR_EL2.EOS = 0 an exception return is not a context synchronisation
+    event: without the ISB the guest could start under the host's MDCR_EL2 (its SPE accesses not
+    trapped) and the host's sampling controls. Without FEAT_ExS the ERET synchronises by itself.
+    """
+    if cpu.features.exs:
+        cpu.isb()
+
+
+def synchronise_host_context(cpu: CPU, vcpu: Vcpu) -> None:
+    """An ISB before the ERET to the host, where that ERET may not synchronise.
+
+    With FEAT_ExS and SCTLR_EL2.EOS = 0 the host would otherwise resume under the guest's
+    MDCR_EL2 (its own SPE accesses trapped) and, on nVHE, sample through the guest's regime.
+    """
+    if cpu.features.exs:
+        cpu.isb()
+
+
 def activate_traps(cpu: CPU, vcpu: Vcpu) -> None:
     """__activate_traps: the guest's HCR_EL2 and the vcpu's MDCR_EL2."""
     cpu.msr("HCR_EL2", HCR_GUEST | (HCR_HOST_VHE & R.bits("HCR_EL2", E2H=1) if has_vhe(cpu) else 0))
@@ -168,6 +189,7 @@ class ReferenceSwitch:
         self.activate_traps(cpu, vcpu)
         self.activate_vm(cpu, vcpu)
         self.restore_guest_sysregs(cpu, vcpu)
+        self.synchronise_guest_context(cpu, vcpu)
 
     def exit_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
         """The exit half: the guest's state saved, the host's regime back, then its sampling."""
@@ -177,6 +199,7 @@ class ReferenceSwitch:
         self.restore_host_sysregs(cpu, vcpu)
         # Depends on running after restore_host_sysregs: the host's stage 1 must be back.
         self.restore_spe(cpu, vcpu)
+        self.synchronise_host_context(cpu, vcpu)
 
     # The steps: setup_vcpu's, then vcpu_run's in the order it calls them. Each calls the module
     # function of its step, so an override replaces one step and leaves the others the reference's.
@@ -217,6 +240,14 @@ class ReferenceSwitch:
     def restore_guest_sysregs(self, cpu: CPU, vcpu: Vcpu) -> None:
         """__sysreg_restore_guest_state."""
         restore_guest_sysregs(cpu, vcpu)
+
+    def synchronise_guest_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The ISB before the ERET into the guest, where the ERET may not synchronise."""
+        synchronise_guest_context(cpu, vcpu)
+
+    def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The ISB before the ERET to the host, where the ERET may not synchronise."""
+        synchronise_host_context(cpu, vcpu)
 
     def save_guest_sysregs(self, cpu: CPU, vcpu: Vcpu) -> None:
         """__sysreg_save_guest_state."""

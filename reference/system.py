@@ -25,6 +25,19 @@ HCR_HOST_VHE = R.bits("HCR_EL2", RW=1, TGE=1, E2H=1)  # HCR_HOST_VHE_FLAGS
 HCR_GUEST = R.bits("HCR_EL2", VM=1, SWIO=1, FMO=1, IMO=1, AMO=1, TSC=1, RW=1)  # HCR_GUEST_FLAGS
 TCR_HOST = 0x0000_0032_B510_3510  # an opaque TCR_EL1 value: the model uses TCR only as a dependency
 TCR_GUEST = 0x0000_0032_B510_3511
+# What the host's SPE driver programs when it starts a session, as arm_spe_pmu does: a sampling
+# interval with jitter, filters, an event filter and a latency threshold (all non-zero, so a switch
+# that loses or overwrites them shows).
+HOST_SAMPLING_CONFIG: dict[str, int] = {
+    "PMSIRR_EL1": R.bits("PMSIRR_EL1", INTERVAL=0x400, RND=1),  # PMSIRR_EL1.INTERVAL [31:8], RND [0]
+    "PMSFCR_EL1": R.bits("PMSFCR_EL1", FE=1, FL=1),  # PMSFCR_EL1.FE [0], FL [2]
+    "PMSEVFR_EL1": 0x2,  # PMSEVFR_EL1.E[1]: retired operations
+    "PMSLATFR_EL1": R.bits("PMSLATFR_EL1", MINLAT=0x40),  # PMSLATFR_EL1.MINLAT [15:0]
+    "PMSICR_EL1": 0,  # PMSICR_EL1: the sample counter starts from 0
+}
+# PMSCR_EL2 as Linux's EL2 set-up writes it when PMBIDR_EL1.P reads 0 at EL2: PCT [6] | PA [4],
+# with E2SPE and E0HSPE 0 (so EL2 is never sampled unless the VHE host asks for it).
+PMSCR_EL2_BOOT = R.bits("PMSCR_EL2", PCT=1, PA=1)
 
 
 def host_mdcr_el2(features: Features) -> int:
@@ -42,14 +55,19 @@ def host_mdcr_el2(features: Features) -> int:
 class Choices:
     """Implementation-defined decisions of the hypervisor under test that change what can be observed.
 
-    An adapter declares them (`choices = {"hyp_maps_host_buffer": False}`); the defaults are the
-    worst case the model assumes when it is told nothing.
+    An adapter declares them (`choices = {"sctlr_el2_eis": True, "sctlr_el2_eos": True}`); the
+    defaults are what the model assumes when it is told nothing.
     """
 
-    # Whether the hypervisor's EL2 stage 1 maps the host buffer's virtual addresses. Mapped (the
-    # default), a host record translated by the EL2 regime corrupts hypervisor memory; unmapped,
-    # it takes a translation fault and is lost.
-    hyp_maps_host_buffer: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    # SCTLR_EL2.EIS [22] and EOS [11] as the hypervisor leaves them (only meaningful with FEAT_ExS,
+    # where they reset UNKNOWN): 1 makes exception entry to, and return from, EL2 context
+    # synchronising. The default, 0, is the worst case the architecture allows; VHE Linux sets both.
+    sctlr_el2_eis: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    sctlr_el2_eos: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    # Whether the hypervisor's boot writes PMSCR_EL2 (Linux: PCT|PA, E2SPE = E0HSPE = 0, when
+    # PMBIDR_EL1.P reads 0 at EL2). False leaves E2SPE/E0HSPE at their UNKNOWN reset value, taken
+    # as 1: EL2 code is sampled whenever EL2 owns an enabled buffer.
+    boot_writes_pmscr_el2: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
 
 class System:
@@ -61,7 +79,10 @@ class System:
         self.features = features
         self.switch = switch
         self.choices = choices if choices is not None else Choices()
-        self.cpu = CPU(features, chooser, M.Memory.standard(vms, self.choices.hyp_maps_host_buffer))
+        self.cpu = CPU(
+            features, chooser, M.Memory.standard(vms),
+            eis=self.choices.sctlr_el2_eis, eos=self.choices.sctlr_el2_eos,
+        )
         self.vcpus = [self._new_vcpu(i) for i in range(vms)]
         self.host_mdcr_el2 = host_mdcr_el2(features)
         self.profiling = False
@@ -103,6 +124,8 @@ class System:
             cpu.msr("TTBR0_EL1", M.HOST_TTBR0)
             cpu.msr("TCR_EL1", TCR_HOST)
         cpu.msr("MDCR_EL2", self.host_mdcr_el2)
+        if self.spe_usable and self.choices.boot_writes_pmscr_el2:
+            cpu.msr("PMSCR_EL2", PMSCR_EL2_BOOT)
         cpu.isb()
         if self.features.vhe:
             cpu.actor = "host"
@@ -118,6 +141,8 @@ class System:
             return
         cpu = self.cpu
         if not cpu.peek("PMBLIMITR_EL1") & R.field_mask("PMBLIMITR_EL1", "E"):
+            for register, value in HOST_SAMPLING_CONFIG.items():
+                cpu.msr(register, value)
             cpu.msr("PMBPTR_EL1", M.BUFFER_VA)
             cpu.msr("PMBSR_EL1", 0)
             limit = M.BUFFER_VA + M.BUFFER_PAGES * M.PAGE_SIZE
@@ -201,18 +226,19 @@ class System:
             self.setup_vcpu(index)
         cpu = self.cpu
         vcpu.program = list(program)
-        vcpu.entered = 0
         cpu.vcpu = index
-        cpu.mark(Kind.ENTRY, f"run vcpu {index}")
+        entry = cpu.mark(Kind.ENTRY, f"run vcpu {index}")
         if self.features.vhe:
             cpu.actor = "hyp"
         else:
             cpu.take_exception(2, "hyp", "hvc from host: __kvm_vcpu_run")
         result = self.switch.vcpu_run(cpu, vcpu)
-        if vcpu.entered != 1:
+        # Counted from the model's own events: nothing the adapter assigns stands in for an entry.
+        entered = sum(1 for e in cpu.trace.events[entry.seq:] if e.kind is Kind.GUEST)
+        if entered != 1:
             msg = (
                 "vcpu_run must enter the guest exactly once (call cpu.run_guest(vcpu) once); "
-                f"it entered {vcpu.entered} times"
+                f"it entered {entered} times"
             )
             raise ContractError("vcpu_run enters the guest once", msg)
         if cpu.el != 2 or cpu.actor != "hyp":

@@ -21,6 +21,7 @@ class Kind(enum.Enum):
     ERET = "eret"  # exception return (a context synchronisation event)
     EXCEPTION = "exception"  # exception entry (a context synchronisation event)
     TRAP = "trap"  # an access trapped to EL2 (the access did not complete)
+    TRAP_EL3 = "trap to EL3"  # an access trapped to EL3 (MDCR_EL3.NSPB; the access did not complete)
     UNDEF = "undef"  # an access answered with UNDEFINED (the access did not complete)
     CODE = "code"  # ordinary code ran (and may have been sampled)
     RECORD = "record"  # a profiling record was collected inside the PE
@@ -56,7 +57,10 @@ class Event:
     record: int = -1  # record id, for RECORD/WRITE/DISCARD/FAULT/FULL
     where: str = ""  # landing place of a WRITE, DSB domain, trap/undef reason, note text
     vcpu: int = -1
-    owner: str = ""  # WRITE: owner of the page the record landed in (memory.HOST_BUFFER, ...)
+    owner: str = ""  # WRITE: owner of the page the record landed in (memory.HOST_BUFFER, ...); DISCARD: who stopped the buffer
+    cse: bool = True  # EXCEPTION/ERET: whether it was a context synchronisation event
+    into_guest: bool = False  # ERET: the return into a guest
+    guest_exit: bool = False  # EXCEPTION: a guest's exit to EL2
 
     def describe(self) -> str:
         """One line of the timeline."""
@@ -73,7 +77,7 @@ class Event:
         if k is Kind.MRS:
             shown = self.register if self.name in ("", self.register) else f"{self.name}->{self.register}"
             return f"mrs {shown} -> {self.value:#x}"
-        if k in (Kind.TRAP, Kind.UNDEF):
+        if k in (Kind.TRAP, Kind.UNDEF, Kind.TRAP_EL3):
             return f"{k.value}: {self.name or self.register} ({self.where})"
         if k is Kind.DSB:
             return f"dsb {self.where}"
@@ -83,7 +87,10 @@ class Event:
             return f"{k.value} #{self.record} {self.where}".rstrip()
         if k is Kind.NOTE:
             return self.where
-        if k in (Kind.ENTRY, Kind.GUEST, Kind.EXIT, Kind.RETURN, Kind.CODE, Kind.EXCEPTION, Kind.ERET):
+        if k in (Kind.EXCEPTION, Kind.ERET):
+            text = f"{k.value} {self.where}".rstrip()
+            return text if self.cse else f"{text} (not context synchronising: FEAT_ExS, SCTLR_EL2.EIS/EOS=0)"
+        if k in (Kind.ENTRY, Kind.GUEST, Kind.EXIT, Kind.RETURN, Kind.CODE):
             return f"{k.value} {self.where}".rstrip()
         return str(k.value)
 

@@ -7,9 +7,10 @@ import attrs
 
 @attrs.frozen
 class GuestCode:
-    """The guest runs code at EL1; if sampling reaches it, `samples` records are collected."""
+    """The guest runs code at EL1 (or its user space, `el0`); if sampling reaches it, `samples` records are collected."""
 
     samples: int = 1
+    el0: bool = False
 
 
 @attrs.frozen
@@ -69,4 +70,3 @@ class Vcpu:
     program: list[GuestAction] = attrs.field(factory=list)
     runs: int = 0
     prepared: bool = False
-    entered: int = 0
