@@ -17,7 +17,7 @@ import pytest
 from hypothesis import settings
 
 from . import hookspecs
-from .reference.chooser import WorstCaseChooser
+from .reference.chooser import ADVERSARIES, WorstCaseChooser
 from .reference.system import Choices
 from .rules import RULES, Rule, Severity
 from .scenario import SCRIPT, AdapterFailure, Run
@@ -305,6 +305,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"spekvm feature space: {session.space.describe()} ({sum(1 for _ in session.space.cells())} cells)",
         "spekvm implementation choices: "
         + ", ".join(f"{f.name}={getattr(target.choices, f.name)}" for f in attrs.fields(Choices)),
+        "spekvm adversaries: scripted cells under "
+        + ", ".join(a.name for a in ADVERSARIES)
+        + "; generated sequences draw every timing choice",
         f"spekvm hypothesis profile: {settings.get_current_profile_name()}"
         + ("" if session.profile_chosen() else " (suites use their fast default; choose with --hypothesis-profile)"),
     ]

@@ -10,8 +10,8 @@ import attrs
 
 from .reference import memory as M
 from .reference import registers as R
-from .reference.cpu import PMBIDR_ALIGN_64, PMBIDR_P
-from .reference.features import Features, id_aa64dfr0_el1
+from .reference.cpu import HW_COUNT, HW_FULL, dsb_completes_records, reset_values
+from .reference.features import Features
 from .reference.trace import Event, Kind, Trace
 
 __all__ = [
@@ -81,30 +81,29 @@ class Rule:
 
 PMSCR_EL1_SPE = R.field_mask("PMSCR_EL1", "E0SPE", "E1SPE")  # PMSCR_EL1.E0SPE [0], E1SPE [1]
 PMBLIMITR_E = R.field_mask("PMBLIMITR_EL1", "E")  # PMBLIMITR_EL1.E [0]
+PMBSR_S = R.field_mask("PMBSR_EL1", "S")  # PMBSR_EL1.S [17]
 MDCR_TPMS = R.field_mask("MDCR_EL2", "TPMS")  # MDCR_EL2.TPMS [14]
 MDCR_E2PB = R.BY_NAME["MDCR_EL2"].field("E2PB")  # MDCR_EL2.E2PB [13:12]
 HCR_VM = R.field_mask("HCR_EL2", "VM")  # HCR_EL2.VM [0]
-# MDCR_EL2.E2PB values under which EL1 accesses to the buffer registers trap to EL2
-# (0b00: owned by EL2; 0b10: owned by EL1, accesses trap). 0b11 lets EL1 in; 0b01 is reserved.
-E2PB_TRAPPING = frozenset({0b00, 0b10})
 SPE_KINDS = frozenset({R.SPE_SAMPLING, R.SPE_BUFFER})
 SPE_REGISTERS = frozenset(r.name for r in R.REGISTERS if r.kind in SPE_KINDS)
-# Buffer registers that only the owning EL may touch while PMBIDR_EL1.P = 1.
-OWNED_BUFFER_REGISTERS = frozenset(
-    r.name for r in R.REGISTERS if r.kind == R.SPE_BUFFER and r.name != "PMBIDR_EL1"
-)
+# SPE registers a guest may reach without a trap: PMBIDR_EL1 is trapped only by the fine-grained
+# trap HDFGRTR_EL2.PMBIDR_EL1 (FEAT_FGT), which the model does not implement, and holds no host value.
+GUEST_READABLE = frozenset({"PMBIDR_EL1"})
 HOST_STAGE1 = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1")
-# Registers whose change moves the host's EL1-owned buffer to other tables (DESIGN appendix).
+# Registers whose change moves the host's EL1-owned buffer to other tables (docs/rules.md, Terms).
 TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
-# What the exit must give back before host sampling resumes (RESTORE-ORDER).
-RESTORE_REGISTERS = frozenset({*HOST_STAGE1, "MDCR_EL2", "HCR_EL2"})
+# Written in the exit window, these must be in force before host sampling resumes (RESTORE-ORDER).
+RESTORE_REGISTERS = frozenset({*HOST_STAGE1, "VTTBR_EL2", "MDCR_EL2", "HCR_EL2"})
+# The host's SPE state that every exit gives back (HOST-STATE); PMSCR is added per VHE.
+HOST_SPE_STATE = (
+    "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
+    "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
+)
 # The code under test runs as these actors; "boot" is the harness's set-up, "pe" the hardware.
 SOFTWARE = frozenset({"host", "hyp"})
-INTO_GUEST = "into guest"  # how an ERET into a guest describes itself
-EXIT_FROM_GUEST = "exit from guest"  # how the exception entry at a guest's exit describes itself
-DISCARDED_BY_HOST = "buffer disabled by host"
 RECORD_FATES = frozenset({Kind.WRITE, Kind.DISCARD, Kind.FAULT, Kind.FULL})
-ACCESSES = frozenset({Kind.MRS, Kind.MSR, Kind.TRAP, Kind.UNDEF})
+ACCESSES = frozenset({Kind.MRS, Kind.MSR, Kind.TRAP, Kind.UNDEF, Kind.TRAP_EL3})
 
 
 def _is_guest(actor: str) -> bool:
@@ -117,9 +116,10 @@ def _is_spe(name: str) -> bool:
     return (alias[1] if alias else name) in SPE_REGISTERS
 
 
-def _dsb_covers_pe(domain: str) -> bool:
-    """DSB NSH or wider that waits for stores: a load-only DSB (*LD) does not complete record writes."""
-    return not domain.endswith("ld")
+def _is_cse(event: Event) -> bool:
+    """Whether `event` is a context synchronisation event (ISB; exception entry or return where it is one)."""
+    kind = event.kind
+    return kind is Kind.ISB or ((kind is Kind.EXCEPTION or kind is Kind.ERET) and event.cse)
 
 
 # ------------------------------------------------------------------ register replay
@@ -129,22 +129,35 @@ class RegisterReplay:
     """Every register's value as the trace's events leave it, rebuilt from the events alone.
 
     MSR events write their value; the PE's own updates are events too (WRITE carries the
-    advanced PMBPTR_EL1, HW the new PMBSR_EL1). Values start where the CPU's do at reset.
+    advanced PMBPTR_EL1, HW the new PMBSR_EL1 or PMSICR_EL1). Values start at the CPU's reset
+    values. `stale` holds, for each register written since the last context synchronisation
+    event, the value in force before that write: until the next one the PE may use either.
     """
 
-    __slots__ = ("values",)
+    __slots__ = ("stale", "values")
 
     def __init__(self, features: Features) -> None:
-        self.values: dict[str, int] = dict.fromkeys(R.BY_NAME, 0)
-        self.values["ID_AA64DFR0_EL1"] = id_aa64dfr0_el1(features)
-        p = PMBIDR_P if features.spe_owned_by_higher_el else 0
-        self.values["PMBIDR_EL1"] = p | PMBIDR_ALIGN_64
+        self.values: dict[str, int] = reset_values(features)
+        self.stale: dict[str, int] = {}
 
     def step(self, event: Event) -> None:
         """Apply `event`'s effect on the registers, if it has one."""
         kind = event.kind
-        if kind is Kind.MSR or kind is Kind.HW or kind is Kind.WRITE:
+        if kind is Kind.MSR:
+            if event.register not in self.stale:
+                self.stale[event.register] = self.values[event.register]
             self.values[event.register] = event.value
+        elif kind is Kind.HW or kind is Kind.WRITE:
+            self.values[event.register] = event.value
+            self.stale.pop(event.register, None)
+        elif self.stale and _is_cse(event):
+            self.stale.clear()
+
+    def in_force(self, register: str) -> tuple[int, ...]:
+        """The values the PE may use for `register` now: the latest, and the one before it if unsynchronised."""
+        value = self.values[register]
+        old = self.stale.get(register)
+        return (value,) if old is None or old == value else (value, old)
 
     def __getitem__(self, register: str) -> int:
         return self.values[register]
@@ -170,7 +183,7 @@ def registers_after(trace: Trace, features: Features, seq: int) -> dict[str, int
 
 
 class Phase(enum.Enum):
-    """Where the trace is, relative to the world switch's windows (DESIGN appendix, Terms)."""
+    """Where the trace is, relative to the world switch's windows (docs/rules.md, Terms)."""
 
     HOST = "host"  # outside the switch
     ENTRY = "entry"  # from the host's call to the ERET into the guest (inclusive)
@@ -182,10 +195,12 @@ class _Walk(RegisterReplay):
     """Register replay plus the window the trace is in, both as they stand *before* the next event.
 
     Checkers read the state for an event, then `step` past it: so the ERET into the guest is
-    seen inside the entry window, and the RETURN marker inside the exit window.
+    seen inside the entry window, and the RETURN marker inside the exit window. The walk also
+    follows whether the buffer's limit and pointer are still the host's own in a window (a
+    switch may move them: then what the PE does to them is no longer the host's business).
     """
 
-    __slots__ = ("at_entry", "boot_mdcr", "entry", "live", "phase", "spe_usable")
+    __slots__ = ("at_entry", "boot_mdcr", "entry", "foreign", "live", "phase", "spe_usable")
 
     def __init__(self, features: Features) -> None:
         super().__init__(features)
@@ -193,39 +208,90 @@ class _Walk(RegisterReplay):
         self.entry = -1  # seq of the ENTRY that opened the current (or last) window
         self.at_entry: dict[str, int] = {}  # registers when that entry window began
         self.live = False  # the host's buffer was live at that entry
+        self.foreign = False  # in this window, software moved the buffer's limit or pointer off the host's
         self.boot_mdcr = 0  # MDCR_EL2 as the boot code left it: the host bits
         self.spe_usable = features.has_spe and not features.spe_owned_by_higher_el
 
     def step(self, event: Event) -> None:
+        # The hot path of every checker: one test of the kind for the common events.
         kind = event.kind
-        if kind is Kind.MSR or kind is Kind.HW or kind is Kind.WRITE:
+        if kind is Kind.WRITE or kind is Kind.HW:
             self.values[event.register] = event.value
-            if kind is Kind.MSR and event.actor == "boot" and event.register == "MDCR_EL2":
+            if self.stale:
+                self.stale.pop(event.register, None)
+        elif kind is Kind.MSR:
+            register = event.register
+            values = self.values
+            if self.phase is not Phase.HOST:
+                if register == "PMBPTR_EL1" or register == "PMBLIMITR_EL1":
+                    # Moved off the value the host's own records left there, or back onto it.
+                    self.foreign = event.value != values[register] or self.foreign
+                    if register == "PMBLIMITR_EL1" and event.value == self.at_entry[register]:
+                        self.foreign = False
+            elif event.actor == "boot" and register == "MDCR_EL2":
                 self.boot_mdcr = event.value
-        elif kind is Kind.ENTRY:
-            self.phase = Phase.ENTRY
-            self.entry = event.seq
-            self.at_entry = dict(self.values)
-            self.live = self.spe_usable and bool(self.values["PMBLIMITR_EL1"] & PMBLIMITR_E)
-        elif kind is Kind.GUEST or (
-            kind is Kind.ERET and self.phase is Phase.ENTRY and event.where.startswith(INTO_GUEST)
-        ):
-            self.phase = Phase.GUEST
-        elif kind is Kind.EXIT or (
-            kind is Kind.EXCEPTION and self.phase is Phase.GUEST and event.where.startswith(EXIT_FROM_GUEST)
-        ):
-            self.phase = Phase.EXIT
-        elif kind is Kind.RETURN:
-            self.phase = Phase.HOST
+            if register not in self.stale:
+                self.stale[register] = values[register]
+            values[register] = event.value
+        elif kind in _WALK_KINDS:
+            if self.stale and _is_cse(event):
+                self.stale.clear()
+            if kind is Kind.ENTRY:
+                self.phase = Phase.ENTRY
+                self.entry = event.seq
+                self.at_entry = dict(self.values)
+                self.foreign = False
+                v = self.values
+                self.live = self.spe_usable and bool(v["PMBLIMITR_EL1"] & PMBLIMITR_E) and not v["PMBSR_EL1"] & PMBSR_S
+            elif kind is Kind.GUEST or (kind is Kind.ERET and event.into_guest):
+                self.phase = Phase.GUEST
+            elif kind is Kind.EXIT or (kind is Kind.EXCEPTION and event.guest_exit):
+                self.phase = Phase.EXIT
+            elif kind is Kind.RETURN:
+                self.phase = Phase.HOST
+                self.foreign = False
 
     @property
     def in_window(self) -> bool:
         """Inside the entry or the exit window: where the world switch's own code runs."""
         return self.phase is Phase.ENTRY or self.phase is Phase.EXIT
 
+    def host_owns_update(self, event: Event, actors: Mapping[int, str]) -> bool:
+        """Whether the PE's update `event` (HW or WRITE) is the architecture acting for the host's
+        own records on the host's own buffer: the limit and pointer are the host's, and the record
+        was written through the host's regime (a WRITE into the host's buffer, a full buffer, the
+        sample counter)."""
+        if self.foreign:
+            return False
+        if event.kind is Kind.WRITE:
+            return event.owner == M.HOST_BUFFER
+        return event.name in (HW_FULL, HW_COUNT)
+
+
+_WALK_KINDS = frozenset({Kind.ISB, Kind.EXCEPTION, Kind.ERET, Kind.ENTRY, Kind.GUEST, Kind.EXIT, Kind.RETURN})
+
 
 def _into_guest(event: Event) -> bool:
-    return event.kind is Kind.ERET and event.where.startswith(INTO_GUEST)
+    return event.kind is Kind.ERET and event.into_guest
+
+
+def _return_to_host(event: Event, walk: _Walk) -> bool:
+    return event.kind is Kind.ERET and walk.phase is Phase.EXIT
+
+
+def _profiling_off(pmscr: int, limitr: int) -> bool:
+    return not pmscr & PMSCR_EL1_SPE or not limitr & PMBLIMITR_E
+
+
+def _guest_profiling_off(walk: _Walk, eret: Event) -> bool:
+    """Whether EL1 and EL0 profiling is certainly off under every value the PE may use at `eret`."""
+    if eret.cse:
+        return _profiling_off(walk.values["PMSCR_EL1"], walk.values["PMBLIMITR_EL1"])
+    return all(
+        _profiling_off(pmscr, limitr)
+        for pmscr in walk.in_force("PMSCR_EL1")
+        for limitr in walk.in_force("PMBLIMITR_EL1")
+    )
 
 
 # ------------------------------------------------------------------ wording helpers
@@ -255,8 +321,13 @@ def _why_not_live(features: Features, walk: _Walk) -> str:
     if not features.has_spe:
         return "the CPU has no FEAT_SPE"
     if features.spe_owned_by_higher_el:
-        return "the buffer belongs to a higher EL (PMBIDR_EL1.P=1)"
+        return "EL3 gives the buffer to another Security state (PMBIDR_EL1.P=1)"
+    if walk.at_entry.get("PMBSR_EL1", 0) & PMBSR_S:
+        return f"the buffer was stopped (PMBSR_EL1.S=1) at entry #{walk.entry}"
     return f"the host left PMBLIMITR_EL1.E=0 at entry #{walk.entry}"
+
+
+NOT_CSE = "not a context synchronisation event (FEAT_ExS with SCTLR_EL2.EIS/EOS=0)"
 
 
 # ------------------------------------------------------------------ RES0
@@ -310,13 +381,36 @@ def _check_res0(trace: Trace, features: Features) -> Judgement:
 def _guest_access_message(e: Event) -> str:
     if e.kind is Kind.MRS:
         return f"{e.actor} read {e.register} at #{e.seq} without trapping: got {e.value:#x}"
+    if e.kind is Kind.TRAP_EL3:
+        return f"{e.actor}'s access to {e.register} at #{e.seq} trapped to EL3, not to EL2"
     return f"{e.actor} wrote {e.value:#x} to {e.register} at #{e.seq} without trapping"
 
 
-def _check_trap_cond(trace: Trace, features: Features) -> Judgement:
-    """With FEAT_SPE: the guest runs under TPMS=1 and a trapping E2PB, and its SPE accesses trap.
+def _guest_reached(e: Event) -> bool:
+    """A guest access to an SPE register that completed (or went past EL2 to EL3)."""
+    return (
+        (e.kind is Kind.MRS or e.kind is Kind.MSR or e.kind is Kind.TRAP_EL3)
+        and _is_guest(e.actor)
+        and _is_spe(e.register)
+        and e.register not in GUEST_READABLE
+    )
 
-    Without FEAT_SPE: no MDCR_EL2 write by host or hypervisor sets TPMS or E2PB.
+
+def _trap_problems(mdcr: int) -> list[str]:
+    problems = []
+    if not mdcr & MDCR_TPMS:
+        problems.append("TPMS=0 (expected 1, so the guest's sampling-control accesses trap)")
+    e2pb = MDCR_E2PB.get(mdcr)
+    if e2pb not in (0b00, 0b10):
+        problems.append(f"E2PB={e2pb:#04b} (expected 0b00 or 0b10, so its buffer accesses trap)")
+    return problems
+
+
+def _check_trap_cond(trace: Trace, features: Features) -> Judgement:
+    """With FEAT_SPE: the guest runs under TPMS=1 and a trapping E2PB in force, and its SPE accesses trap.
+
+    Without FEAT_SPE: no MDCR_EL2 write by host or hypervisor sets TPMS or E2PB. With it, no write
+    of the reserved E2PB value 0b01.
 
     Exercised with FEAT_SPE: a guest was entered *and* tried an SPE register, so that the trap
     was observed, not only inferred from MDCR_EL2. Without FEAT_SPE: an MDCR_EL2 write by host
@@ -339,38 +433,50 @@ def _check_trap_cond(trace: Trace, features: Features) -> Judgement:
         return Judgement("TRAP-COND", written or bool(found), tuple(found))
 
     entered = accessed = False
-    mdcr = 0  # MDCR_EL2 replayed: only its latest value matters here
+    regs = RegisterReplay(features)
     for e in trace.events:
         kind = e.kind
-        if kind is Kind.MSR and e.register == "MDCR_EL2":
-            mdcr = e.value
+        if kind is Kind.MSR and e.register == "MDCR_EL2" and e.actor in SOFTWARE and MDCR_E2PB.get(e.value) == 0b01:
+            msg = (
+                f"{_msr(e)} by {e.actor} writes the reserved value 0b01 to MDCR_EL2.E2PB "
+                f"(it may act as any allocated value, Arm ARM K1.2.19; expected 0b00, 0b10 or 0b11)"
+            )
+            found.append(Violation("TRAP-COND", e.seq, msg))
         elif _into_guest(e):
             entered = True
-            problems = []
-            if not mdcr & MDCR_TPMS:
-                problems.append("TPMS=0 (expected 1, so the guest's sampling-control accesses trap)")
-            e2pb = MDCR_E2PB.get(mdcr)
-            if e2pb not in E2PB_TRAPPING:
-                problems.append(f"E2PB={e2pb:#04b} (expected 0b00 or 0b10, so its buffer accesses trap)")
-            if problems:
-                msg = f"eret {e.where} with MDCR_EL2={mdcr:#x}: " + "; ".join(problems)
-                found.append(Violation("TRAP-COND", e.seq, msg))
-        if kind in ACCESSES and _is_guest(e.actor) and _is_spe(e.register):
+            values = (regs["MDCR_EL2"],) if e.cse else regs.in_force("MDCR_EL2")
+            for mdcr in values:
+                problems = _trap_problems(mdcr)
+                if problems:
+                    stale = "" if mdcr == regs["MDCR_EL2"] else (
+                        f" (the value before the unsynchronised {_msr_of('MDCR_EL2', regs)}: the ERET is {NOT_CSE}; "
+                        "expected an ISB before it)"
+                    )
+                    msg = f"eret {e.where} with MDCR_EL2={mdcr:#x} in force{stale}: " + "; ".join(problems)
+                    found.append(Violation("TRAP-COND", e.seq, msg))
+                    break
+        if kind in ACCESSES and _is_guest(e.actor) and _is_spe(e.register) and e.register not in GUEST_READABLE:
             accessed = True
-            if kind is Kind.MRS or kind is Kind.MSR:
+            if _guest_reached(e):
                 msg = _guest_access_message(e) + " (expected a trap to EL2)"
                 found.append(Violation("TRAP-COND", e.seq, msg))
+        regs.step(e)
     return Judgement("TRAP-COND", (entered and accessed) or bool(found), tuple(found))
+
+
+def _msr_of(register: str, regs: RegisterReplay) -> str:
+    return f"msr {register} <- {regs[register]:#x}"
 
 
 # ------------------------------------------------------------------ UNDEF
 
 
 def _check_undef(trace: Trace, features: Features) -> Judgement:
-    """No host or hypervisor access the model answers with UNDEFINED; only PMBIDR_EL1 while P=1.
+    """No host or hypervisor access is UNDEFINED, traps to EL3, or (the host's) traps to EL2.
 
-    Exercised: the world switch ran (an entry) on a CPU where SPE accesses are UNDEFINED (no
-    FEAT_SPE, or PMBIDR_EL1.P=1); or any violation.
+    Exercised: the world switch ran (an entry) on a CPU where SPE accesses are UNDEFINED or trap
+    to EL3 (no FEAT_SPE, or the buffer given to another Security state), or on one with FEAT_ExS
+    (where the hypervisor's traps can outlive the ERET to the host); or any violation.
     """
     owned = features.spe_owned_by_higher_el
     switched = False
@@ -381,36 +487,45 @@ def _check_undef(trace: Trace, features: Features) -> Judgement:
             switched = True
         if e.actor not in SOFTWARE:
             continue
+        who = f"{e.name or e.register} by {e.actor} at EL{e.el}"
         if kind is Kind.UNDEF:
             if _is_spe(e.register) and not features.has_spe:
                 expected = "no SPE register access without FEAT_SPE: check ID_AA64DFR0_EL1.PMSVer first"
-            elif owned and e.register in OWNED_BUFFER_REGISTERS:
-                expected = "no buffer register but PMBIDR_EL1 touched while PMBIDR_EL1.P=1"
             else:
                 expected = "only accesses the architecture defines here"
-            who = f"{e.name or e.register} by {e.actor} at EL{e.el}"
             msg = f"access to {who} is UNDEFINED ({e.where}); expected {expected}"
             found.append(Violation("UNDEF", e.seq, msg))
-        elif owned and (kind is Kind.MRS or kind is Kind.MSR) and e.register in OWNED_BUFFER_REGISTERS:
+        elif kind is Kind.TRAP_EL3:
             msg = (
-                f"{e.actor} accessed {e.register} at #{e.seq} while PMBIDR_EL1.P=1 "
-                f"(expected only PMBIDR_EL1 touched: the buffer belongs to a higher EL)"
+                f"access to {who} traps to EL3 ({e.where}); expected only PMBIDR_EL1 touched while "
+                f"PMBIDR_EL1.P reads 1 at EL2 (check it first, as the patch does: 'is it owned by EL3?')"
             )
             found.append(Violation("UNDEF", e.seq, msg))
-    hazard = not features.has_spe or owned
+        elif kind is Kind.TRAP and e.actor == "host":
+            msg = (
+                f"the host's own access to {who} trapped to EL2 ({e.where}): the hypervisor's trap "
+                f"configuration is still in force after the return to the host (expected the host's "
+                f"MDCR_EL2 back, and in force)"
+            )
+            found.append(Violation("UNDEF", e.seq, msg))
+    hazard = not features.has_spe or owned or features.exs
     return Judgement("UNDEF", (hazard and switched) or bool(found), tuple(found))
 
 
 # ------------------------------------------------------------------ DRAIN-ORDER
 
-_LINKS = ("msr PMSCR_EL1 clearing E0SPE and E1SPE", "ISB", "PSB CSYNC", "DSB (NSH or wider)")
+_LINKS = (
+    "context synchronisation event at EL2 (the exception entry where it is one, else an ISB)",
+    "PSB CSYNC",
+    "DSB over loads and stores (NSH or wider; not *ST or *LD)",
+)
 
 
 def _translation_change(e: Event, values: Mapping[str, int]) -> str:
     """How `e` changes the translation the host's EL1-owned buffer uses, or '' if it does not."""
     kind = e.kind
     if kind is Kind.ERET:
-        return f"eret {e.where}" if e.where.startswith(INTO_GUEST) else ""
+        return f"eret {e.where}" if e.into_guest else ""
     if kind is not Kind.MSR:
         return ""
     reg = e.register
@@ -426,70 +541,73 @@ def _translation_change(e: Event, values: Mapping[str, int]) -> str:
     return ""
 
 
+def _buffer_stop(e: Event, values: Mapping[str, int]) -> str:
+    """How `e` disables the host's buffer or reuses its memory, or ''."""
+    if e.kind is not Kind.MSR:
+        return ""
+    if e.register == "PMBLIMITR_EL1" and values["PMBLIMITR_EL1"] & PMBLIMITR_E and not e.value & PMBLIMITR_E:
+        return f"{_msr(e)} (disables the buffer)"
+    if e.register == "PMBPTR_EL1" and e.value != values["PMBPTR_EL1"]:
+        return f"{_msr(e)} (moves the buffer's write pointer)"
+    return ""
+
+
 @attrs.define
 class _Chain:
-    """Progress through the drain chain within one entry window."""
+    """Progress through the drain chain within one entry window: CSE, then PSB, then a full DSB."""
 
-    state: int = 0  # links done, in order
     links: list[Event] = attrs.field(factory=list)  # the event that made each link
-    since: dict[str, Event] = attrs.field(factory=dict)  # first ISB/PSB/DSB since the last link
-    seen: dict[str, Event] = attrs.field(factory=dict)  # first ISB/PSB/DSB in the window
-    reenabled: Event | None = None  # a write that set sampling again after a clear
+    early: dict[int, Event] = attrs.field(factory=dict)  # link index -> an event of that kind that came too early
+    weak: Event | None = None  # a DSB that does not wait for the buffer's writes
     judged: bool = False
+    stop_judged: bool = False
 
-    def advance(self, e: Event) -> None:
-        self.state += 1
-        self.links.append(e)
-        self.since = {}
+    @property
+    def done(self) -> bool:
+        return len(self.links) == len(_LINKS)
 
-    def note(self, label: str, e: Event) -> None:
-        self.since.setdefault(label, e)
-        self.seen.setdefault(label, e)
-
-    def restart(self, e: Event) -> None:
-        """Sampling was set again: the chain starts over."""
-        if self.state:
-            self.reenabled = e
-        self.state, self.links, self.since = 0, [], {}
+    def offer(self, index: int, e: Event) -> None:
+        if len(self.links) == index:
+            self.links.append(e)
+        elif len(self.links) < index:
+            self.early.setdefault(index, e)
 
 
 def _link_label(e: Event) -> str:
-    if e.kind is Kind.MSR:
-        return _msr(e)
     if e.kind is Kind.DSB:
         return f"dsb {e.where}"
+    if e.kind is Kind.EXCEPTION:
+        return "exception entry"
     return "ISB" if e.kind is Kind.ISB else "PSB CSYNC"
 
 
-def _drain_message(chain: _Chain, change: str, e: Event, walk: _Walk) -> str:
-    """Name the first missing link, between the last link made and the next one (or the change)."""
-    s = chain.state
+def _drain_message(chain: _Chain, what: str, e: Event, walk: _Walk, stop: bool) -> str:
+    """Name the first missing link of the chain before `what`."""
+    s = len(chain.links)
     if s == 0:
-        r = chain.reenabled
-        lead = f"no {_LINKS[0]}" if r is None else f"{_msr(r)} at #{r.seq} set sampling again after the clear"
+        lead = f"no {_LINKS[0]} before a PSB CSYNC (the exception entry into EL2 was {NOT_CSE})"
     else:
         prev = chain.links[-1]
-        following = chain.since.get(_LINKS[s + 1]) if s + 1 < len(_LINKS) else None
-        if following is not None:
-            lead = f"no {_LINKS[s]} between the {_link_label(prev)} at #{prev.seq} and the "
-            lead += f"{_link_label(following)} at #{following.seq}"
-        else:
-            lead = f"no {_LINKS[s]} after the {_link_label(prev)} at #{prev.seq}"
-        early = chain.seen.get(_LINKS[s])
-        if early is not None and early.seq < prev.seq:
-            lead += f" (the {_link_label(early)} at #{early.seq} came too early)"
-        weak = chain.since.get("weak dsb")
-        if s == 3 and weak is not None:
-            lead += f" (dsb {weak.where} at #{weak.seq} waits for loads only)"
+        lead = f"no {_LINKS[s]} after the {_link_label(prev)} at #{prev.seq}"
+    early = chain.early.get(s)
+    if early is not None:
+        lead += f" (the {_link_label(early)} at #{early.seq} came before the {_LINKS[s - 1] if s else 'CSE'})"
+    if s == 2 and chain.weak is not None:
+        lead += f" (dsb {chain.weak.where} at #{chain.weak.seq} does not wait for the buffer's writes: D17.9 asks for one that applies to loads and stores)"
+    consequence = (
+        "so records not synchronised or not yet written may be discarded"
+        if stop else "so records collected before it may be translated by the new regime"
+    )
     return (
-        f"{lead}, before the {change} at #{e.seq} changed the translation of the host's live buffer "
-        f"(PMBLIMITR_EL1.E=1 at entry #{walk.entry}); expected msr PMSCR_EL1 clearing E0SPE and E1SPE, "
-        f"ISB, PSB CSYNC and a DSB (NSH or wider), in that order"
+        f"{lead}, before the {what} at #{e.seq} while the host's buffer was live "
+        f"(PMBLIMITR_EL1.E=1 at entry #{walk.entry}), {consequence}; expected a context synchronisation "
+        f"event at EL2, PSB CSYNC, then a DSB over loads and stores, in that order"
     )
 
 
 def _check_drain_order(trace: Trace, features: Features) -> Judgement:
-    """nVHE, buffer live at entry: sampling off, ISB, PSB CSYNC, DSB before the first translation change.
+    """nVHE, buffer live at entry: the drain chain completes before the first translation change
+    and before the buffer is stopped, and the guest's profiling is off in force at its ERET.
 
     Exercised: an nVHE entry window with the host's buffer live reached a translation change
     (every entry does: the ERET into the guest is one).
@@ -502,90 +620,105 @@ def _check_drain_order(trace: Trace, features: Features) -> Judgement:
     chain = _Chain()
     for e in trace.events:
         kind = e.kind
-        if walk.phase is Phase.ENTRY and walk.live and not chain.judged:
-            change = _translation_change(e, walk.values)
-            if change:
-                chain.judged = exercised = True
-                if chain.state < len(_LINKS):
-                    found.append(Violation("DRAIN-ORDER", e.seq, _drain_message(chain, change, e, walk)))
-            elif kind is Kind.MSR and e.register == "PMSCR_EL1":
-                if e.value & PMSCR_EL1_SPE:
-                    chain.restart(e)
-                elif chain.state == 0:
-                    chain.advance(e)
-            elif kind is Kind.ISB:
-                if chain.state == 1:
-                    chain.advance(e)
-                else:
-                    chain.note("ISB", e)
-            elif kind is Kind.PSB:
-                if chain.state == 2:
-                    chain.advance(e)
-                else:
-                    chain.note("PSB CSYNC", e)
-            elif kind is Kind.DSB:
-                if not _dsb_covers_pe(e.where):
-                    chain.note("weak dsb", e)
-                elif chain.state == 3:
-                    chain.advance(e)
-                else:
-                    chain.note(_LINKS[3], e)
+        if walk.phase is Phase.ENTRY and walk.live:
+            if not chain.judged:
+                change = _translation_change(e, walk.values)
+                stop = "" if change or chain.stop_judged else _buffer_stop(e, walk.values)
+                if change:
+                    chain.judged = exercised = True
+                    if not chain.done:
+                        found.append(Violation("DRAIN-ORDER", e.seq, _drain_message(chain, change, e, walk, False)))
+                elif stop:
+                    chain.stop_judged = True
+                    if not chain.done:
+                        found.append(Violation("DRAIN-ORDER", e.seq, _drain_message(chain, stop, e, walk, True)))
+                elif kind is Kind.ISB:
+                    chain.offer(0, e)
+                elif kind is Kind.PSB:
+                    chain.offer(1, e)
+                elif kind is Kind.DSB:
+                    if dsb_completes_records(e.where):
+                        chain.offer(2, e)
+                    else:
+                        chain.weak = e
+            if _into_guest(e) and not _guest_profiling_off(walk, e):
+                pmscr = "/".join(f"{v:#x}" for v in walk.in_force("PMSCR_EL1"))
+                limitr = "/".join(f"{v:#x}" for v in walk.in_force("PMBLIMITR_EL1"))
+                sync = "" if e.cse else f" (the ERET is {NOT_CSE}, so an unsynchronised write may not be in force yet)"
+                msg = (
+                    f"eret {e.where} at #{e.seq} with the guest's EL1/EL0 profiling possibly on: PMSCR_EL1 "
+                    f"{pmscr}, PMBLIMITR_EL1 {limitr} may be in force{sync}; expected PMSCR_EL1.E0SPE/E1SPE=0 "
+                    f"or PMBLIMITR_EL1.E=0 in force, so the guest is not sampled into the host's buffer"
+                )
+                found.append(Violation("DRAIN-ORDER", e.seq, msg))
         walk.step(e)
         if kind is Kind.ENTRY:
             chain = _Chain()
+        elif kind is Kind.EXCEPTION and walk.phase is Phase.ENTRY and e.el == 2 and e.cse:
+            chain.offer(0, e)  # EL2 never samples the host's EL1-owned buffer: profiling is off at this CSE
     return Judgement("DRAIN-ORDER", exercised, tuple(found))
 
 
 # ------------------------------------------------------------------ RESTORE-ORDER
 
 
-def _check_restore_order(trace: Trace, features: Features) -> Judgement:
-    """nVHE: a write setting PMSCR_EL1.E0SPE/E1SPE on exit follows the host's translation, synchronised.
+def _host_sampling_on(values: Mapping[str, int]) -> bool:
+    return bool(values["PMSCR_EL1"] & PMSCR_EL1_SPE and values["PMBLIMITR_EL1"] & PMBLIMITR_E)
 
-    Exercised: on nVHE, an exit window turned host sampling back on.
+
+def _check_restore_order(trace: Trace, features: Features) -> Judgement:
+    """nVHE: host sampling resumes only once the host's translation and buffer ownership are in force.
+
+    At the return to the host with host sampling on: the translation registers hold the host's
+    values, and, where that return is not context synchronising, none of the exit window's
+    writes to them is still unsynchronised.
+
+    Exercised: on nVHE, a return to the host with host sampling on.
     """
     if features.vhe:
         return Judgement("RESTORE-ORDER", False)
     walk = _Walk(features)
     exercised = False
     found: list[Violation] = []
-    last_restore: Event | None = None  # the last write in this exit window that puts host state back
-    synced = True
+    writes: dict[str, Event] = {}  # the exit window's last write to each restore register
     for e in trace.events:
         kind = e.kind
-        if kind is Kind.EXCEPTION and walk.phase is Phase.GUEST:
-            last_restore, synced = None, True  # exception entry synchronises the guest's state
-        elif walk.phase is Phase.EXIT:
-            if kind is Kind.ISB:
-                synced = True
-            elif kind is Kind.MSR and e.register in RESTORE_REGISTERS:
-                last_restore, synced = e, False
-            elif kind is Kind.MSR and e.register == "PMSCR_EL1" and e.value & PMSCR_EL1_SPE:
+        if walk.phase is Phase.EXIT:
+            if kind is Kind.MSR and e.register in RESTORE_REGISTERS:
+                writes[e.register] = e
+            elif _return_to_host(e, walk) and _host_sampling_on(walk.values):
                 exercised = True
                 values, host = walk.values, walk.at_entry
-                missing = [
+                wrong = [
                     f"{reg}={values[reg]:#x} (expected the host's {host[reg]:#x})"
-                    for reg in HOST_STAGE1
-                    if values[reg] != host[reg]
+                    for reg in (*HOST_STAGE1, "VTTBR_EL2")
+                    if values[reg] != host[reg] and (reg != "VTTBR_EL2" or values["HCR_EL2"] & HCR_VM)
                 ]
                 e2pb, host_e2pb = MDCR_E2PB.get(values["MDCR_EL2"]), MDCR_E2PB.get(walk.boot_mdcr)
                 if e2pb != host_e2pb:
-                    missing.append(f"MDCR_EL2.E2PB={e2pb:#04b} (expected the host's {host_e2pb:#04b})")
-                if values["HCR_EL2"] & HCR_VM:
-                    missing.append("HCR_EL2.VM=1 (expected 0)")
-                if missing:
+                    wrong.append(f"MDCR_EL2.E2PB={e2pb:#04b} (expected the host's {host_e2pb:#04b})")
+                if (values["HCR_EL2"] ^ host["HCR_EL2"]) & HCR_VM:
+                    wrong.append(f"HCR_EL2.VM={values['HCR_EL2'] & HCR_VM} (expected the host's {host['HCR_EL2'] & HCR_VM})")
+                if wrong:
                     msg = (
-                        f"{_msr(e)} at #{e.seq} turns host sampling back on before the host's translation "
-                        f"is back: " + "; ".join(missing)
+                        f"the return to the host at #{e.seq} resumes host sampling (PMSCR_EL1={values['PMSCR_EL1']:#x}) "
+                        f"under a translation that is not the host's: " + "; ".join(wrong)
                     )
                     found.append(Violation("RESTORE-ORDER", e.seq, msg))
-                elif not synced and last_restore is not None:
-                    msg = (
-                        f"no ISB between the {_msr(last_restore)} at #{last_restore.seq} and the {_msr(e)} "
-                        f"at #{e.seq} (expected the host's translation synchronised before sampling resumes)"
-                    )
-                    found.append(Violation("RESTORE-ORDER", e.seq, msg))
+                elif not e.cse:
+                    pending = [writes[r] for r in sorted(RESTORE_REGISTERS) if r in walk.stale and r in writes]
+                    if pending:
+                        last = max(pending, key=lambda w: w.seq)
+                        msg = (
+                            f"no ISB between the {_msr(last)} at #{last.seq} and the return to the host at #{e.seq}, "
+                            f"which is {NOT_CSE}: host sampling (PMSCR_EL1={values['PMSCR_EL1']:#x}) may resume under "
+                            f"the guest's translation (expected an ISB after the writes restoring the host's "
+                            f"translation and before the PMSCR_EL1 write or the ERET)"
+                        )
+                        found.append(Violation("RESTORE-ORDER", e.seq, msg))
         walk.step(e)
+        if kind is Kind.EXIT or (kind is Kind.EXCEPTION and e.guest_exit):
+            writes = {}
     return Judgement("RESTORE-ORDER", exercised, tuple(found))
 
 
@@ -593,31 +726,30 @@ def _check_restore_order(trace: Trace, features: Features) -> Judgement:
 
 
 def _check_host_state(trace: Trace, features: Features) -> Judgement:
-    """At every return: the host's SPE registers as at entry (plus the PE's own updates), MDCR_EL2 as at boot.
+    """At every return: the host's SPE registers as at entry (plus the PE's updates for the host's
+    own records, while the limit and pointer are the host's), MDCR_EL2 as at boot.
 
     Exercised: at least one return to the host.
     """
-    if features.has_spe:
-        tracked: tuple[str, ...] = (
-            "PMSCR_EL2" if features.vhe else "PMSCR_EL1",
-            "PMBLIMITR_EL1",
-            "PMBPTR_EL1",
-            "PMBSR_EL1",
-        )
+    if features.has_spe and not features.spe_owned_by_higher_el:
+        tracked: tuple[str, ...] = ("PMSCR_EL2" if features.vhe else "PMSCR_EL1", *HOST_SPE_STATE)
     else:
         tracked = ()
     walk = _Walk(features)
     exercised = False
     found: list[Violation] = []
     expected: dict[str, int] = {}
-    hw: dict[str, int] = {}  # register -> how many updates the PE made in this window
+    hw: dict[str, int] = {}  # register -> how many updates the PE made for the host in this window
     last_write: dict[str, Event] = {}  # register -> last software write in this window
+    actors: dict[int, str] = {}  # record id -> who was sampled
     for e in trace.events:
         kind = e.kind
+        if kind is Kind.RECORD:
+            actors[e.record] = e.actor
         if walk.phase is not Phase.HOST:
             if kind is Kind.MSR:
                 last_write[e.register] = e
-            elif (kind is Kind.HW or kind is Kind.WRITE) and e.register in expected:
+            elif (kind is Kind.HW or kind is Kind.WRITE) and e.register in expected and walk.host_owns_update(e, actors):
                 expected[e.register] = e.value
                 hw[e.register] = hw.get(e.register, 0) + 1
         if kind is Kind.RETURN and walk.phase is Phase.EXIT:
@@ -627,7 +759,7 @@ def _check_host_state(trace: Trace, features: Features) -> Judgement:
                 if got != want:
                     why = f"its value at entry #{walk.entry}"
                     if hw.get(reg):
-                        why += f", then {hw[reg]} update(s) by the PE"
+                        why += f", then {hw[reg]} update(s) by the PE for the host's own records"
                     msg = _state_message(e, reg, (want, got), why, last_write.get(reg))
                     found.append(Violation("HOST-STATE", e.seq, msg))
             got, want = walk.values["MDCR_EL2"], walk.boot_mdcr
@@ -654,7 +786,7 @@ def _state_message(e: Event, reg: str, want_got: tuple[int, int], why: str, w: E
 
 
 def _check_isolation(trace: Trace, features: Features) -> Judgement:
-    """No record lands outside the host's buffer; no guest SPE access completes.
+    """No record lands outside the host's buffer; no guest access reaches an SPE register holding host state.
 
     Exercised: a record was still inside the PE when an entry began, or one was written while
     the switch or the guest ran, or a guest tried an SPE register.
@@ -689,7 +821,7 @@ def _check_isolation(trace: Trace, features: Features) -> Judgement:
             walk_phase = Phase.HOST
         elif kind in ACCESSES and _is_guest(e.actor) and _is_spe(e.register):
             exercised = True
-            if kind is Kind.MRS or kind is Kind.MSR:
+            if _guest_reached(e) and e.kind is not Kind.TRAP_EL3:
                 msg = _guest_access_message(e) + " (expected a trap to EL2: no guest reaches host SPE state)"
                 found.append(Violation("ISOLATION", e.seq, msg))
     return Judgement("ISOLATION", exercised or bool(found), tuple(found))
@@ -699,27 +831,44 @@ def _check_isolation(trace: Trace, features: Features) -> Judgement:
 
 
 def _check_no_loss(trace: Trace, features: Features) -> Judgement:
-    """Host records are written (or meet a full buffer); only the host's own disable may discard them.
+    """Host records are written, unless the host itself disabled the buffer or the buffer filled
+    or stopped for the host's own reasons while its limit and pointer were the host's.
 
     Exercised: a record was collected while the host ran.
     """
+    walk = _Walk(features)
     host: dict[int, Event] = {}
+    actors: dict[int, str] = {}
+    stop_is_hosts = True  # the last stop of the buffer (PMBSR_EL1.S set) was the host's own business
     found: list[Violation] = []
     for e in trace.events:
         kind = e.kind
         if kind is Kind.RECORD:
+            actors[e.record] = e.actor
             if e.actor == "host":
                 host[e.record] = e
-        elif kind is Kind.DISCARD or kind is Kind.FAULT:
+        elif kind is Kind.HW and e.register == "PMBSR_EL1":
+            stop_is_hosts = walk.host_owns_update(e, actors)
+        elif kind is Kind.MSR and e.register == "PMBSR_EL1" and not e.value & PMBSR_S:
+            stop_is_hosts = True
+        elif kind is Kind.DISCARD or kind is Kind.FAULT or kind is Kind.FULL:
             rec = host.get(e.record)
-            if rec is None or (kind is Kind.DISCARD and e.where == DISCARDED_BY_HOST):
-                continue
-            fate = f"discarded ({e.where})" if kind is Kind.DISCARD else f"lost to a {e.where}"
-            msg = (
-                f"record #{e.record} collected while the host ran (#{rec.seq}) was {fate} at #{e.seq}: "
-                f"expected it written to the host's buffer"
-            )
-            found.append(Violation("NO-LOSS", e.seq, msg))
+            if rec is not None:
+                if kind is Kind.DISCARD:
+                    lost = "" if e.owner == "host" else f"discarded ({e.where})"
+                elif kind is Kind.FAULT:
+                    lost = f"lost to a {e.where}"
+                elif e.name == HW_FULL:
+                    lost = "" if not walk.foreign else "lost as 'buffer full' while the switch had moved the buffer's limit or pointer"
+                else:
+                    lost = "" if stop_is_hosts else "lost: the buffer had been stopped by an event that was not the host's own"
+                if lost:
+                    msg = (
+                        f"record #{e.record} collected while the host ran (#{rec.seq}) was {lost} at #{e.seq}: "
+                        f"expected it written to the host's buffer"
+                    )
+                    found.append(Violation("NO-LOSS", e.seq, msg))
+        walk.step(e)
     return Judgement("NO-LOSS", bool(host), tuple(found))
 
 

@@ -18,7 +18,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from .reference.chooser import WorstCaseChooser
+from .reference.chooser import ADVERSARIES, WorstCaseChooser
 from .reference.features import Features
 from .rules import Judgement, Rule, Violation
 from .scenario import SCRIPT, AdapterFailure, Run, Step
@@ -54,10 +54,11 @@ class SpekvmFailure(AssertionError):
 
 @attrs.frozen
 class CellOutcome:
-    """The scripted scenario run once on one cell: the run, or how the adapter failed."""
+    """The scripted scenario run once on one cell under one adversary: the run, or how the adapter failed."""
 
     run: Run | None
     failure: AdapterFailure | None
+    adversary: str = WorstCaseChooser.name
 
 
 @attrs.define
@@ -70,25 +71,35 @@ class SpekvmSession:
     timeout: float = 10.0
     reproduce: tuple[str, bytes] | None = None  # --spekvm-reproduce: (hypothesis version, blob)
     verdicts: Verdicts = attrs.field(factory=Verdicts)
-    _cells: dict[Features, CellOutcome] = attrs.field(factory=dict)
+    _cells: dict[Features, tuple[CellOutcome, ...]] = attrs.field(factory=dict)
 
     # ------------------------------------------------------------------------ scripted cells
 
-    def cell_outcome(self, cell: Features) -> CellOutcome:
-        """Run the scripted scenario on `cell` with the worst-case chooser, once per session."""
-        outcome = self._cells.get(cell)
-        if outcome is None:
-            run: Run | None = None
-            try:
-                run = Run.start(self.target, cell, WorstCaseChooser(), self.timeout)
-                run.do_all(SCRIPT)
-                self.verdicts.steps += len(run.steps)
-                outcome = CellOutcome(run, None)
-            except AdapterFailure as failure:
-                outcome = CellOutcome(run, failure)
-            self._cells[cell] = outcome
+    def cell_outcomes(self, cell: Features) -> tuple[CellOutcome, ...]:
+        """Run the scripted scenario on `cell` under each fixed adversary, once per session.
+
+        An adapter failure under one adversary ends the cell there: the same code would fail again.
+        """
+        outcomes = self._cells.get(cell)
+        if outcomes is None:
+            found: list[CellOutcome] = []
+            for adversary in ADVERSARIES:
+                run: Run | None = None
+                try:
+                    run = Run.start(self.target, cell, adversary(), self.timeout)
+                    run.do_all(SCRIPT)
+                    self.verdicts.steps += len(run.steps)
+                    found.append(CellOutcome(run, None, adversary.name))
+                except AdapterFailure as failure:
+                    found.append(CellOutcome(run, failure, adversary.name))
+                    break
+            outcomes = self._cells[cell] = tuple(found)
             self.verdicts.saw(cell)
-        return outcome
+        return outcomes
+
+    def cell_outcome(self, cell: Features) -> CellOutcome:
+        """The scripted scenario on `cell` under the worst-case adversary."""
+        return self.cell_outcomes(cell)[0]
 
     def check_cell(self, rule_id: str, cell: Features, nodeid: str = "") -> None:
         """Judge `rule_id` on the scripted scenario for `cell`; fail the test with a timeline if broken."""
@@ -100,16 +111,21 @@ class SpekvmSession:
 
     def _check_cell(self, rule_id: str, cell: Features, nodeid: str) -> None:
         rule = self.rules[rule_id]
-        outcome = self.cell_outcome(cell)
         replay = self.replay_hint(nodeid, scripted=True)
-        if outcome.failure is not None:
-            self.verdicts.record(rule_id, exercised=False, failed=True)
-            raise SpekvmFailure(format_adapter_failure(outcome.failure, cell, outcome.run, replay))
-        assert outcome.run is not None
-        judgement = rule.judge(outcome.run.system.cpu.trace, cell)
-        self.verdicts.record(rule_id, judgement.exercised, bool(judgement.violations))
-        if judgement.violations:
-            raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay))
+        failed: tuple[Judgement, CellOutcome] | None = None
+        for outcome in self.cell_outcomes(cell):
+            if outcome.failure is not None:
+                self.verdicts.record(rule_id, exercised=False, failed=True)
+                raise SpekvmFailure(format_adapter_failure(outcome.failure, cell, outcome.run, replay))
+            assert outcome.run is not None
+            judgement = rule.judge(outcome.run.system.cpu.trace, cell)
+            self.verdicts.record(rule_id, judgement.exercised, bool(judgement.violations))
+            if judgement.violations and failed is None:
+                failed = (judgement, outcome)
+        if failed is not None:
+            judgement, outcome = failed
+            assert outcome.run is not None
+            raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay, outcome.adversary))
 
     # ------------------------------------------------------------------ generated sequences
 
@@ -275,12 +291,15 @@ def _first_bad(violations: Sequence[Violation]) -> Violation:
     return min(violations, key=lambda v: v.event)
 
 
-def format_violation(rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str) -> str:
+def format_violation(
+    rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str, adversary: str = ""
+) -> str:
     """The failure a person reads in ten seconds: rule, features, steps, timeline, replay."""
     first = _first_bad(judgement.violations)
     ordered = sorted(judgement.violations, key=lambda v: v.event)
     lines = [
         f"RULE {rule.id} violated on features: {cell.describe()}",
+        *([f"  under the {adversary} adversary (the PE's timing choices: see docs/model.md)"] if adversary else []),
         f"  {rule.title}",
         *(f"  at #{v.event}: {v.message}" for v in ordered[:SHOWN_VIOLATIONS]),
     ]

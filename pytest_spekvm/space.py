@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from .reference.features import FEATURE_NAMES, FeatureError, Features, PmuLevel, SpeLevel
+from .reference.features import FEATURE_NAMES, Features, PmuLevel, SpeLevel, flag_possible
 
 OPTIONAL_FLAGS: tuple[str, ...] = tuple(FEATURE_NAMES)
 """Boolean features (FEAT_TRF, FEAT_FGT, ...) that only decide whether MDCR_EL2 fields exist."""
@@ -41,6 +41,7 @@ class FeatureSpace:
     spe_owned_by_higher_el: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=_bools)
     pmu: frozenset[PmuLevel] = attrs.field(default=frozenset(PmuLevel), converter=_pmu_levels)
     flags: frozenset[str] = attrs.field(default=frozenset(OPTIONAL_FLAGS), converter=_names)
+    el3: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=_bools)
 
     @flags.validator
     def _check_flags(self, attribute: attrs.Attribute[frozenset[str]], value: frozenset[str]) -> None:
@@ -50,7 +51,7 @@ class FeatureSpace:
             raise ValueError(msg)
 
     def __attrs_post_init__(self) -> None:
-        if not self.vhe or not self.spe or not self.pmu or not self.spe_owned_by_higher_el:
+        if not self.vhe or not self.spe or not self.pmu or not self.spe_owned_by_higher_el or not self.el3:
             msg = f"Cannot use feature space {self.describe()} because a dimension has no value left"
             raise ValueError(msg)
         if not any(True for _ in self.cells()):
@@ -63,6 +64,8 @@ class FeatureSpace:
             return False
         if features.has_spe and features.spe_owned_by_higher_el not in self.spe_owned_by_higher_el:
             return False
+        if features.el3 not in self.el3:
+            return False
         return all(f in self.flags for f in OPTIONAL_FLAGS if getattr(features, f))
 
     def intersect(self, other: FeatureSpace) -> FeatureSpace:
@@ -73,37 +76,50 @@ class FeatureSpace:
             spe_owned_by_higher_el=self.spe_owned_by_higher_el & other.spe_owned_by_higher_el,
             pmu=self.pmu & other.pmu,
             flags=self.flags & other.flags,
+            el3=self.el3 & other.el3,
         )
 
-    def owner_values(self, spe: SpeLevel) -> list[bool]:
-        """PMBIDR_EL1.P values possible with `spe` in this space (only 0 without SPE)."""
-        if spe == SpeLevel.NONE:
-            return [False]
+    def owner_values(self, spe: SpeLevel, el3: bool = True) -> list[bool]:
+        """PMBIDR_EL1.P values possible with `spe` (and EL3 or not) in this space (only 0 without SPE or EL3)."""
+        if spe == SpeLevel.NONE or not el3:
+            return [False] if False in self.spe_owned_by_higher_el else []
         return sorted(self.spe_owned_by_higher_el)
 
+    def flags_for(self, spe: SpeLevel, pmu: PmuLevel) -> dict[str, bool]:
+        """Every flag of this space that a CPU with `spe` and `pmu` can have, on."""
+        flags: dict[str, bool] = {}
+        for flag in sorted(self.flags, key=OPTIONAL_FLAGS.index):
+            if flag_possible(flag, spe, pmu, flags):
+                flags[flag] = True
+        return flags
+
     def cells(self) -> Iterator[Features]:
-        """Every discrete cell: each VHE x SPE level x PMBIDR_EL1.P x PMU level with no optional
-        flag, plus, for each VHE x SPE x P, one cell with the newest PMU and every allowed flag on."""
+        """Every discrete cell.
+
+        Each VHE x SPE level x PMBIDR_EL1.P x PMU level with EL3 and no optional flag; for each
+        VHE x SPE x P, one cell with FEAT_ExS alone (exception entry and return to EL2 may not
+        synchronise), and one with the newest PMU and every allowed flag on; and, where the space
+        has CPUs without EL3, one such cell per VHE x SPE with every flag on.
+        """
+        el3 = True in self.el3
         for vhe, spe, pmu in itertools.product(sorted(self.vhe), sorted(self.spe), sorted(self.pmu)):
-            for owned in self.owner_values(spe):
+            for owned in self.owner_values(spe, el3):
                 yield Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=owned, pmu=pmu,
-                               pmu_counters=6 if pmu != PmuLevel.NONE else 0)
+                               pmu_counters=6 if pmu != PmuLevel.NONE else 0, el3=el3)
         if not self.flags:
             return
         top = max(self.pmu)
+        base = PmuLevel.V3 if PmuLevel.V3 in self.pmu else top
         for vhe, spe in itertools.product(sorted(self.vhe), sorted(self.spe)):
-            for owned in self.owner_values(spe):
-                flags = dict.fromkeys(self.flags, True)
-                if top == PmuLevel.NONE:
-                    for needs_pmu in ("mtpmu", "pmuv3_ss", "ebep"):
-                        flags.pop(needs_pmu, None)
-                if not self.flags >= {"trf"}:
-                    flags.pop("trbe", None)
-                try:
-                    yield Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=owned, pmu=top,
-                                   pmu_counters=6 if top != PmuLevel.NONE else 0, **flags)
-                except FeatureError:  # pragma: no cover - the pops above keep the cell valid
-                    continue
+            for owned in self.owner_values(spe, el3):
+                common = {"vhe": vhe, "spe": spe, "spe_owned_by_higher_el": owned, "el3": el3}
+                if "exs" in self.flags:
+                    yield Features(pmu=base, pmu_counters=6 if base != PmuLevel.NONE else 0, exs=True, **common)
+                yield Features(pmu=top, pmu_counters=6 if top != PmuLevel.NONE else 0, **common,
+                               **self.flags_for(spe, top))
+            if el3 and False in self.el3 and False in self.spe_owned_by_higher_el:
+                yield Features(vhe=vhe, spe=spe, pmu=top, pmu_counters=6 if top != PmuLevel.NONE else 0,
+                               el3=False, **self.flags_for(spe, top))
 
     def describe(self) -> str:
         """One line: 'VHE {nVHE,VHE} x SPE {0..5} x P {0,1} x PMU {...} x flags {...}'."""
@@ -112,7 +128,10 @@ class FeatureSpace:
         owned = ",".join(str(int(p)) for p in sorted(self.spe_owned_by_higher_el))
         pmu = ",".join(p.name for p in sorted(self.pmu))
         flags = ",".join(sorted(self.flags)) or "none"
-        return f"{{{vhe}}} x PMSVer {{{spe}}} x PMBIDR.P {{{owned}}} x PMU {{{pmu}}} x flags {{{flags}}}"
+        el3 = ",".join(str(int(v)) for v in sorted(self.el3))
+        return (
+            f"{{{vhe}}} x PMSVer {{{spe}}} x PMBIDR.P {{{owned}}} x PMU {{{pmu}}} x EL3 {{{el3}}} x flags {{{flags}}}"
+        )
 
 
 def cell_id(features: Features) -> str:
@@ -121,8 +140,13 @@ def cell_id(features: Features) -> str:
     if features.spe_owned_by_higher_el:
         parts.append("el3")
     parts.append(f"pmu{features.pmu.name.lower()}")
-    if any(getattr(features, f) for f in OPTIONAL_FLAGS):
+    flags = [f for f in OPTIONAL_FLAGS if getattr(features, f)]
+    if flags == ["exs"]:
+        parts.append("exs")
+    elif flags:
         parts.append("flags")
+    if not features.el3:
+        parts.append("noel3")
     return "-".join(parts)
 
 

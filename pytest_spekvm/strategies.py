@@ -6,18 +6,14 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .reference.chooser import WorstCaseChooser
-from .reference.features import Features, PmuLevel, SpeLevel
+from .reference.chooser import Moment, WorstCaseChooser
+from .reference.registers import REGISTERS, SPE_BUFFER, SPE_SAMPLING
+from .reference.features import Features, PmuLevel, SpeLevel, flag_possible
 from .reference.vcpu import GuestAccess, GuestAction, GuestCode, GuestExit
-from .space import FULL_SPACE, FeatureSpace
+from .space import FULL_SPACE, OPTIONAL_FLAGS, FeatureSpace
 
-NEEDS_PMU = ("mtpmu", "pmuv3_ss", "ebep")
-
-SPE_REGISTERS = (
-    "PMSCR_EL1", "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
-    "PMSIDR_EL1", "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1", "PMBIDR_EL1",
-)
-"""The SPE registers a guest may try to touch (all of them trap when the switch is right)."""
+SPE_REGISTERS = tuple(sorted(r.name for r in REGISTERS if r.kind in (SPE_SAMPLING, SPE_BUFFER) and r.min_el == 1))
+"""The SPE registers a guest may try to touch (all but PMBIDR_EL1 trap when the switch is right)."""
 
 
 @st.composite
@@ -35,26 +31,25 @@ def features(draw: Any, space: FeatureSpace = FULL_SPACE) -> Features:
     else:
         absent = not levels
     spe = SpeLevel.NONE if absent else draw(st.sampled_from(levels), label="SPE level (PMSVer)")
-    owners = space.owner_values(spe)
+    # Most KVM hosts have EL3: one CPU in eight has none (when the space allows both).
+    el3 = sorted(space.el3)[0] if len(space.el3) == 1 else draw(st.integers(0, 7), label="EL3 absent (7: yes)") != 7
+    owners = space.owner_values(spe, el3) or [False]
     # PMBIDR_EL1.P=1 leaves nothing to switch: one CPU in four, so most runs have a buffer to use.
     owned = owners[0] if len(owners) == 1 else draw(st.integers(0, 3), label="PMBIDR_EL1.P (3: set)") == 3
     pmu = draw(st.sampled_from(sorted(space.pmu)), label="PMU level (PMUVer)")
     counters = 0 if pmu == PmuLevel.NONE else draw(st.integers(0, 31), label="PMU counters (HPMN)")
     flags: dict[str, bool] = {}
-    for flag in sorted(space.flags):
-        if flag in NEEDS_PMU and pmu == PmuLevel.NONE:
-            continue
-        if flag == "trbe" and not flags.get("trf"):
-            continue
-        flags[flag] = draw(st.booleans(), label=f"FEAT {flag}")
+    for flag in sorted(space.flags, key=OPTIONAL_FLAGS.index):
+        if flag_possible(flag, SpeLevel(spe), PmuLevel(pmu), flags):
+            flags[flag] = draw(st.booleans(), label=f"FEAT {flag}")
     return Features(vhe=vhe, spe=SpeLevel(spe), spe_owned_by_higher_el=owned, pmu=PmuLevel(pmu),
-                    pmu_counters=counters, **flags)
+                    pmu_counters=counters, el3=el3, **flags)
 
 
 def guest_actions() -> st.SearchStrategy[GuestAction]:
     """One thing a guest does: run code, touch an SPE register, or exit."""
     return st.one_of(
-        st.builds(GuestCode, samples=st.integers(0, 4)),
+        st.builds(GuestCode, samples=st.integers(0, 4), el0=st.booleans()),
         st.builds(
             GuestAccess,
             register=st.sampled_from(SPE_REGISTERS),
@@ -91,9 +86,16 @@ class HypothesisChooser:
         worst = self._worst.write_visible(register, old, new)
         return not worst if self._deviates(f"write to {register} visible") else worst
 
-    def records_to_write(self, pending: int, reason: str) -> int:
-        """Drawn: how many records the PE writes out before `reason` (simplest: the adversary's count)."""
-        worst = self._worst.records_to_write(pending, reason)
-        if not self._deviates(f"records written before {reason}"):
+    def records_to_write(self, pending: int, moment: Moment, detail: str) -> int:
+        """Drawn: how many records the PE writes out at `moment` (simplest: the adversary's count)."""
+        worst = self._worst.records_to_write(pending, moment, detail)
+        if not self._deviates(f"records written at {moment.value}"):
             return worst
-        return int(self.data.draw(st.integers(0, pending), label=f"records written before {reason}"))
+        return int(self.data.draw(st.integers(0, pending), label=f"records written at {moment.value}"))
+
+    def reserved_as(self, register: str, field: str, allowed: tuple[int, ...]) -> int:
+        """Drawn: which allocated value a reserved value acts as (simplest: the adversary's)."""
+        worst = self._worst.reserved_as(register, field, allowed)
+        if not self._deviates(f"{register}.{field} reserved value"):
+            return worst
+        return int(self.data.draw(st.sampled_from(allowed), label=f"{register}.{field} reserved value acts as"))

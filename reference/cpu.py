@@ -50,6 +50,12 @@ PMSCR_EL2_RESET = PMSCR_EL2_E0HSPE | PMSCR_EL2_E2SPE
 
 MASK64 = R.MASK64
 
+# Why the PE updated a register itself: the `name` of a HW event (and of the FULL event that stopped
+# the buffer), so the rules can tell the host's own buffer events from the others.
+HW_FULL = "full"  # PMBSR_EL1: the buffer filled (buffer management event, BSC full)
+HW_FAULT = "fault"  # PMBSR_EL1: a record's write faulted
+HW_COUNT = "count"  # PMSICR_EL1: the sample counter moved
+
 # The bits of each register that a collected record's translation or the buffer's enable
 # depends on: a write that changes none of them needs no decision about pending records.
 RECORD_DEPENDENCIES: dict[str, int] = {
@@ -437,7 +443,8 @@ class CPU:
             new.append(rec)
         # PMSICR_EL1.COUNT moves with every sample taken (its exact value is the PE's business).
         count = (PMSICR_COUNT.get(self._regs["PMSICR_EL1"]) + samples) & PMSICR_COUNT.mask
-        self._hw_update("PMSICR_EL1", (self._regs["PMSICR_EL1"] & ~PMSICR_COUNT.mask) | count, "sample counter")
+        self._hw_update("PMSICR_EL1", (self._regs["PMSICR_EL1"] & ~PMSICR_COUNT.mask) | count, "sample counter",
+                        HW_COUNT)
         return new
 
     # ------------------------------------------------------------- the profiling buffer
@@ -475,16 +482,17 @@ class CPU:
         self._discard(self._in_flight[count:], "write not completed (no DSB) when the buffer was stopped", self.actor)
         self._in_flight = []
 
-    def _hw_update(self, register: str, value: int, why: str) -> None:
+    def _hw_update(self, register: str, value: int, why: str, cause: str, record: int = -1) -> None:
         """The PE updates a register itself: in effect at once, and an event for the rules."""
         self._regs[register] = value
         self._stale.pop(register, None)
-        self.trace.add("pe", self.el, Kind.HW, register=register, value=value, where=why, vcpu=self.vcpu)
+        self.trace.add("pe", self.el, Kind.HW, register=register, name=cause, value=value, where=why,
+                       record=record, vcpu=self.vcpu)
 
-    def _stop_buffer(self, ec: int, mss: int, why: str) -> None:
+    def _stop_buffer(self, ec: int, mss: int, why: str, cause: str, rec: Record) -> None:
         value = self._regs["PMBSR_EL1"] | PMBSR_S | PMBSR_EC.put(ec) | PMBSR_MSS.put(mss)
         self.buffer_irq = True
-        self._hw_update("PMBSR_EL1", value, why)
+        self._hw_update("PMBSR_EL1", value, why, cause, rec.id)
 
     def _write(self, rec: Record) -> bool:
         """Translate and write one record through the regime that owns the buffer now; False if it was not written."""
@@ -500,15 +508,16 @@ class CPU:
         limit = self._effective("PMBLIMITR_EL1") & PMBLIMITR_LIMIT
         if ptr + RECORD_SIZE > limit:
             rec.fate = "full"
-            self._stop_buffer(PMBSR_EC_BUF, PMBSR_BSC_FULL, "buffer full")
-            self.trace.add("pe", self.el, Kind.FULL, record=rec.id, where="buffer full", vcpu=self.vcpu)
+            self._stop_buffer(PMBSR_EC_BUF, PMBSR_BSC_FULL, "buffer full", HW_FULL, rec)
+            self.trace.add("pe", self.el, Kind.FULL, record=rec.id, name=HW_FULL, where="buffer full",
+                           vcpu=self.vcpu)
             return False
         landing = self.translate(ptr)
         rec.landing = landing
         if landing.fault:
             rec.fate = "faulted"
             ec = PMBSR_EC_FAULT_S1 if landing.fault == "stage 1" else PMBSR_EC_FAULT_S2
-            self._stop_buffer(ec, 0, f"{landing.fault} fault")
+            self._stop_buffer(ec, 0, f"{landing.fault} fault", HW_FAULT, rec)
             self.trace.add("pe", self.el, Kind.FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
             return False
         rec.fate = "written"

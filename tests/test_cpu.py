@@ -10,7 +10,15 @@ import pytest
 
 from pytest_spekvm.reference import memory as M
 from pytest_spekvm.reference import registers as R
-from pytest_spekvm.reference.chooser import Chooser, EagerChooser, RandomChooser, WorstCaseChooser
+from pytest_spekvm.reference.chooser import (
+    Chooser,
+    EagerChooser,
+    HoldingChooser,
+    Moment,
+    RandomChooser,
+    SplitChooser,
+    WorstCaseChooser,
+)
 from pytest_spekvm.reference.cpu import CPU, ModelError
 from pytest_spekvm.reference.features import Features, SpeLevel
 from pytest_spekvm.reference.trace import Event, Kind, Trace
@@ -53,10 +61,14 @@ class Scripted:
         self.visibility_questions.append((register, old, new))
         return self.visible
 
-    def records_to_write(self, pending: int, reason: str) -> int:
+    def records_to_write(self, pending: int, moment: Moment, detail: str) -> int:
         """The fixed number of records."""
-        self.write_questions.append((pending, reason))
+        self.write_questions.append((pending, detail))
         return self.write
+
+    def reserved_as(self, register: str, field: str, allowed: tuple[int, ...]) -> int:
+        """The last allocated value."""
+        return allowed[-1]
 
 
 def boot(
@@ -124,15 +136,22 @@ def test_spe_registers_are_undefined_without_spe(register: str, write: bool) -> 
 
 @pytest.mark.parametrize("el", [1, 2])
 @pytest.mark.parametrize("register", ["PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"])
-def test_buffer_registers_are_undefined_when_owned_by_a_higher_el(el: int, register: str) -> None:
-    """With PMBIDR_EL1.P = 1 every buffer register but PMBIDR_EL1 is UNDEFINED, at EL1 and EL2."""
+def test_buffer_registers_trap_to_el3_when_another_security_state_owns_the_buffer(el: int, register: str) -> None:
+    """With MDCR_EL3.NSPB giving the buffer away, every buffer register but PMBIDR_EL1 traps to EL3, from EL1 and EL2."""
     cpu = boot(Features(spe_owned_by_higher_el=True))
     if el == 2:
         cpu.take_exception(2, "hyp", "hvc")
     access = cpu.access(register)
-    assert ("undef", "PMBIDR_EL1.P=1: the profiling buffer belongs to a higher exception level") == (
+    assert ("trap-el3", "MDCR_EL3.NSPB gives the profiling buffer to another Security state") == (
         access.outcome, access.reason,
     )
+    assert Kind.TRAP_EL3 is cpu.trace[-1].kind
+
+
+def test_el2_traps_come_before_the_el3_trap_at_el1() -> None:
+    """At EL1 an access MDCR_EL2 traps goes to EL2 first, even when EL3 has given the buffer away."""
+    cpu = boot(Features(spe_owned_by_higher_el=True), mdcr=MDCR_TPMS)
+    assert ("trap", "trap") == (cpu.access("PMSCR_EL1").outcome, cpu.access("PMBPTR_EL1").outcome)
 
 
 def test_pmbidr_stays_readable_and_reports_p_when_owned_by_a_higher_el() -> None:
@@ -141,11 +160,19 @@ def test_pmbidr_stays_readable_and_reports_p_when_owned_by_a_higher_el() -> None
     assert 1 << 4 | 6 == cpu.mrs("PMBIDR_EL1")
 
 
-def test_sampling_registers_stay_accessible_when_the_buffer_is_owned_by_a_higher_el() -> None:
-    """PMBIDR_EL1.P restricts the buffer registers only: PMSCR_EL1 still reads and writes."""
+def test_sampling_registers_trap_to_el3_too_when_another_security_state_owns_the_buffer() -> None:
+    """MDCR_EL3.NSPB traps the sampling registers as well (CheckMDCR_EL3_NSPBTrap): PMSCR_EL1 is not written."""
     cpu = boot(Features(spe_owned_by_higher_el=True))
     cpu.msr("PMSCR_EL1", PMSCR_E0_E1)
-    assert PMSCR_E0_E1 == cpu.mrs("PMSCR_EL1")
+    assert (Kind.TRAP_EL3, 0) == (cpu.trace[-1].kind, cpu.peek("PMSCR_EL1"))
+
+
+def test_pmbidr_p_reads_one_at_el1_when_el2_owns_the_buffer() -> None:
+    """PMBIDR_EL1.P is relative to the reader: at EL1 it reads 1 under E2PB = 0b00, at EL2 it reads 0."""
+    cpu = boot(mdcr=mdcr_e2pb(0b00))
+    at_el1 = cpu.mrs("PMBIDR_EL1")
+    cpu.take_exception(2, "hyp", "hvc")
+    assert (1 << 4 | 6, 6) == (at_el1, cpu.mrs("PMBIDR_EL1"))
 
 
 @pytest.mark.parametrize("register", ["MDCR_EL2", "HCR_EL2", "VTTBR_EL2", "PMSCR_EL2", "TTBR0_EL2"])
@@ -194,17 +221,29 @@ def test_tpms_traps_el1_sampling_register_accesses(register: str, tpms: int, exp
     assert (expected, "MDCR_EL2.TPMS=1" if tpms else "") == (access.outcome, access.reason)
 
 
-@pytest.mark.parametrize("register", BUFFER_REGISTERS)
-@pytest.mark.parametrize(
-    ("e2pb", "expected"), [(0b00, "trap"), (0b01, "trap"), (0b10, "trap"), (0b11, "ok")],
-)
+@pytest.mark.parametrize("register", ["PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"])
+@pytest.mark.parametrize(("e2pb", "expected"), [(0b00, "trap"), (0b10, "trap"), (0b11, "ok")])
 def test_e2pb_traps_el1_buffer_register_accesses(register: str, e2pb: int, expected: str) -> None:
-    """MDCR_EL2.E2PB other than 0b11 traps every EL1 buffer register access (0b01 is reserved: trap)."""
+    """MDCR_EL2.E2PB 0b00 and 0b10 trap EL1 accesses to PMBLIMITR/PMBPTR/PMBSR (the pseudocode's E2PB IN {'x0'})."""
     cpu = boot(mdcr=mdcr_e2pb(e2pb))
     access = cpu.access(register)
     assert (expected, f"MDCR_EL2.E2PB={e2pb:#04b}" if expected == "trap" else "") == (
         access.outcome, access.reason,
     )
+
+
+@pytest.mark.parametrize("e2pb", [0b00, 0b01, 0b10, 0b11])
+def test_e2pb_never_traps_pmbidr(e2pb: int) -> None:
+    """PMBIDR_EL1 is trapped only by the fine-grained trap HDFGRTR_EL2.PMBIDR_EL1, never by E2PB."""
+    cpu = boot(mdcr=mdcr_e2pb(e2pb))
+    assert "ok" == cpu.access("PMBIDR_EL1").outcome
+
+
+@pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), "ok"), (HoldingChooser(), "trap")])
+def test_reserved_e2pb_acts_as_the_value_the_chooser_picks(chooser: Chooser, expected: str) -> None:
+    """E2PB = 0b01 is reserved: it behaves as an allocated value of the chooser's picking (0b11 or 0b00 here)."""
+    cpu = boot(chooser=chooser, mdcr=mdcr_e2pb(0b01))
+    assert expected == cpu.access("PMBPTR_EL1").outcome
 
 
 def test_tpms_does_not_trap_buffer_registers_and_e2pb_does_not_trap_sampling_registers() -> None:
@@ -289,8 +328,9 @@ def test_el1_names_are_not_redirected_at_el1() -> None:
     """A guest at EL1 of a VHE CPU writing PMSCR_EL1 reaches PMSCR_EL1, not the host's PMSCR_EL2."""
     cpu = boot(Features(vhe=True), mdcr=0)
     cpu.eret(1, "guest0", "into guest")
+    before = cpu.peek("PMSCR_EL2")
     cpu.msr("PMSCR_EL1", PMSCR_E0_E1)
-    assert (PMSCR_E0_E1, 0) == (cpu.peek("PMSCR_EL1"), cpu.peek("PMSCR_EL2"))
+    assert (PMSCR_E0_E1, before) == (cpu.peek("PMSCR_EL1"), cpu.peek("PMSCR_EL2"))
 
 
 def test_e2h_written_on_a_cpu_without_vhe_redirects_nothing() -> None:
@@ -313,18 +353,20 @@ def test_e2h_written_on_a_cpu_without_vhe_changes_neither_sampling_nor_translati
     cpu.msr("PMSCR_EL1", 0b01)  # E0SPE
     cpu.eret(0, "host", "to user space")
     cpu.run_code(1)
+    cpu.isb()
     cpu.psb_csync()
     landing = cpu.records[0].landing
     assert landing is not None
-    assert (M.HYP, "EL2 stage 1 (TTBR0_EL2=0x30000)") == (landing.owner, landing.regime)
+    assert ("stage 1", "EL2 stage 1 (TTBR0_EL2=0x30000), which has no upper VA range") == (landing.fault, landing.regime)
 
 
 def test_pmscr_el1_at_el2_without_e2h_is_pmscr_el1() -> None:
     """On a non-VHE CPU the hypervisor's PMSCR_EL1 access reaches PMSCR_EL1."""
     cpu = boot()
     cpu.take_exception(2, "hyp", "hvc")
+    before = cpu.peek("PMSCR_EL2")
     cpu.msr("PMSCR_EL1", 1)
-    assert (1, 0) == (cpu.peek("PMSCR_EL1"), cpu.peek("PMSCR_EL2"))
+    assert (1, before) == (cpu.peek("PMSCR_EL1"), cpu.peek("PMSCR_EL2"))
 
 
 # ------------------------------------------------------------------------- synchronisation
@@ -421,6 +463,7 @@ def test_record_is_translated_by_the_tables_in_force_when_it_is_written() -> Non
     cpu = _record_under_host_tables(WorstCaseChooser())
     assert 1 == cpu.pending_records
     cpu.psb_csync()
+    cpu.dsb("nsh")
     (record,) = cpu.records
     assert ("written", M.guest_owner(0)) == (record.fate, record.landing.owner if record.landing else "")
     assert {M.guest_owner(0): M.RECORD_SIZE} == cpu.memory.contents
@@ -452,7 +495,7 @@ def test_each_record_is_translated_on_its_own() -> None:
 
 
 def test_buffer_owned_by_el2_is_translated_by_the_hypervisor_tables() -> None:
-    """On nVHE, MDCR_EL2.E2PB = 0b00 makes the EL2 regime (TTBR0_EL2) translate the host's records."""
+    """On nVHE, MDCR_EL2.E2PB = 0b00 makes the EL2 regime (TTBR0_EL2) translate the host's records: its one VA range faults them."""
     cpu = boot()
     start_buffer(cpu)
     cpu.run_code(1)
@@ -460,8 +503,23 @@ def test_buffer_owned_by_el2_is_translated_by_the_hypervisor_tables() -> None:
     cpu.msr("MDCR_EL2", mdcr_e2pb(0b00))
     cpu.isb()
     cpu.psb_csync()
-    assert {M.HYP: M.RECORD_SIZE} == cpu.memory.contents
-    assert "EL2 stage 1 (TTBR0_EL2=0x30000)" in str(cpu.records[0].landing)
+    assert {} == cpu.memory.contents
+    assert "stage 1 translation fault via EL2 stage 1 (TTBR0_EL2=0x30000)" in str(cpu.records[0].landing)
+
+
+def test_lower_buffer_address_goes_through_the_hypervisor_tables() -> None:
+    """A lower-half buffer address on nVHE with E2PB = 0b00 walks TTBR0_EL2 (here: unmapped, a fault)."""
+    cpu = boot()
+    cpu.msr("PMBPTR_EL1", 0x1000)
+    cpu.msr("PMBLIMITR_EL1", 0x10000 | PMBLIMITR_E)
+    cpu.msr("PMSCR_EL1", PMSCR_E0_E1)
+    cpu.isb()
+    cpu.run_code(1)
+    cpu.take_exception(2, "hyp", "hvc")
+    cpu.msr("MDCR_EL2", mdcr_e2pb(0b00))
+    cpu.isb()
+    cpu.psb_csync()
+    assert "stage 1 translation fault via EL2 stage 1 (TTBR0_EL2=0x30000)" == str(cpu.records[0].landing)
 
 
 def test_vhe_buffer_is_translated_by_the_el2_and_0_regime() -> None:
@@ -469,6 +527,7 @@ def test_vhe_buffer_is_translated_by_the_el2_and_0_regime() -> None:
     cpu = boot(Features(vhe=True))
     start_buffer(cpu)
     cpu.run_code(1)
+    cpu.isb()
     cpu.psb_csync()
     landing = cpu.records[0].landing
     assert landing is not None
@@ -484,6 +543,7 @@ def test_vhe_lower_addresses_use_ttbr0_el2() -> None:
     cpu.msr("PMSCR_EL1", PMSCR_E0_E1)
     cpu.isb()
     cpu.run_code(1)
+    cpu.isb()
     cpu.psb_csync()
     assert "stage 1 translation fault via EL2&0 stage 1 (TTBR0_EL2=0x20000)" == str(cpu.records[0].landing)
 
@@ -492,16 +552,58 @@ def test_vhe_lower_addresses_use_ttbr0_el2() -> None:
 
 
 def test_psb_csync_writes_every_collected_record_before_the_dsb() -> None:
-    """PSB CSYNC translates and writes every pending record; the DSB that follows completes them."""
+    """After a CSE, PSB CSYNC translates every pending record and starts its write; the DSB that follows completes them."""
     cpu = boot()
     start_buffer(cpu)
     cpu.run_code(3)
+    cpu.isb()
     mark = len(cpu.trace)
     cpu.psb_csync()
+    in_flight = [r.fate for r in cpu.records]
     cpu.dsb("nsh")
     assert [Kind.PSB, Kind.WRITE, Kind.WRITE, Kind.WRITE, Kind.DSB] == kinds(cpu, mark)
     assert (0, "nsh") == (cpu.pending_records, cpu.trace[-1].where)
+    assert (["in flight"] * 3, ["written"] * 3) == (in_flight, [r.fate for r in cpu.records])
     assert M.BUFFER_VA + 3 * M.RECORD_SIZE == cpu.peek("PMBPTR_EL1")
+
+
+def test_psb_csync_does_not_synchronise_records_after_the_last_cse() -> None:
+    """Records collected after the last context synchronisation event stay in the PE through a PSB (worst case)."""
+    cpu = boot()
+    start_buffer(cpu)
+    cpu.run_code(2)
+    cpu.psb_csync()
+    assert (2, ["pending", "pending"]) == (cpu.pending_records, [r.fate for r in cpu.records])
+
+
+@pytest.mark.parametrize(("domain", "completes"), [("nsh", True), ("sy", True), ("ish", True), ("nshst", False), ("ishld", False)])
+def test_only_a_dsb_over_loads_and_stores_completes_the_buffer_writes(domain: str, completes: bool) -> None:
+    """D17.9: a DSB over loads and stores completes the PSB's writes; a disable before that discards them (R_SXWCP)."""
+    cpu = boot()
+    start_buffer(cpu)
+    cpu.run_code(2)
+    cpu.take_exception(2, "hyp", "hvc")
+    cpu.psb_csync()
+    cpu.dsb(domain)
+    cpu.msr("PMBLIMITR_EL1", 0)
+    fates = ["written"] * 2 if completes else ["discarded"] * 2
+    assert fates == [r.fate for r in cpu.records]
+
+
+@pytest.mark.parametrize(("eis", "synchronised"), [(True, True), (False, False)])
+def test_exception_entry_to_el2_synchronises_only_with_eis_on_a_feat_exs_cpu(eis: bool, synchronised: bool) -> None:
+    """With FEAT_ExS, the entry to EL2 is a context synchronisation event only with SCTLR_EL2.EIS=1: a PSB after it synchronises host records or not."""
+    cpu = CPU(Features(exs=True), WorstCaseChooser(), eis=eis, eos=True)
+    cpu.msr("HCR_EL2", HCR_RW)
+    cpu.msr("TTBR1_EL1", M.HOST_TTBR1)
+    cpu.msr("MDCR_EL2", E2PB_EL1)
+    cpu.eret(1, "host", "to host kernel")
+    start_buffer(cpu)
+    cpu.run_code(1)
+    cpu.take_exception(2, "hyp", "hvc")
+    cpu.psb_csync()
+    assert (0 if synchronised else 1) == cpu.pending_records
+    assert synchronised == cpu.trace.of(Kind.EXCEPTION)[-1].cse
 
 
 def test_psb_csync_is_a_nop_without_spe() -> None:
@@ -569,6 +671,7 @@ def test_write_after_a_visible_unsynchronised_disable_is_discarded() -> None:
     start_buffer(cpu)
     cpu.run_code(1)
     cpu.msr("PMBLIMITR_EL1", BUFFER_LIMIT)  # E = 0, not yet synchronised
+    cpu.isb()  # (a CSE: the PSB below synchronises the record; the disable is then in effect for certain)
     cpu.psb_csync()
     assert [("discarded", "host")] == [(r.fate, r.discarded_by) for r in cpu.records]
 
@@ -591,13 +694,15 @@ def test_buffer_full_stops_the_buffer_and_raises_the_interrupt() -> None:
     cpu = boot()
     start_buffer(cpu, room=2 * M.RECORD_SIZE)
     cpu.run_code(3)
+    cpu.isb()
     cpu.psb_csync()
+    cpu.dsb("nsh")
     assert ["written", "written", "full"] == [r.fate for r in cpu.records]
     # PMBSR_EL1: S [17], EC [31:26] = 0b000000, MSS [15:0] BSC = 0b000001 (buffer filled).
     assert (1 << 17 | 0b1, True) == (cpu.peek("PMBSR_EL1"), cpu.buffer_irq)
     assert BUFFER_LIMIT == cpu.peek("PMBPTR_EL1")
     assert ["pe    PMBSR_EL1 <- 0x20001 (buffer full)", "full #2 buffer full"] == [
-        e.describe() for e in cpu.trace.of(Kind.HW, Kind.FULL)
+        e.describe() for e in cpu.trace.of(Kind.HW, Kind.FULL) if e.register != "PMSICR_EL1"
     ]
 
 
@@ -606,7 +711,9 @@ def test_records_behind_a_full_one_are_not_written() -> None:
     cpu = boot()
     start_buffer(cpu, room=M.RECORD_SIZE)
     cpu.run_code(3)
+    cpu.isb()
     cpu.psb_csync()
+    cpu.dsb("sy")
     assert ["written", "full", "full"] == [r.fate for r in cpu.records]
     assert "full #2 buffer stopped (PMBSR_EL1.S=1)" == cpu.trace.of(Kind.FULL)[-1].describe()
 
@@ -616,6 +723,7 @@ def test_a_stopped_buffer_collects_nothing() -> None:
     cpu = boot()
     start_buffer(cpu, room=0)
     cpu.run_code(1)
+    cpu.isb()
     cpu.psb_csync()
     assert ([], False) == (cpu.run_code(5), cpu.sampling_enabled())
 
@@ -630,6 +738,7 @@ def test_stage1_fault_stops_the_buffer() -> None:
     cpu.msr("TTBR1_EL1", M.HOST_TTBR0)  # an empty table
     cpu.isb()
     cpu.run_code(1)
+    cpu.isb()
     cpu.psb_csync()
     assert (["faulted"], 1 << 17 | 0b100100 << 26, True) == (
         [r.fate for r in cpu.records], cpu.peek("PMBSR_EL1"), cpu.buffer_irq,
@@ -697,12 +806,13 @@ def test_disabled_buffer_samples_nothing() -> None:
 
 
 def test_sampled_code_collects_records_in_the_trace() -> None:
-    """Sampled code adds a CODE event then one RECORD per sample, attributed to the actor."""
+    """Sampled code adds a CODE event, one RECORD per sample attributed to the actor, and the sample counter's update."""
     cpu = boot()
     start_buffer(cpu)
     mark = len(cpu.trace)
     records = cpu.run_code(2, "host kernel code")
-    assert [Kind.CODE, Kind.RECORD, Kind.RECORD] == kinds(cpu, mark)
+    assert [Kind.CODE, Kind.RECORD, Kind.RECORD, Kind.HW] == kinds(cpu, mark)
+    assert ("PMSICR_EL1", 2) == (cpu.trace[-1].register, cpu.peek("PMSICR_EL1"))
     assert [("host", 1, "pending")] * 2 == [(r.actor, r.el, r.fate) for r in records]
     assert records == cpu.records_of(["host"])
     assert [] == cpu.records_of(["guest0"])
@@ -725,8 +835,8 @@ def test_unknown_register_name_is_named(operation: str) -> None:
     """Reading or writing a register the model does not know names it in the error."""
     cpu = CPU(Features(), WorstCaseChooser())
     call = {"mrs": cpu.mrs, "msr": lambda name: cpu.msr(name, 0), "peek": cpu.peek}[operation]
-    with pytest.raises(R.UnknownRegisterError, match="Cannot access system register 'PMSNEVFR_EL1' because"):
-        call("PMSNEVFR_EL1")
+    with pytest.raises(R.UnknownRegisterError, match="Cannot access system register 'PMSDSFR_EL1' because"):
+        call("PMSDSFR_EL1")
 
 
 def test_unknown_encoding_is_named() -> None:
@@ -827,9 +937,9 @@ def test_guest_access_that_traps_ends_the_run() -> None:
     vcpu.program = [GuestAccess("PMSCR_EL1", write=True, value=3), GuestCode(1)]
     result = cpu.run_guest(vcpu)
     assert (ExitReason("trap", "PMSCR_EL1"), 2, "hyp", 1, []) == (
-        result, cpu.el, cpu.actor, vcpu.entered, vcpu.program,
+        result, cpu.el, cpu.actor, len(cpu.trace.of(Kind.GUEST)), vcpu.program,
     )
-    assert 0 == len(cpu.trace.of(Kind.CODE))
+    assert ["hyp guest entry code", "hyp exit vector"] == [e.where for e in cpu.trace.of(Kind.CODE)]
 
 
 def test_guest_access_that_completes_lets_the_guest_go_on() -> None:
@@ -846,8 +956,10 @@ def test_guest_run_is_framed_by_eret_and_exception_entry() -> None:
     mark = len(cpu.trace)
     vcpu.program = [GuestCode(0)]
     assert ExitReason("irq") == cpu.run_guest(vcpu)
-    assert [Kind.ERET, Kind.GUEST, Kind.CODE, Kind.EXCEPTION, Kind.EXIT] == kinds(cpu, mark)
-    assert "exit from guest 0: irq" == cpu.trace.of(Kind.EXCEPTION)[-1].where
+    assert [Kind.CODE, Kind.ERET, Kind.GUEST, Kind.CODE, Kind.EXCEPTION, Kind.EXIT, Kind.CODE] == kinds(cpu, mark)
+    exit_event = cpu.trace.of(Kind.EXCEPTION)[-1]
+    assert ("exit from guest 0: irq", True) == (exit_event.where, exit_event.guest_exit)
+    assert cpu.trace.of(Kind.ERET)[-1].into_guest
 
 
 def test_guest_can_only_be_entered_from_el2() -> None:
@@ -975,25 +1087,58 @@ def test_choosers_satisfy_the_protocol(chooser: object) -> None:
 def test_worst_case_chooser_hides_writes_and_holds_records_until_a_guest_exit() -> None:
     """The worst case never shows an unsynchronised write and lets records out only at a guest exit."""
     c = WorstCaseChooser()
-    assert (False, 0, 0, 5) == (
+    assert (False, 0, 0, 5, 0b11) == (
         c.write_visible("PMSCR_EL1", 0, 1),
-        c.records_to_write(5, "msr TTBR1_EL1"),
-        c.records_to_write(5, "exception entry (hvc from host)"),
-        c.records_to_write(5, "exception entry (exit from guest 0: irq)"),
+        c.records_to_write(5, Moment.MSR, "msr TTBR1_EL1"),
+        c.records_to_write(5, Moment.EXCEPTION_ENTRY, "renamed: any text at all"),
+        c.records_to_write(5, Moment.GUEST_EXIT, "renamed: any text at all"),
+        c.reserved_as("MDCR_EL2", "E2PB", (0b00, 0b10, 0b11)),
+    )
+
+
+def test_holding_chooser_shows_writes_and_holds_every_record() -> None:
+    """The holding adversary makes writes visible at once and lets no record out by itself."""
+    c = HoldingChooser()
+    assert (True, 0, 0, 0b00) == (
+        c.write_visible("TTBR1_EL1", 0, 1),
+        c.records_to_write(5, Moment.GUEST_EXIT, ""),
+        c.records_to_write(5, Moment.BUFFER_STOPPED, ""),
+        c.reserved_as("MDCR_EL2", "E2PB", (0b00, 0b10, 0b11)),
+    )
+
+
+def test_split_chooser_lets_sampling_controls_through_and_keeps_translation_stale() -> None:
+    """The split adversary shows PMSCR/PMBLIMITR writes at once, hides the others, and writes every record."""
+    c = SplitChooser()
+    assert (True, True, False, False, 5) == (
+        c.write_visible("PMSCR_EL1", 0, 1),
+        c.write_visible("PMBLIMITR_EL1", 0, 1),
+        c.write_visible("TTBR1_EL1", 0, 1),
+        c.write_visible("MDCR_EL2", 0, 1),
+        c.records_to_write(5, Moment.MSR, ""),
+    )
+    assert ("SplitChooser()", "HoldingChooser()", "WorstCaseChooser()") == (
+        repr(c), repr(HoldingChooser()), repr(WorstCaseChooser()),
     )
 
 
 def test_eager_chooser_shows_writes_and_writes_records_at_once() -> None:
     """The eager chooser makes every write visible and writes every pending record."""
     c = EagerChooser()
-    assert (True, 5) == (c.write_visible("PMSCR_EL1", 0, 1), c.records_to_write(5, "msr TTBR1_EL1"))
+    assert (True, 5, 0b00) == (
+        c.write_visible("PMSCR_EL1", 0, 1),
+        c.records_to_write(5, Moment.MSR, "msr TTBR1_EL1"),
+        c.reserved_as("MDCR_EL2", "E2PB", (0b00, 0b10, 0b11)),
+    )
+    assert "EagerChooser()" == repr(c)
 
 
 def test_random_chooser_is_reproducible() -> None:
     """Two random choosers with the same seed give the same answers, within range."""
     a, b = RandomChooser(7), RandomChooser(7)
-    answers_a = [(a.write_visible("R", 0, 1), a.records_to_write(3, "x")) for _ in range(50)]
-    answers_b = [(b.write_visible("R", 0, 1), b.records_to_write(3, "x")) for _ in range(50)]
+    answers_a = [(a.write_visible("R", 0, 1), a.records_to_write(3, Moment.MSR, "x")) for _ in range(50)]
+    answers_b = [(b.write_visible("R", 0, 1), b.records_to_write(3, Moment.MSR, "x")) for _ in range(50)]
+    assert a.reserved_as("R", "F", (1, 2)) == b.reserved_as("R", "F", (1, 2))
     assert answers_a == answers_b
     assert {0, 1, 2, 3} == {n for _, n in answers_a}
     assert {False, True} == {v for v, _ in answers_a}

@@ -156,7 +156,7 @@ def test_has_pmu_orders_the_levels(pmu: PmuLevel, level: PmuLevel, expected: boo
         ),
         (
             Features(spe=SpeLevel.V1P2, spe_owned_by_higher_el=True, pmu=PmuLevel.V3P5, pmu_counters=3),
-            "nVHE, SPEv1p2 (PMSVer=3), buffer owned by EL3 (PMBIDR_EL1.P=1), PMUv3p5 (3 counters)",
+            "nVHE, SPEv1p2 (PMSVer=3), buffer given to another Security state by EL3 (PMBIDR_EL1.P=1), PMUv3p5 (3 counters)",
         ),
         (
             Features(trf=True, trbe=True, fgt=True, step2=True),

@@ -463,17 +463,17 @@ spekvm_adapter = Switch
 
 def test_declared_choices_are_shown_and_used(spekvm_pytester: pytest.Pytester) -> None:
     """An adapter's implementation-defined choices appear in the header, and the reference still passes under them."""
-    spekvm_pytester.makepyfile(choosy=CHOOSING.replace("{CHOICES}", '{"hyp_maps_host_buffer": False}'))
+    spekvm_pytester.makepyfile(choosy=CHOOSING.replace("{CHOICES}", '{"sctlr_el2_eis": True, "sctlr_el2_eos": True}'))
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=choosy.py", "test_records.py::test_isolation[nvhe-spe1-pmuv3]")
-    result.stdout.fnmatch_lines(["spekvm implementation choices: hyp_maps_host_buffer=False"])
+    result.stdout.fnmatch_lines(["spekvm implementation choices: sctlr_el2_eis=True, sctlr_el2_eos=True, boot_writes_pmscr_el2=True"])
     result.assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(
     ("choices", "expected"),
     [
-        ('{"hyp_maps_everything": True}', "*its choices are {'hyp_maps_everything': True} (expected a pytest_spekvm.Choices, or a mapping with keys from *'hyp_maps_host_buffer'*"),
-        ('{"hyp_maps_host_buffer": "no"}', "*its choices {'hyp_maps_host_buffer': 'no'} have a value of the wrong type*"),
+        ('{"hyp_maps_everything": True}', "*its choices are {'hyp_maps_everything': True} (expected a pytest_spekvm.Choices, or a mapping with keys from *'sctlr_el2_eis'*"),
+        ('{"sctlr_el2_eis": "no"}', "*its choices {'sctlr_el2_eis': 'no'} have a value of the wrong type*"),
         ('"unmapped"', "*its choices are 'unmapped'*"),
     ],
     ids=["unknown", "wrong-type", "not-a-mapping"],

@@ -33,7 +33,7 @@ MDCR_BITS_BY_FEATURE: dict[str, int] = {
     "PMUv3p5": _bits(23, 26),  # HCCD, HLP
     "FEAT_TRBE": _bits((25, 24)),  # E2TB
     "FEAT_FGT": _bits(27),  # TDCC
-    "FEAT_MTPMU": _bits(28),  # MTPME
+    "FEAT_MTPMU without EL3": _bits(28),  # MTPME (with EL3, MDCR_EL3.MTPME holds it instead)
     "PMUv3p7": _bits(29),  # HPMFZO
     "FEAT_PMUv3_SS": _bits((31, 30)),  # PMSSE
     "SPEv1p2": _bits(36),  # HPMFZS
@@ -55,7 +55,7 @@ def _mdcr_res0(*features: str) -> int:
 
 EVERYTHING = Features(
     vhe=True, spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, trf=True, trbe=True, spmu=True, fgt=True,
-    mtpmu=True, pmuv3_ss=True, ebep=True, debugv8p9=True, step2=True,
+    mtpmu=True, pmuv3_ss=True, ebep=True, debugv8p9=True, step2=True, el3=False, ecv=True, spe_ernd=True,
 )
 NOTHING = Features(spe=SpeLevel.NONE, pmu=PmuLevel.NONE, pmu_counters=0)
 
@@ -85,8 +85,13 @@ def test_design_bit_list_covers_every_bit_once() -> None:
             _mdcr_res0("PMUv3", "PMUv3p1", "PMUv3p5", "FEAT_SPE", "SPEv1p2", "FEAT_TRF", "FEAT_TRBE"),
         ),
         (
+            Features(spe=SpeLevel.NONE, pmu=PmuLevel.V3P7, fgt=True, mtpmu=True, spmu=True, el3=False),
+            _mdcr_res0("PMUv3", "PMUv3p1", "PMUv3p5", "PMUv3p7", "FEAT_FGT", "FEAT_MTPMU without EL3", "FEAT_SPMU"),
+        ),
+        # With EL3, MDCR_EL2.MTPME is RES0 even on a FEAT_MTPMU CPU.
+        (
             Features(spe=SpeLevel.NONE, pmu=PmuLevel.V3P7, fgt=True, mtpmu=True, spmu=True),
-            _mdcr_res0("PMUv3", "PMUv3p1", "PMUv3p5", "PMUv3p7", "FEAT_FGT", "FEAT_MTPMU", "FEAT_SPMU"),
+            _mdcr_res0("PMUv3", "PMUv3p1", "PMUv3p5", "PMUv3p7", "FEAT_FGT", "FEAT_SPMU"),
         ),
         (
             Features(pmu=PmuLevel.V3P4, pmuv3_ss=True, ebep=True, debugv8p9=True, step2=True),
@@ -115,16 +120,18 @@ def test_tpms_is_res0_exactly_without_spe() -> None:
 
 
 # The SPE registers' RES0 masks from the Arm ARM's field lists (bit numbers, not the table).
-_PMSCR_LIVE = _bits(0, 1, 3, 4, 5, (7, 6))  # E0SPE/E0HSPE, E1SPE/E2SPE, CX, PA, TS, PCT
+_PMSCR_LIVE = _bits(0, 1, 3, 4, 5, 6)  # E0SPE/E0HSPE, E1SPE/E2SPE, CX, PA, TS, PCT bit 6
 SPE_RES0: list[tuple[str, Features, int]] = [
     ("PMSCR_EL1", Features(), MASK64 & ~_PMSCR_LIVE),
     ("PMSCR_EL2", Features(vhe=True), MASK64 & ~_PMSCR_LIVE),
+    ("PMSCR_EL1", Features(ecv=True), MASK64 & ~_PMSCR_LIVE & ~_bits(7)),  # PCT bit 7 needs FEAT_ECV
     ("PMBLIMITR_EL1", Features(), MASK64 & ~_bits(0, (2, 1), (63, 12))),  # E, FM, LIMIT
     ("PMBLIMITR_EL1", Features(spe=SpeLevel.V1P2), MASK64 & ~_bits(0, (2, 1), 5, (63, 12))),  # + PMFZ
     ("PMBPTR_EL1", Features(), 0),
     ("PMBSR_EL1", Features(), MASK64 & ~_bits((15, 0), 16, 17, 18, 19, (31, 26))),  # MSS COLL S EA DL EC
     ("PMSICR_EL1", Features(), MASK64 & ~_bits((31, 0))),  # COUNT
-    ("PMSICR_EL1", Features(spe=SpeLevel.V1P2), MASK64 & ~_bits((31, 0), (63, 56))),  # + ECOUNT
+    ("PMSICR_EL1", Features(spe=SpeLevel.V1P2), MASK64 & ~_bits((31, 0))),  # ECOUNT needs FEAT_SPE_ERnd
+    ("PMSICR_EL1", Features(spe_ernd=True), MASK64 & ~_bits((31, 0), (63, 56))),  # + ECOUNT
     ("PMSIRR_EL1", Features(), MASK64 & ~_bits(0, (31, 8))),  # RND, INTERVAL
     ("PMSFCR_EL1", Features(), MASK64 & ~_bits(0, 1, 2, 16, 17, 18)),  # FE FT FL B LD ST
     ("PMSFCR_EL1", Features(spe=SpeLevel.V1P3), MASK64 & ~_bits(0, 1, 2, 3, 16, 17, 18)),  # + FnE
@@ -168,6 +175,7 @@ ENCODINGS = [
     ("PMSEVFR_EL1", (3, 0, 9, 9, 5)),
     ("PMSLATFR_EL1", (3, 0, 9, 9, 6)),
     ("PMSIDR_EL1", (3, 0, 9, 9, 7)),
+    ("PMSNEVFR_EL1", (3, 0, 9, 9, 1)),
     ("PMBLIMITR_EL1", (3, 0, 9, 10, 0)),
     ("PMBPTR_EL1", (3, 0, 9, 10, 1)),
     ("PMBSR_EL1", (3, 0, 9, 10, 3)),
@@ -233,8 +241,8 @@ def test_lookup_is_case_insensitive() -> None:
     ("given", "named"),
     [
         ("PMSCR_EL3", "'PMSCR_EL3'"),
-        (R.Encoding(3, 0, 9, 9, 1), "S3_0_C9_C9_1"),
-        (R.Encoding(3, 0, 9, 9, 1).sys_reg, "S3_0_C9_C9_1"),
+        (R.Encoding(3, 0, 9, 10, 4), "S3_0_C9_C10_4"),
+        (R.Encoding(3, 0, 9, 10, 2).sys_reg, "S3_0_C9_C10_2"),
         (True, "True"),  # a bool is not a sys_reg() value
     ],
 )

@@ -32,15 +32,14 @@ SPE_REGISTERS = frozenset({
     "PMSIDR_EL1", "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1", "PMBIDR_EL1",
 })
 
-OWNED_ABOVE_WHEN_P = frozenset({"PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"})
-
 # ------------------------------------------------------------------------- the lattice
 
 SPE_CELLS = [(SpeLevel.NONE, False)] + [(level, p) for level in list(SpeLevel)[1:] for p in (False, True)]
 PMU_CELLS = [PmuLevel.NONE, PmuLevel.V3, PmuLevel.V3P1, PmuLevel.V3P5, PmuLevel.V3P9]
 OPTIONAL_CELLS: list[dict[str, bool]] = [
     {},
-    {"trf": True, "trbe": True, "fgt": True, "spmu": True, "debugv8p9": True, "step2": True},
+    {"exs": True},
+    {"trf": True, "trbe": True, "fgt": True, "spmu": True, "debugv8p9": True, "step2": True, "exs": True, "ecv": True},
 ]
 
 
@@ -50,8 +49,10 @@ def lattice() -> list[Features]:
     product = itertools.product((False, True), SPE_CELLS, PMU_CELLS, OPTIONAL_CELLS)
     for vhe, (spe, p), pmu, optional in product:
         extra = dict(optional)
-        if pmu != PmuLevel.NONE and optional:
+        if pmu != PmuLevel.NONE and len(optional) > 1:
             extra.update(mtpmu=True, pmuv3_ss=True, ebep=True)
+        if spe != SpeLevel.NONE and len(optional) > 1:
+            extra.update(spe_ernd=True)
         counters = 0 if pmu == PmuLevel.NONE else 1 + len(cells) % 31
         cells.append(
             Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=p, pmu=pmu, pmu_counters=counters, **extra)
@@ -109,14 +110,18 @@ def record_problems(s: System) -> list[str]:
 
 
 def trace_problems(s: System, since: int = 0) -> list[str]:
-    """RES0, UNDEF and guest SPE accesses that completed, from event `since` on."""
+    """RES0, UNDEF, traps to EL3, the host's own accesses trapped, and guest SPE accesses that completed, from `since` on."""
     problems = []
     for e in s.cpu.trace.events[since:]:
         res0_write = e.kind is Kind.MSR and bool(e.res0)
-        host_or_hyp_undef = e.kind is Kind.UNDEF and not e.actor.startswith("guest")
-        if res0_write or host_or_hyp_undef:
+        host_or_hyp = not e.actor.startswith("guest")
+        refused = e.kind in (Kind.UNDEF, Kind.TRAP_EL3) or (e.kind is Kind.TRAP and e.actor == "host")
+        if res0_write or (host_or_hyp and refused):
             problems.append(f"{e.actor}: {e.describe()}")
-        elif e.kind in (Kind.MRS, Kind.MSR) and e.actor.startswith("guest") and e.register in SPE_REGISTERS:
+        elif (
+            e.kind in (Kind.MRS, Kind.MSR) and e.actor.startswith("guest")
+            and e.register in SPE_REGISTERS and e.register != "PMBIDR_EL1"
+        ):
             problems.append(f"{e.actor} accessed {e.register} without a trap")
     return problems
 
@@ -140,12 +145,10 @@ def checked_run(s: System, index: int, program: Sequence[GuestAction]) -> list[s
 def traps_to_el2(features: Features, register: str) -> bool:
     """Whether a guest access to SPE `register` should trap to EL2 (TRAP-COND).
 
-    Without SPE it is UNDEFINED; with PMBIDR_EL1.P = 1 a buffer register other than PMBIDR_EL1
-    belongs to a higher EL, whose check comes first (the model answers UNDEFINED).
+    Without SPE it is UNDEFINED; PMBIDR_EL1 is trapped only by a fine-grained trap. When EL3 gives
+    the buffer to another Security state the EL2 traps still come first at EL1.
     """
-    if not features.has_spe:
-        return False
-    return not (features.spe_owned_by_higher_el and register in OWNED_ABOVE_WHEN_P)
+    return features.has_spe and register != "PMBIDR_EL1"
 
 
 # -------------------------------------------------------------------------- scenarios
@@ -341,20 +344,25 @@ class MissingDrainGuestOwnsBuffer(MissingDrain):
         vcpu.mdcr_el2 |= 0b10 << 12  # MDCR_EL2.E2PB = 0b10: owned by EL1, EL1 accesses trap
 
 
-@pytest.mark.parametrize(
-    ("switch", "owner"),
-    [(MissingDrain(), M.HYP), (MissingDrainGuestOwnsBuffer(), M.guest_owner(0))],
-    ids=["el2-owns-buffer", "guest-owns-buffer"],
-)
-def test_missing_drain_puts_host_records_in_the_wrong_memory(switch: ReferenceSwitch, owner: str) -> None:
-    """Without the drain, the worst case writes host records through the guest's or hypervisor's regime."""
-    s = System(Features(), switch, WorstCaseChooser())
+def test_missing_drain_puts_host_records_in_the_guests_memory() -> None:
+    """Without the drain, and the guest owning the buffer, the worst case writes host records through the guest's regime."""
+    s = System(Features(), MissingDrainGuestOwnsBuffer(), WorstCaseChooser())
     s.enable_profiling()
     s.host_run(3)
     problems = checked_run(s, 0, [GuestCode(0)])
     host_records = s.cpu.records_of(["host"])
+    owner = M.guest_owner(0)
     assert [owner] * 3 == [r.landing.owner for r in host_records if r.landing]
     assert f"{3 * M.RECORD_SIZE} bytes of profiling data in {owner}" in problems
+
+
+def test_missing_drain_loses_host_records_to_the_el2_regime() -> None:
+    """Without the drain, with EL2 owning the buffer, the first host record faults in the nVHE EL2 regime and stops the buffer."""
+    s = System(Features(), MissingDrain(), WorstCaseChooser())
+    s.enable_profiling()
+    s.host_run(3)
+    checked_run(s, 0, [GuestCode(0)])
+    assert ["faulted", "full", "full"] == [r.fate for r in s.cpu.records_of(["host"])]
 
 
 def test_missing_drain_is_harmless_on_vhe() -> None:
