@@ -279,18 +279,21 @@ def _return_to_host(event: Event, walk: _Walk) -> bool:
     return event.kind is Kind.ERET and walk.phase is Phase.EXIT
 
 
-def _profiling_off(pmscr: int, limitr: int) -> bool:
-    return not pmscr & PMSCR_EL1_SPE or not limitr & PMBLIMITR_E
+def _profiling_off(pmscr: int, limitr: int, status: int) -> bool:
+    return not pmscr & PMSCR_EL1_SPE or not limitr & PMBLIMITR_E or bool(status & PMBSR_S)
 
 
 def _guest_profiling_off(walk: _Walk, eret: Event) -> bool:
-    """Whether EL1 and EL0 profiling is certainly off under every value the PE may use at `eret`."""
+    """Whether EL1 and EL0 profiling is certainly off under every value the PE may use at `eret`
+    (sampling off, the buffer disabled, or the buffer stopped)."""
+    v = walk.values
     if eret.cse:
-        return _profiling_off(walk.values["PMSCR_EL1"], walk.values["PMBLIMITR_EL1"])
+        return _profiling_off(v["PMSCR_EL1"], v["PMBLIMITR_EL1"], v["PMBSR_EL1"])
     return all(
-        _profiling_off(pmscr, limitr)
+        _profiling_off(pmscr, limitr, status)
         for pmscr in walk.in_force("PMSCR_EL1")
         for limitr in walk.in_force("PMBLIMITR_EL1")
+        for status in walk.in_force("PMBSR_EL1")
     )
 
 
@@ -589,9 +592,9 @@ def _drain_message(chain: _Chain, what: str, e: Event, walk: _Walk, stop: bool) 
     else:
         prev = chain.links[-1]
         lead = f"no {_LINKS[s]} after the {_link_label(prev)} at #{prev.seq}"
-    early = chain.early.get(s)
+    early = chain.early.get(s + 1 if s == 0 else s)
     if early is not None:
-        lead += f" (the {_link_label(early)} at #{early.seq} came before the {_LINKS[s - 1] if s else 'CSE'})"
+        lead += f" (the {_link_label(early)} at #{early.seq} came before the {_link_label(chain.links[-1]) if s else 'CSE'})"
     if s == 2 and chain.weak is not None:
         lead += f" (dsb {chain.weak.where} at #{chain.weak.seq} does not wait for the buffer's writes: D17.9 asks for one that applies to loads and stores)"
     consequence = (
@@ -634,6 +637,8 @@ def _check_drain_order(trace: Trace, features: Features) -> Judgement:
                         found.append(Violation("DRAIN-ORDER", e.seq, _drain_message(chain, stop, e, walk, True)))
                 elif kind is Kind.ISB:
                     chain.offer(0, e)
+                elif kind is Kind.HW and e.register == "PMBSR_EL1" and e.value & PMBSR_S:
+                    chain.judged = exercised = True  # the buffer stopped itself: nothing is left to drain
                 elif kind is Kind.PSB:
                     chain.offer(1, e)
                 elif kind is Kind.DSB:
