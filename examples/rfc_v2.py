@@ -1,7 +1,7 @@
 """[RFC PATCH v2 03/10] "arm64: KVM: Save/restore the host SPE state", transcribed as posted.
 
-The adapter runs the patch (Will Deacon, 13 Jan 2017; reviewed by Marc Zyngier in
-../shared/seed/000_ea1c9ef48b4c4baa.txt) on the model, exactly as posted: kvm_arm_setup_debug()
+The adapter runs the patch (Will Deacon, 13 Jan 2017, as reviewed by Marc Zyngier on the kernel
+mailing list, 16 Jan 2017) on the model, exactly as posted: kvm_arm_setup_debug()
 sets MDCR_EL2.TPMS (and, as the kernel of that era did, TPM and TPMCR) unconditionally;
 __debug_save_spe_nvhe() checks PMSVer, PMBIDR_EL1.P and PMBLIMITR_EL1.E, then saves PMSCR_EL1 into
 host_debug_state without clearing the save area on the early returns, writes 0, ISB, PSB CSYNC,
@@ -107,7 +107,7 @@ from __future__ import annotations
 from pytest_spekvm.reference import registers as R
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
-from pytest_spekvm.reference.system import HCR_HOST_NVHE, HCR_HOST_VHE
+from pytest_spekvm.reference.system import HCR_HOST_NVHE, HCR_HOST_VHE, Choices
 from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
 
 
@@ -311,6 +311,9 @@ class RfcV2Switch:
 
     name = "rfc-v2"
     version = "RFC v2 03/10 (2017-01-13)"
+    # The kernel of that era set SCTLR_EL2.EIS [22] and EOS [11] through SCTLR_EL2_RES1 (they were
+    # RES1 before FEAT_ExS): its exception entry to and return from EL2 synchronise on every CPU.
+    choices = Choices(sctlr_el2_eis=True, sctlr_el2_eos=True)
 
     def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
         """kvm_arm_setup_debug()."""

@@ -1,4 +1,4 @@
-"""The rule catalogue: each rule of DESIGN.md section 4 as a single-pass checker over a trace."""
+"""The rule catalogue (docs/rules.md): each rule as a single-pass checker over a trace."""
 
 from __future__ import annotations
 
@@ -223,7 +223,7 @@ class _Walk(RegisterReplay):
             register = event.register
             values = self.values
             if self.phase is not Phase.HOST:
-                if register == "PMBPTR_EL1" or register == "PMBLIMITR_EL1":
+                if register in _BUFFER_POINTERS:
                     # Moved off the value the host's own records left there, or back onto it.
                     self.foreign = event.value != values[register] or self.foreign
                     if register == "PMBLIMITR_EL1" and event.value == self.at_entry[register]:
@@ -268,6 +268,7 @@ class _Walk(RegisterReplay):
         return event.name in (HW_FULL, HW_COUNT)
 
 
+_BUFFER_POINTERS = frozenset({"PMBPTR_EL1", "PMBLIMITR_EL1"})
 _WALK_KINDS = frozenset({Kind.ISB, Kind.EXCEPTION, Kind.ERET, Kind.ENTRY, Kind.GUEST, Kind.EXIT, Kind.RETURN})
 
 
@@ -937,44 +938,55 @@ RULES: tuple[Rule, ...] = (
         "No write puts a 1 in a bit that is RES0 for this CPU's features",
         "Review: 'This is RES0 on CPUs that do not implement SPE. Can we make this conditional on SPE "
         "being available?' and 'I'm not completely confident writing new bits to registers that do not "
-        "necessarily implement the feature.'",
+        "necessarily implement the feature.' Arm ARM, Glossary RES0: software must write the field as 0 "
+        "(or the value it read) to stay compatible with a future use of the bit. docs/rules.md#res0",
         Severity.CORRECTNESS,
         "res0",
         _check_res0,
     ),
     Rule(
         "TRAP-COND",
-        "MDCR_EL2.TPMS/E2PB are set only with FEAT_SPE; with it, every guest SPE access traps to EL2",
+        "MDCR_EL2.TPMS/E2PB are set only with FEAT_SPE; with them in force, every guest SPE access traps to EL2",
         "Patch: 'any attempts by a guest to use SPE will result in a trap'; review: 'Can we make this "
-        "conditional on SPE being available?'",
+        "conditional on SPE being available?'. Arm ARM D24.7 (MDCR_EL2.TPMS, E2PB: E2PB IN {'x0'} traps "
+        "PMBLIMITR/PMBPTR/PMBSR; PMBIDR_EL1 only through HDFGRTR_EL2); K1.2.19 (a reserved value may act "
+        "as any allocated one). Judged by the guest's accesses the model observes. docs/rules.md#trap-cond",
         Severity.CORRECTNESS,
         "traps",
         _check_trap_cond,
     ),
     Rule(
         "UNDEF",
-        "No SPE register is accessed without FEAT_SPE; only PMBIDR_EL1 while PMBIDR_EL1.P is 1",
-        "Arm: without FEAT_SPE the SPE registers are UNDEFINED; with PMBIDR_EL1.P=1 the buffer belongs "
-        "to a higher EL (the patch: 'Yes; is it owned by EL3?').",
+        "No host or hypervisor SPE access is UNDEFINED or traps to EL3, and the host's own never traps to EL2",
+        "Arm ARM D24.7: without FEAT_SPE the SPE registers are UNDEFINED; with MDCR_EL3.NSPB giving the "
+        "buffer to another Security state every SPE register but PMBIDR_EL1 traps to EL3 "
+        "(CheckMDCR_EL3_NSPBTrap); the patch: 'Yes; is it owned by EL3?'. Judged by the accesses the model "
+        "answers. docs/rules.md#undef",
         Severity.CORRECTNESS,
         "traps",
         _check_undef,
     ),
     Rule(
         "DRAIN-ORDER",
-        "Before the live buffer's translation changes: sampling off, ISB, PSB CSYNC, DSB",
-        "Patch: 'The SPE buffer is virtually addressed, using the page tables of the CPU MMU. Unusually, "
-        "this means that the EL0/1 page table may be live whilst we're executing at EL2 on non-VHE "
-        "configurations.'",
+        "Before the live buffer's translation changes or it stops: a CSE at EL2, PSB CSYNC, a full DSB; "
+        "the guest starts with profiling off",
+        "Patch: 'the EL0/1 page table may be live whilst we're executing at EL2 on non-VHE'. Arm ARM "
+        "D17.9 R_TRDTK: 'To synchronize previous profiling operations, software must execute a PSB'; a "
+        "PSB synchronises the operations before the last context synchronisation event; D17.9: the DSB "
+        "after it 'must apply to both loads and stores'; D8.1.5 I_JZRDG (informative): PSB then DSB before "
+        "the lower EL's regime changes. Outcomes: ISOLATION, NO-LOSS. docs/rules.md#drain-order",
         Severity.CORRECTNESS,
         "ordering",
         _check_drain_order,
     ),
     Rule(
         "RESTORE-ORDER",
-        "Host sampling resumes only after its translation and buffer ownership are back and synchronised",
+        "Host sampling resumes only with the host's translation and buffer ownership in force",
         "Patch: 'The host page table is installed, but not yet synchronised'; review: 'if you now depend on "
-        "the debug restore being run after the rest of the sysregs, please add a comment'",
+        "the debug restore being run after the rest of the sysregs, please add a comment'. Arm ARM: a "
+        "register write affects indirect reads only after a context synchronisation event; with FEAT_ExS "
+        "and SCTLR_EL2.EOS = 0 the return to the host is not one. Outcomes: ISOLATION, NO-LOSS, UNDEF. "
+        "docs/rules.md#restore-order",
         Severity.CORRECTNESS,
         "ordering",
         _check_restore_order,
@@ -983,24 +995,27 @@ RULES: tuple[Rule, ...] = (
         "HOST-STATE",
         "After every exit the host sees the SPE state and MDCR_EL2 host bits it had before entry",
         "Patch title: 'Save/restore the host SPE state when entering/leaving a VM'; review of "
-        "__deactivate_traps: the host's MDCR_EL2 bits must come back bit for bit.",
+        "__deactivate_traps: the host's MDCR_EL2 bits must come back bit for bit. Judged on the register "
+        "values the model holds at each return. docs/rules.md#host-state",
         Severity.CORRECTNESS,
         "host_state",
         _check_host_state,
     ),
     Rule(
         "ISOLATION",
-        "No profiling record reaches guest or hypervisor memory; the guest never reads host SPE state",
-        "Patch: 'so that the host can make use of SPE without corrupting guest memory'",
+        "No profiling record reaches guest or hypervisor memory; the guest never reaches host SPE state",
+        "Patch: 'so that the host can make use of SPE without corrupting guest memory'. Judged on where "
+        "the model writes each record and on the guest's accesses. docs/rules.md#isolation",
         Severity.CORRECTNESS,
         "records",
         _check_isolation,
     ),
     Rule(
         "NO-LOSS",
-        "Every host record reaches the host's buffer unless the buffer filled or the host disabled it",
-        "Patch: 'Now drain all buffered data to memory'; Arm: disabling the buffer discards records "
-        "collected but not yet written.",
+        "Every host record reaches the host's buffer unless the buffer filled or the host stopped it",
+        "Patch: 'Now drain all buffered data to memory'; Arm ARM D17.4 and D17.9.1 R_SXWCP: disabling the "
+        "buffer discards records collected but not yet written. Judged on each record's fate in the "
+        "model. docs/rules.md#no-loss",
         Severity.CORRECTNESS,
         "records",
         _check_no_loss,
@@ -1010,7 +1025,7 @@ RULES: tuple[Rule, ...] = (
         "No SPE register access or barrier the switch does not need",
         "Review: 'this feels like hitting the brakes each time we enter the guest', 'I believe you can "
         "avoid that on VHE (host page tables haven't changed)' and 'we never disabled SPE the first place "
-        "on VHE (and we're probably only writing zeroes there)'",
+        "on VHE (and we're probably only writing zeroes there)'. docs/rules.md#lean",
         Severity.LEAN,
         "lean",
         _check_lean,

@@ -125,7 +125,7 @@ class SpekvmSession:
         if failed is not None:
             judgement, outcome = failed
             assert outcome.run is not None
-            raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay, outcome.adversary))
+            raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay, adversary=outcome.adversary))
 
     # ------------------------------------------------------------------ generated sequences
 
@@ -292,7 +292,7 @@ def _first_bad(violations: Sequence[Violation]) -> Violation:
 
 
 def format_violation(
-    rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str, adversary: str = ""
+    rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str, *, adversary: str = ""
 ) -> str:
     """The failure a person reads in ten seconds: rule, features, steps, timeline, replay."""
     first = _first_bad(judgement.violations)

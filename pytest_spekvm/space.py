@@ -112,11 +112,10 @@ class FeatureSpace:
         base = PmuLevel.V3 if PmuLevel.V3 in self.pmu else top
         for vhe, spe in itertools.product(sorted(self.vhe), sorted(self.spe)):
             for owned in self.owner_values(spe, el3):
-                common = {"vhe": vhe, "spe": spe, "spe_owned_by_higher_el": owned, "el3": el3}
+                cpu = Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=owned, el3=el3)
                 if "exs" in self.flags:
-                    yield Features(pmu=base, pmu_counters=6 if base != PmuLevel.NONE else 0, exs=True, **common)
-                yield Features(pmu=top, pmu_counters=6 if top != PmuLevel.NONE else 0, **common,
-                               **self.flags_for(spe, top))
+                    yield cpu.evolve(pmu=base, pmu_counters=6 if base != PmuLevel.NONE else 0, exs=True)
+                yield cpu.evolve(pmu=top, pmu_counters=6 if top != PmuLevel.NONE else 0, **self.flags_for(spe, top))
             if el3 and False in self.el3 and False in self.spe_owned_by_higher_el:
                 yield Features(vhe=vhe, spe=spe, pmu=top, pmu_counters=6 if top != PmuLevel.NONE else 0,
                                el3=False, **self.flags_for(spe, top))

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from .reference.chooser import Moment, WorstCaseChooser
-from .reference.registers import REGISTERS, SPE_BUFFER, SPE_SAMPLING
 from .reference.features import Features, PmuLevel, SpeLevel, flag_possible
+from .reference.registers import REGISTERS, SPE_BUFFER, SPE_SAMPLING
 from .reference.vcpu import GuestAccess, GuestAction, GuestCode, GuestExit
 from .space import FULL_SPACE, OPTIONAL_FLAGS, FeatureSpace
 

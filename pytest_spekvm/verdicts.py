@@ -105,6 +105,8 @@ def dimension_values(features: Features) -> list[tuple[str, str]]:
         ("VHE", str(features.vhe)),
         ("PMSVer", str(int(features.spe))),
         ("PMU", features.pmu.name),
+        ("FEAT_ExS", str(features.exs)),
+        ("EL3", str(features.el3)),
     ]
     if features.has_spe:
         values.append(("PMBIDR_EL1.P", str(int(features.spe_owned_by_higher_el))))

@@ -11,7 +11,7 @@ class Moment(enum.Enum):
     """Where the model asks a chooser how many collected records the PE writes out first.
 
     The model asks just before something the records depend on changes, so the answer decides
-    which registers translate them (docs/model.md, "When records are written").
+    which registers translate them (docs/model.md).
     """
 
     MSR = "msr"  # a write to a register a record's translation or the buffer's enable depends on

@@ -8,7 +8,7 @@ PAGE_SHIFT = 12  # 4KB translation granule
 PAGE_SIZE = 1 << PAGE_SHIFT
 RECORD_SIZE = 64  # bytes a profiling record takes in the buffer (the model's choice)
 
-# Owners of physical pages (DESIGN.md section 2: "Memory is owned").
+# Owners of physical pages: a record that lands anywhere but the host buffer is corruption (docs/rules.md).
 HOST_KERNEL = "host kernel"
 HOST_BUFFER = "host buffer"
 HYP = "hypervisor"

@@ -1,10 +1,10 @@
 """Ordering: drain before the host's buffer loses its translation; re-enable only once it is back.
 
-DRAIN-ORDER: before anything changes the translation the host's live buffer would use, sampling
-was turned off, an ISB made that take effect, PSB CSYNC followed, then a DSB.
-RESTORE-ORDER: host sampling is turned back on only after the host's translation and buffer
-ownership are back and an ISB has synchronised them ("The host page table is installed, but
-not yet synchronised").
+DRAIN-ORDER: before anything changes the translation the host's live buffer would use, or stops
+the buffer, a context synchronisation event at EL2, then PSB CSYNC, then a DSB over loads and
+stores; and the guest starts with its profiling off in force.
+RESTORE-ORDER: host sampling resumes only with the host's translation and buffer ownership in
+force ("The host page table is installed, but not yet synchronised"). docs/rules.md has both.
 """
 
 from __future__ import annotations

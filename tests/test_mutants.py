@@ -10,8 +10,12 @@ import pytest
 from verdict_table import verdicts
 
 from pytest_spekvm import rules
+from pytest_spekvm.session import SpekvmSession
+from pytest_spekvm.space import FULL_SPACE, cell_id
+from pytest_spekvm.target import load
 
-MUTANTS_DIR = Path(__file__).resolve().parent.parent / "examples" / "mutants"
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+MUTANTS_DIR = EXAMPLES_DIR / "mutants"
 MUTANTS = sorted(p for p in MUTANTS_DIR.glob("*.py") if not p.name.startswith("_"))
 
 
@@ -67,3 +71,39 @@ def test_catalogue_has_twelve_mutants_and_every_rule_catches_one() -> None:
     """There are at least 12 mutants, and each of the nine rules is named by at least one of them."""
     named = {rule_id for _, rule_id in CASES}
     assert (True, set(rules.BY_ID)) == (len(MUTANTS) >= 12, named)
+
+
+# ------------------------------------------------------------------ shape rules rest on something
+
+SHAPE_RULES = ("DRAIN-ORDER", "RESTORE-ORDER")
+OUTCOME_RULES = ("HOST-STATE", "ISOLATION", "NO-LOSS", "UNDEF")
+
+
+def _cites_a_software_must(rule_id: str) -> bool:
+    return "software must" in rules.BY_ID[rule_id].rationale
+
+
+@pytest.mark.parametrize("mutant", [p.stem for p in MUTANTS] + ["rfc_v2"])
+def test_shape_failures_rest_on_an_outcome_or_a_software_must(mutant: str) -> None:
+    """Wherever a shape rule fails a mutant on a cell, an outcome rule fails that cell under some adversary, or the rule cites the "software must" it enforces."""
+    path = EXAMPLES_DIR / "rfc_v2.py" if mutant == "rfc_v2" else MUTANTS_DIR / f"{mutant}.py"
+    target = load(str(path), 10)
+    session = SpekvmSession(target=target, space=FULL_SPACE, rules=dict(rules.BY_ID))
+    unbacked = []
+    for cell in FULL_SPACE.cells():
+        if cell.vhe:
+            continue  # both shape rules are about non-VHE switches
+        runs = [o.run for o in session.cell_outcomes(cell) if o.run is not None and o.failure is None]
+        failing = {
+            rule_id for run in runs for rule_id, j in rules.judge_all(run.system.cpu.trace, cell).items() if j.violations
+        }
+        for shape in SHAPE_RULES:
+            if shape in failing and not _cites_a_software_must(shape) and not failing & set(OUTCOME_RULES):
+                unbacked.append(f"{shape} on {cell_id(cell)}")
+    assert [] == unbacked
+
+
+def test_drain_order_cites_the_software_must_it_enforces() -> None:
+    """DRAIN-ORDER's shape requirements rest on D17.9 R_TRDTK and the DSB over loads and stores, cited in its rationale."""
+    rationale = rules.BY_ID["DRAIN-ORDER"].rationale
+    assert ("R_TRDTK" in rationale, "must apply to both loads and stores" in rationale) == (True, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -881,8 +882,7 @@ def test_restore_order_message_names_the_unsynchronised_write() -> None:
 
 def test_restore_order_names_a_translation_that_is_not_the_hosts() -> None:
     """A return to the host with sampling on and the guest's stage 1 still installed names the register."""
-    make = lambda: Composed(exit_=(SAVE_GUEST, DEACTIVATE, DEACTIVATE_VM, RESTORE_SPE))  # noqa: E731
-    trace = _run(make(), NVHE, plain).cpu.trace
+    trace = _run(Composed(exit_=(SAVE_GUEST, DEACTIVATE, DEACTIVATE_VM, RESTORE_SPE)), NVHE, plain).cpu.trace
     message = rules.BY_ID["RESTORE-ORDER"].judge(trace, NVHE).violations[0].message
     assert "under a translation that is not the host's: TTBR0_EL1=0x1008000 (expected the host's 0x20000)" in message
 
@@ -898,8 +898,7 @@ def test_host_state_message_names_register_values_and_last_write() -> None:
 
 def test_isolation_message_names_record_origin_and_regime() -> None:
     """ISOLATION says which record, who was sampled, where it landed and through which tables."""
-    make = lambda: MissingDrainGuestOwns()  # noqa: E731
-    trace = _run(make(), NVHE, plain).cpu.trace
+    trace = _run(MissingDrainGuestOwns(), NVHE, plain).cpu.trace
     message = rules.BY_ID["ISOLATION"].judge(trace, NVHE).violations[0].message
     assert "while host ran) was written at #" in message
     assert "to guest 0 (PA 0x1000000000) via EL1&0 stage 1 (TTBR1_EL1=0x1000000) + stage 2" in message
@@ -1099,3 +1098,16 @@ def test_rules_compare_without_their_checkers() -> None:
         lambda t, f: rules.Judgement("LEAN", False),
     )
     assert rule == twin
+
+
+# ------------------------------------------------------------------ the rules' documentation
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
+
+
+def test_every_rule_has_its_section_in_the_documentation() -> None:
+    """docs/rules.md has a section headed by each rule id, and each rationale points at it."""
+    headings = {line[3:].strip() for line in DOCS.read_text().splitlines() if line.startswith("## ")}
+    missing = [r.id for r in rules.RULES if r.id not in headings]
+    unpointed = [r.id for r in rules.RULES if f"docs/rules.md#{r.id.lower()}" not in r.rationale]
+    assert ([], []) == (missing, unpointed)
