@@ -21,7 +21,7 @@ def guest_owner(vm: int) -> str:
 
 # The model's address map. Table bases stand for translation tables: a TTBR or VTTBR holds one.
 BUFFER_VA = 0xFFFF_8000_1000_0000  # the host's profiling buffer, a kernel (TTBR1) address
-BUFFER_PAGES = 4
+BUFFER_PAGES = 1  # 64 records: small enough that a short scenario fills it
 BUFFER_PA = 0x0008_0000_0000  # host buffer pages
 GUEST_IPA = 0x0000_4000_0000  # where a guest's stage 1 maps the same VAs (an IPA)
 GUEST_PA = 0x0010_0000_0000  # guest n's pages start at GUEST_PA + n * GUEST_PA_STRIDE

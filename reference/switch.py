@@ -10,7 +10,7 @@ that subclasses it overrides only the steps it changes.
 from __future__ import annotations
 
 from . import registers as R
-from .cpu import CPU, PMBIDR_P, PMBLIMITR_E
+from .cpu import CPU, PMBIDR_P, PMBLIMITR_E, PMBSR_S
 from .features import ID_AA64DFR0_PMSVER_SHIFT
 from .system import HCR_GUEST, HCR_HOST_NVHE, HCR_HOST_VHE
 from .vcpu import ExitReason, Vcpu
@@ -55,15 +55,20 @@ def save_host_sysregs(cpu: CPU, vcpu: Vcpu) -> None:
 
 
 def host_buffer_live(cpu: CPU) -> bool:
-    """Whether the host is profiling into a buffer EL2 may touch: FEAT_SPE, PMBIDR_EL1.P clear, PMBLIMITR_EL1.E set.
+    """Whether the host is profiling into a buffer EL2 may touch: FEAT_SPE, PMBIDR_EL1.P clear,
+    PMBLIMITR_EL1.E set and PMBSR_EL1.S clear.
 
     The checks run in this order because each makes the next access defined.
     """
     if not has_spe(cpu):
         return False  # without FEAT_SPE every SPE register is UNDEFINED
     if cpu.mrs("PMBIDR_EL1") & PMBIDR_P:
-        return False  # owned by a higher EL: only PMBIDR_EL1 may be touched
-    return bool(cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E)  # E clear: the host is not using the buffer
+        return False  # another Security state owns the buffer: only PMBIDR_EL1 may be touched
+    if not cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E:
+        return False  # E clear: the host is not using the buffer
+    # S set: the buffer stopped itself (full, or a fault) and collects nothing until the host's
+    # interrupt handler restarts it; nothing the guest does can restart it.
+    return not cpu.mrs("PMBSR_EL1") & PMBSR_S
 
 
 def drain_host_buffer(cpu: CPU) -> None:

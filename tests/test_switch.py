@@ -207,7 +207,7 @@ SCRIPT = (
     run(0, GuestCode(3), GuestAccess("PMSCR_EL1", write=True, value=3)),
     Step("host", 130),
     run(1, GuestAccess("PMBPTR_EL1")),
-    Step("user", 130),  # the buffer (256 records) fills around here
+    Step("user", 130),  # the buffer (64 records) has filled by here
     run(0, GuestCode(1), GuestExit("hvc")),
     Step("host", 10),
     run(1, GuestAccess("PMBLIMITR_EL1", write=True, value=1)),
@@ -311,7 +311,7 @@ def test_vhe_switch_touches_no_spe_register(vhe: bool) -> None:
     hyp = [e for e in s.cpu.trace.events[mark:] if e.actor == "hyp"]
     spe_work = [e.describe() for e in hyp if e.register in SPE_REGISTERS or e.kind is Kind.PSB]
     expected = [] if vhe else [
-        "mrs PMBIDR_EL1 -> 0x6", "mrs PMBLIMITR_EL1 -> 0xffff800010004001", "mrs PMSCR_EL1 -> 0x3",
+        "mrs PMBIDR_EL1 -> 0x6", "mrs PMBLIMITR_EL1 -> 0xffff800010001001", "mrs PMBSR_EL1 -> 0x0", "mrs PMSCR_EL1 -> 0x3",
         "msr PMSCR_EL1 <- 0x0  = 0", "psb csync", "msr PMSCR_EL1 <- 0x3  = E1SPE | E0SPE",
     ]
     assert expected == spe_work

@@ -1,14 +1,19 @@
 """Mutant: no ISB between turning sampling off and PSB CSYNC.
 
-What is wrong: the nVHE save writes PMSCR_EL1 = 0 and goes straight to PSB CSYNC. Until a
-context synchronisation event the write need not be in effect, so the PE may still be sampling
-when PSB CSYNC flushes, and collect records after the drain that the guest's tables translate.
+What is wrong only on some CPUs: a PSB CSYNC synchronises the profiling operations of the
+instructions before the last context synchronisation event (Arm ARM D17.9). Where the exception
+entry into EL2 is one (no FEAT_ExS, or SCTLR_EL2.EIS = 1), it already is that event, and EL2 never
+samples the host's EL1-owned buffer: this drain is then correct, and the suite passes it. On a
+FEAT_ExS CPU whose hypervisor leaves EIS = 0 (non-VHE Linux between a v7.0-cycle change and its
+7.1 fix), nothing synchronises before the PSB: the host's last records stay in the PE, are
+written later through the guest's regime (E2PB = 0b00: the EL2 regime, which faults them), and
+are lost.
 
 Why plausible: "write, then barrier" reads as enough, and the DSB that follows looks like the
-barrier that matters; the ISB is the easiest line of the drain to drop when tidying up.
+barrier that matters; on most CPUs nothing breaks.
 
-Caught by DRAIN-ORDER: before the first translation change of the entry, no ISB between the
-PMSCR_EL1 write and the PSB CSYNC.
+Caught by DRAIN-ORDER on the FEAT_ExS cells (no context synchronisation event before the PSB),
+with NO-LOSS and HOST-STATE showing the outcome.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""Mutant: the DSB comes before PSB CSYNC instead of after it.
+"""Mutant: the DSB comes before the PSB CSYNC.
 
 What is wrong: the DSB waits for writes already started, but the records' writes are only
-started by the PSB CSYNC that follows, so nothing waits for them.
+started by the PSB CSYNC that follows, so nothing waits for them (D17.9 asks for the DSB after
+the PSB).
 
 Why plausible: "barrier, then sync" is a common idiom elsewhere (dsb; isb), and swapping two
 adjacent barrier lines looks harmless in review.
 
-Caught by DRAIN-ORDER: no DSB after the PSB CSYNC (the one before it came too early).
+Caught by DRAIN-ORDER: no DSB after the PSB CSYNC (the message names the one that came too
+early). As with no_dsb, the verdict rests on D17.9's obligation.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""Mutant: the drain ends with DSB NSHLD, which waits for loads only.
+"""Mutant: the drain's DSB is load-only.
 
-What is wrong: the profiling buffer's record writes are stores; a load-only DSB does not wait
-for them, so they may still be in flight when the translation changes.
+What is wrong: the profiling buffer's record writes are stores, and D17.9 asks for a DSB that
+applies to both loads and stores after the PSB; a DSB NSHLD does not wait for the writes, so
+they may still be in flight when the buffer is stopped or its translation changes.
 
 Why plausible: "nsh" was right, and the *LD/*ST variants are picked by analogy with nearby code
 (or by an optimiser of barriers) without thinking about which direction the buffer goes.
 
-Caught by DRAIN-ORDER: no DSB that waits for stores (the message says the NSHLD one waits for
-loads only).
+Caught by DRAIN-ORDER: no DSB over loads and stores (the message says the NSHLD one does not wait
+for the buffer's writes). A store-only DSB (`dsb ishst`) is caught the same way.
 """
 
 from __future__ import annotations

@@ -1,18 +1,16 @@
-"""Mutant: the exit computes the host's MDCR_EL2 from the vcpu's value by clearing the trap bits.
+"""Mutant: the exit rebuilds the host's MDCR_EL2 from the vcpu's.
 
 What is wrong: the vcpu's MDCR_EL2 has E2PB = 0b00 (the guest must trap), so clearing the trap
 bits gives back HPMN alone: on nVHE the host loses E2PB = 0b11 and with it the ownership of its
-buffer. Host records are then translated by EL2's tables, into hypervisor memory.
+buffer. The host's own accesses to PMBLIMITR_EL1, PMBPTR_EL1 and PMBSR_EL1 then trap to EL2, and
+its sampling goes through the EL2 regime, which faults the kernel's buffer address.
 
 Why plausible: "undo what kvm_arm_setup_debug added" sounds exactly right, and it is what the
 code did before the patch (`read_sysreg(mdcr_el2) & MDCR_EL2_HPMN_MASK`), when MDCR_EL2 had no
 host bits but HPMN.
 
-Caught by HOST-STATE: MDCR_EL2 is not the host's boot value at the return. When the host was
-already profiling at the first entry (the generated sequences start that way), ISOLATION (host
-records land in hypervisor memory) and RESTORE-ORDER (sampling resumes with E2PB = 0b00) fail
-too; in the scripted scenario the first run comes before the host enables profiling, and
-afterwards the host's own buffer accesses trap to EL2 and never turn the buffer on.
+Caught by HOST-STATE (MDCR_EL2 is not the host's boot value at the return) and UNDEF (the host's
+own buffer accesses trap to EL2).
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from pytest_spekvm.reference.cpu import CPU
 from pytest_spekvm.reference.system import HCR_HOST_NVHE, HCR_HOST_VHE
 from pytest_spekvm.reference.vcpu import Vcpu
 
-CAUGHT_BY = "HOST-STATE"
+CAUGHT_BY = ("HOST-STATE", "UNDEF")
 
 
 TRAP_BITS = S.MDCR_TPM | S.MDCR_TPMCR | S.MDCR_TPMS | S.MDCR_TDRA | S.MDCR_TDOSA

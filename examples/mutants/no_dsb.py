@@ -1,13 +1,16 @@
-"""Mutant: the drain forgets the DSB after PSB CSYNC.
+"""Mutant: the drain has no DSB.
 
-What is wrong: PSB CSYNC only starts the writes of the collected records; without a DSB nothing
-waits for them to complete before the switch changes the translation they use.
+What is wrong: PSB CSYNC translates the collected records and starts their writes; without a DSB
+nothing waits for the writes to complete (D17.9: the PSB is to be followed by a DSB that applies
+to loads and stores). If the buffer is then disabled or its memory reused, records still in
+flight may be discarded (D17.9.1 R_SXWCP).
 
 Why plausible: PSB CSYNC has "sync" in its name and looks like the whole drain.
 
-Caught by DRAIN-ORDER: no DSB (NSH or wider) after the PSB CSYNC, before the translation change.
-The model completes a started write at once, so no record goes astray: only the ordering rule
-sees this one, which is what it is for.
+Caught by DRAIN-ORDER: no DSB after the PSB CSYNC, before the translation change. On this switch
+(the buffer stays enabled while the guest runs) the started writes still land where the PSB
+translated them, so no outcome follows in the model: the verdict rests on D17.9's obligation,
+which the rule cites. A switch that also disables the buffer loses records (tests/test_rules.py).
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
-"""Mutant: the drain forgets PSB CSYNC.
+"""Mutant: the drain has no PSB CSYNC.
 
 What is wrong: sampling is turned off and synchronised, and a DSB follows, but nothing makes the
-PE write out the records it has already collected. They stay inside the PE and are translated
-later, when the PE chooses: after the switch has installed the guest's stage 2 and handed the
-buffer to EL2, so the host's profile lands in hypervisor or guest memory.
+PE write out the records it has already collected (D17.9 R_TRDTK: software must execute a PSB to
+synchronise them). They stay inside the PE and are written later, when the PE chooses: after the
+switch has handed the buffer to EL2, whose regime faults the kernel's buffer address, so the
+host's profile is lost and its buffer stopped.
 
 Why plausible: a DSB is the barrier everyone knows for "make my writes complete"; that the
 profiling unit's writes are not started until a PSB CSYNC is SPE-specific knowledge.
 
-Caught by DRAIN-ORDER (no PSB CSYNC before the translation change) and ISOLATION (the worst-case
-chooser holds the records until the guest exits, and they land in hypervisor memory).
+Caught by DRAIN-ORDER (no PSB CSYNC before the translation change) and NO-LOSS (the worst-case
+adversary holds the records until the guest exits, and they fault).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
 from pytest_spekvm.reference.vcpu import Vcpu
 
-CAUGHT_BY = ("DRAIN-ORDER", "ISOLATION")
+CAUGHT_BY = ("DRAIN-ORDER", "NO-LOSS")
 
 
 class Switch(S.ReferenceSwitch):

@@ -1,14 +1,17 @@
-"""Mutant: the SPE restore re-enables sampling without an ISB first.
+"""Mutant: the exit has no ISB before host sampling resumes, on any CPU.
 
-What is wrong: the host's stage 1 and MDCR_EL2.E2PB have just been written back but not
-synchronised; PMSCR_EL1 = host value may take effect before them, so the PE can sample (and
-translate) with the guest's regime still in force.
+What is wrong only on some CPUs: where the exception return to the host is a context
+synchronisation event (no FEAT_ExS, or SCTLR_EL2.EOS = 1), it synchronises the restored stage 1,
+MDCR_EL2 and PMSCR_EL1 together, and the restore's ISB is the review's habit, not a requirement:
+the suite passes that. On a FEAT_ExS CPU whose hypervisor leaves EOS = 0 (non-VHE Linux between a
+v7.0-cycle change and its 7.1 fix), nothing synchronises them before the host runs: PMSCR_EL1 may
+be in force before the host's translation and buffer ownership are.
 
 Why plausible: the review itself questioned this ISB ("I believe you can avoid that on VHE"); on
-nVHE, dropping it everywhere is a small step from there.
+nVHE, where the ERET synchronises, dropping it everywhere is a small step from there.
 
-Caught by RESTORE-ORDER: no ISB between the last write that gives the host back its translation
-and the write that turns sampling on.
+Caught by RESTORE-ORDER on the FEAT_ExS cells (no ISB between the writes restoring the host's
+translation and a return that does not synchronise); UNDEF shows the host's own accesses trapping.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ class Switch(S.ReferenceSwitch):
             return
         # MUTANT: no cpu.isb() here.
         cpu.msr("PMSCR_EL1", pmscr)
+
+    def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """Nothing: the exit relies on the return to the host to synchronise."""
+        # MUTANT: no cpu.isb() before the ERET on FEAT_ExS CPUs either.
 
 
 spekvm_adapter = Switch

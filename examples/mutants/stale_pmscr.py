@@ -9,8 +9,8 @@ Why plausible: it is what the RFC posted (later kernels add "Clear pmscr in case
 return"); the save area looks like a local variable, but it lives in the vcpu across runs.
 
 Caught by HOST-STATE (PMSCR_EL1 differs at the return) and LEAN (a PMSCR_EL1 write while the
-buffer is not live). The scripted cells miss it: their one run after the host disables its
-buffer uses a vcpu whose previous entry saved 0. The generated sequences find it.
+buffer is not live). The scripted cells find it (they re-enter vcpu 1 after the host disables its
+buffer), and so do the generated sequences.
 """
 
 from __future__ import annotations
