@@ -251,6 +251,7 @@ static inline u64 spekvm__run_guest(const struct spekvm_site *site, struct spekv
 #define SYS_PMSCR_EL1_E1SPE_SHIFT	1	/* PMSCR_EL1.E1SPE [1] */
 #define SYS_PMBLIMITR_EL1_E_SHIFT	0	/* PMBLIMITR_EL1.E [0] */
 #define SYS_PMBIDR_EL1_P_SHIFT		4	/* PMBIDR_EL1.P [4] */
+#define SYS_PMBSR_EL1_S_SHIFT		17	/* PMBSR_EL1.S [17] */
 #define ID_AA64DFR0_PMUVER_SHIFT	8	/* ID_AA64DFR0_EL1.PMUVer [11:8] */
 #define ID_AA64DFR0_PMSVER_SHIFT	32	/* ID_AA64DFR0_EL1.PMSVer [35:32] */
 

@@ -54,7 +54,7 @@ u64 run(struct spekvm_vcpu *vcpu)
 		write_sysreg(UL(1), bogus_el1);  /* unknown name here */
 		break;
 	case UNKNOWN_ENCODING:
-		read_sysreg_s(sys_reg(3, 0, 9, 9, 1));  /* unknown encoding here */
+		read_sysreg_s(sys_reg(3, 0, 9, 10, 2));  /* unknown encoding here */
 		break;
 	case BAD_DSB:
 		dsb(bogus);  /* bad dsb here */
@@ -467,7 +467,7 @@ def test_setup_and_run_round_trip(misbehave: CTarget) -> None:
 
 @pytest.mark.parametrize(("mode", "error", "text", "marker"), [
     (1, UnknownRegisterError, "Cannot access system register 'bogus_el1' because the model does not know it", "unknown name here"),
-    (2, UnknownRegisterError, "Cannot access system register S3_0_C9_C9_1 because the model does not know that encoding", "unknown encoding here"),
+    (2, UnknownRegisterError, "Cannot access system register S3_0_C9_C10_2 because the model does not know that encoding", "unknown encoding here"),
     (3, ModelError, "Cannot issue dsb 'bogus' because that is not a DSB option", "bad dsb here"),
 ])
 def test_model_errors_point_at_the_c_line(misbehave: CTarget, mode: int, error: type[Exception], text: str, marker: str) -> None:

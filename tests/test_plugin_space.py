@@ -15,16 +15,16 @@ from pytest_spekvm.target import load
 
 
 def test_full_space_cells() -> None:
-    """The full space has 2 x (1 + 5 x 2) x 8 plain cells and one all-flags cell per VHE x SPE x P: 198, all distinct."""
+    """The full space has 2 x (1 + 5 x 2) x 8 plain cells, one FEAT_ExS cell and one all-flags cell per VHE x SPE x P, and one no-EL3 cell per VHE x SPE: 232, all distinct."""
     cells = list(FULL_SPACE.cells())
-    assert 2 * 11 * len(PmuLevel) + 2 * 11 == len(cells) == len(set(cells)) == len({cell_id(c) for c in cells})
+    assert 2 * 11 * len(PmuLevel) + 2 * 11 * 2 + 2 * 6 == len(cells) == len(set(cells)) == len({cell_id(c) for c in cells})
     assert all(FULL_SPACE.contains(c) for c in cells)
 
 
 def test_no_flags_no_flag_cells() -> None:
     """A space without optional features has only the plain cells, none with a flag."""
     cells = list(FeatureSpace(flags=()).cells())
-    assert 2 * 11 * len(PmuLevel) == len(cells)
+    assert 2 * 11 * len(PmuLevel) == len(cells)  # no FEAT_ExS and no no-EL3 cells either: they carry flags
     assert not any(getattr(c, f) for c in cells for f in OPTIONAL_FLAGS)
 
 

@@ -108,6 +108,11 @@ static void __debug_save_spe_nvhe(u64 *pmscr_el1)
 	if (!(reg & BIT(SYS_PMBLIMITR_EL1_E_SHIFT)))
 		return;
 
+	/* The buffer stopped itself (full, or a fault): it collects nothing until the host restarts it. */
+	reg = read_sysreg_s(SYS_PMBSR_EL1);
+	if (reg & BIT(SYS_PMBSR_EL1_S_SHIFT))
+		return;
+
 	/* Sampling off, and synchronised, so no new record is collected... */
 	*pmscr_el1 = read_sysreg_s(SYS_PMSCR_EL1);
 	write_sysreg_s(0, SYS_PMSCR_EL1);
@@ -169,6 +174,11 @@ u64 __kvm_vcpu_run(struct spekvm_vcpu *vcpu)
 	__activate_vm(vcpu);
 	__sysreg_restore_guest_state(vcpu, vhe);
 
+	/*
+	 * With FEAT_ExS and SCTLR_EL2.EOS = 0 the ERET is not context synchronising: without this
+	 * isb the guest could start under the host's MDCR_EL2 (its SPE accesses not trapped).
+	 */
+	isb();
 	exit_code = spekvm_run_guest(vcpu);
 
 	__sysreg_save_guest_state(vcpu, vhe);
@@ -185,5 +195,7 @@ u64 __kvm_vcpu_run(struct spekvm_vcpu *vcpu)
 		__debug_restore_spe_nvhe(vcpu->host_debug_state.pmscr_el1);
 	}
 
+	/* Likewise before the ERET to the host: its MDCR_EL2 and stage 1 in force when it resumes. */
+	isb();
 	return exit_code;
 }

@@ -31,6 +31,11 @@ u64 __kvm_vcpu_run_late_drain(struct spekvm_vcpu *vcpu)
 	__activate_vm(vcpu);
 	__sysreg_restore_guest_state(vcpu, vhe);
 
+	/*
+	 * With FEAT_ExS and SCTLR_EL2.EOS = 0 the ERET is not context synchronising: without this
+	 * isb the guest could start under the host's MDCR_EL2 (its SPE accesses not trapped).
+	 */
+	isb();
 	exit_code = spekvm_run_guest(vcpu);
 
 	__sysreg_save_guest_state(vcpu, vhe);
@@ -42,5 +47,7 @@ u64 __kvm_vcpu_run_late_drain(struct spekvm_vcpu *vcpu)
 		__debug_restore_spe_nvhe(vcpu->host_debug_state.pmscr_el1);
 	}
 
+	/* Likewise before the ERET to the host: its MDCR_EL2 and stage 1 in force when it resumes. */
+	isb();
 	return exit_code;
 }

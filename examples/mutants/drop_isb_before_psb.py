@@ -1,6 +1,6 @@
 """Mutant: no ISB between turning sampling off and PSB CSYNC.
 
-What is wrong only on some CPUs: a PSB CSYNC synchronises the profiling operations of the
+What is wrong: only on some CPUs, a PSB CSYNC synchronises the profiling operations of the
 instructions before the last context synchronisation event (Arm ARM D17.9). Where the exception
 entry into EL2 is one (no FEAT_ExS, or SCTLR_EL2.EIS = 1), it already is that event, and EL2 never
 samples the host's EL1-owned buffer: this drain is then correct, and the suite passes it. On a

@@ -1,7 +1,7 @@
 """Mutant: the SPE restore runs before the host's system registers are back, and the exit relies
 on the return to the host to synchronise.
 
-What is wrong only on some CPUs: where the exception return to the host is a context
+What is wrong: only on some CPUs, where the exception return to the host is a context
 synchronisation event (no FEAT_ExS, or SCTLR_EL2.EOS = 1) the order of the exit's writes does
 not matter (PMSCR_EL1 does nothing at EL2, and the return puts everything in force together):
 the suite passes that. On a FEAT_ExS CPU whose hypervisor leaves EOS = 0, the host resumes with

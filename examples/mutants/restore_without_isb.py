@@ -1,6 +1,6 @@
 """Mutant: the exit has no ISB before host sampling resumes, on any CPU.
 
-What is wrong only on some CPUs: where the exception return to the host is a context
+What is wrong: only on some CPUs, where the exception return to the host is a context
 synchronisation event (no FEAT_ExS, or SCTLR_EL2.EOS = 1), it synchronises the restored stage 1,
 MDCR_EL2 and PMSCR_EL1 together, and the restore's ISB is the review's habit, not a requirement:
 the suite passes that. On a FEAT_ExS CPU whose hypervisor leaves EOS = 0 (non-VHE Linux between a
