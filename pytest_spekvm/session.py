@@ -114,16 +114,19 @@ class SpekvmSession:
     def _check_cell(self, rule_id: str, cell: Features, nodeid: str) -> None:
         rule = self.rules[rule_id]
         replay = self.replay_hint(nodeid, scripted=True)
+        # One check per cell, as one test: failed if any adversary's run fails the rule.
         failed: tuple[Judgement, CellOutcome] | None = None
+        exercised = False
         for outcome in self.cell_outcomes(cell):
             if outcome.failure is not None:
                 self.verdicts.record(rule_id, exercised=False, failed=True)
                 raise SpekvmFailure(format_adapter_failure(outcome.failure, cell, outcome.run, replay))
             assert outcome.run is not None
             judgement = rule.judge(outcome.run.system.cpu.trace, cell)
-            self.verdicts.record(rule_id, judgement.exercised, bool(judgement.violations))
+            exercised = exercised or judgement.exercised
             if judgement.violations and failed is None:
                 failed = (judgement, outcome)
+        self.verdicts.record(rule_id, exercised, failed is not None)
         if failed is not None:
             judgement, outcome = failed
             assert outcome.run is not None

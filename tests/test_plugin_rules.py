@@ -16,9 +16,9 @@ def test_reference_passes_every_rule(spekvm_pytester: pytest.Pytester) -> None:
     """The whole default run against the reference passes, and every rule is passed and exercised, none left
     never exercised or not run."""
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=len(RULE_IDS) * 199)
+    result.assert_outcomes(passed=len(RULE_IDS) * 233)
     result.stdout.fnmatch_lines(["=* spekvm verdicts for reference =*"])
-    result.stdout.fnmatch_lines([f"{rule} * passed (199 checks, * exercised it) *" for rule in RULE_IDS])
+    result.stdout.fnmatch_lines([f"{rule} * passed (* checks, * exercised it) *" for rule in RULE_IDS])
     for word in ("NEVER EXERCISED", "FAILED", "not run", " 0 exercised"):
         result.stdout.no_fnmatch_line(f"*{word}*")
 
@@ -78,7 +78,8 @@ BROKEN = {
 """,
     # No drain before the guest's translation goes in.
     "DRAIN-ORDER": run(save="            pass"),
-    # Sampling back on before the host's stage 1 is restored.
+    # Sampling back on before the host's stage 1 is restored, relying on a return to the host
+    # that, on FEAT_ExS CPUs under the default choices, does not synchronise.
     "RESTORE-ORDER": run(early_restore="        if nvhe:\n" + RESTORE, restore="            pass"),
     # Sampling never turned back on.
     "HOST-STATE": run(restore="            pass"),
@@ -128,14 +129,16 @@ def test_broken_adapter_is_caught(spekvm_pytester: pytest.Pytester, rule: str) -
     spekvm_pytester.makepyfile(broken=HEADER + BROKEN[rule] + FOOTER)
     suite_test = SUITE_TEST[rule]
     name = suite_test.partition("::")[2]
-    # The 22 cells with PMUv3p1: VHE or not, every SPE level, PMBIDR_EL1.P 0 or 1.
-    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=broken.py", "-k", f"{name} and not sequences and pmuv3p1")
+    # The 22 cells with PMUv3p1 (VHE or not, every SPE level, PMBIDR_EL1.P 0 or 1), or, for a
+    # mistake that shows only where the return to the host does not synchronise, the FEAT_ExS cells.
+    cells = "exs" if rule == "RESTORE-ORDER" else "pmuv3p1"
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=broken.py", "-k", f"{name} and not sequences and {cells}")
     outcomes = result.parseoutcomes()
     assert outcomes["failed"] >= 1
     result.stdout.fnmatch_lines([
         f"RULE {rule} violated on features: *",
-        f"{rule} * FAILED ({outcomes['failed']} of 22 checks) *",
-        f"FAILED {suite_test}[[]*pmuv3p1[]] - RULE *",
+        f"{rule} * FAILED (* of * checks) *",
+        f"FAILED {suite_test}[[]*{cells}[]] - RULE *",
     ])
     assert "Traceback" not in result.stdout.str()
 
@@ -153,7 +156,7 @@ def pytest_spekvm_narrow_features(config, space):
 
 @pytest.mark.parametrize(
     ("result", "shown", "prefix", "count"),
-    [("FeatureSpace(vhe={False})", "{nVHE}", "nvhe-", 99), ("None", "{nVHE,VHE}", "", 198)],
+    [("FeatureSpace(vhe={False})", "{nVHE}", "nvhe-", 116), ("None", "{nVHE,VHE}", "", 232)],
     ids=["nvhe-only", "unchanged"],
 )
 def test_narrow_features(spekvm_pytester: pytest.Pytester, result: str, shown: str, prefix: str, count: int) -> None:
@@ -238,7 +241,7 @@ def test_added_rule_is_collected_and_judged(spekvm_pytester: pytest.Pytester) ->
 def test_project_rules_suite_absent_without_added_rules(spekvm_pytester: pytest.Pytester) -> None:
     """With no added rule, the project-rules suite is not collected at all."""
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-q")
-    result.stdout.fnmatch_lines([f"{len(RULE_IDS) * 199} tests collected in *"])
+    result.stdout.fnmatch_lines([f"{len(RULE_IDS) * 233} tests collected in *"])
     result.stdout.no_fnmatch_line("*test_project_rules.py*")
 
 

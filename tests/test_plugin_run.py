@@ -90,7 +90,9 @@ def test_report_header(spekvm_pytester: pytest.Pytester, profile: str, shown: st
     result.stdout.fnmatch_lines([
         "spekvm target: reference (reference) from pytest_spekvm.reference.switch (built in)",
         "spekvm feature space: {nVHE,VHE} x PMSVer {0,1,2,3,4,5} x PMBIDR.P {0,1} x PMU {NONE,V3,V3P1,V3P4,V3P5,V3P7,V3P8,V3P9}"
-        " x flags {debugv8p9,ebep,fgt,mtpmu,pmuv3_ss,spmu,step2,trbe,trf} (198 cells)",
+        " x EL3 {0,1} x flags {debugv8p9,ebep,ecv,exs,fgt,mtpmu,pmuv3_ss,spe_ernd,spmu,step2,trbe,trf} (232 cells)",
+        "spekvm implementation choices: sctlr_el2_eis=False, sctlr_el2_eos=False, boot_writes_pmscr_el2=True",
+        "spekvm adversaries: scripted cells under worst-case, holding, split; generated sequences draw every timing choice",
         shown,
     ])
 
@@ -104,7 +106,8 @@ def test_verdict_table_counts_failures(nodrain: pytest.Pytester) -> None:
         "RES0 * correctness  not run *",
         "DRAIN-ORDER * correctness  FAILED (5 of 22 checks) * Before the live buffer's translation changes*",
         "LEAN * lean  * not run *",
-        "feature combinations exercised: 22; PMBIDR_EL1.P {0, 1}; PMSVer {0, 1, 2, 3, 4, 5}; PMU {V3P1}; VHE {False, True}",
+        "feature combinations exercised: 22; EL3 {True}; FEAT_ExS {False}; PMBIDR_EL1.P {0, 1}; PMSVer {0, 1, 2, 3, 4, 5};"
+        " PMU {V3P1}; VHE {False, True}",
     ])
 
 
@@ -114,7 +117,7 @@ def test_verdict_table_never_exercised(spekvm_pytester: pytest.Pytester) -> None
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=vhe_only.py", *DRAIN_CELLS)
     result.assert_outcomes(passed=11)
     result.stdout.fnmatch_lines([
-        "spekvm feature space: {VHE} x *(99 cells)",
+        "spekvm feature space: {VHE} x *(116 cells)",
         "DRAIN-ORDER * correctness  NEVER EXERCISED (11 checks) *",
     ])
     result.stdout.no_fnmatch_line("DRAIN-ORDER * passed *")
@@ -141,12 +144,12 @@ def test_k_selects_one_rule(spekvm_pytester: pytest.Pytester, keyword: str, pref
     """-k with a rule id (or a test name) selects that rule's cells and its sequences, nothing else."""
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-q", "-k", keyword)
     ids = collected(result)
-    assert 199 == len(ids)
+    assert 233 == len(ids)
     assert [] == [i for i in ids if not i.startswith(prefix)]
     assert f"{prefix}_sequences" in ids
 
 
-@pytest.mark.parametrize(("expression", "count", "lean"), [("lean", 199, True), ("not lean", 1592, False)])
+@pytest.mark.parametrize(("expression", "count", "lean"), [("lean", 233, True), ("not lean", 1864, False)])
 def test_m_lean(spekvm_pytester: pytest.Pytester, expression: str, count: int, lean: bool) -> None:
     """-m lean selects exactly the LEAN checks, -m "not lean" the correctness ones."""
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-q", "-m", expression)
@@ -159,7 +162,7 @@ def test_lf_reruns_only_the_failed_cells(nodrain: pytest.Pytester) -> None:
     """--lf runs again exactly the cells that failed, by their node ids."""
     nodrain.runpytest(NODRAIN_TARGET, *DRAIN_CELLS).assert_outcomes(failed=5, passed=17)
     result = nodrain.runpytest(NODRAIN_TARGET, "--lf")
-    result.assert_outcomes(failed=5, deselected=1786)
+    result.assert_outcomes(failed=5, deselected=2092)
     result.stdout.fnmatch_lines(["run-last-failure: rerun previous 5 failures"])
 
 
@@ -199,8 +202,9 @@ def test_failure_text_and_replay(nodrain: pytest.Pytester) -> None:
     result.assert_outcomes(failed=1)
     expected = [
         "RULE DRAIN-ORDER violated on features: nVHE, FEAT_SPE (PMSVer=1), no PMUv3",
-        "  Before the live buffer's translation changes: sampling off, ISB, PSB CSYNC, DSB",
-        "  at #*: no msr PMSCR_EL1 clearing E0SPE and E1SPE, before the msr HCR_EL2 <- * changed the translation of the host's live buffer*",
+        "  under the worst-case adversary *",
+        "  Before the live buffer's translation changes or it stops: a CSE at EL2, PSB CSYNC, a full DSB; the guest starts with profiling off",
+        "  at #*: no PSB CSYNC after the exception entry at #*, before the msr HCR_EL2 <- * while the host's buffer was live*",
         "  why: *",
         "steps:",
         "  1. run vcpu 0: guest runs code (1 samples)",
@@ -212,7 +216,7 @@ def test_failure_text_and_replay(nodrain: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(expected)
     assert_no_traceback(result)
     again = nodrain.runpytest(*replay_args(result))
-    again.assert_outcomes(failed=1, deselected=1790)
+    again.assert_outcomes(failed=1, deselected=2096)
     again.stdout.fnmatch_lines(expected)
 
 
@@ -223,7 +227,7 @@ def test_node_ids_select_within_the_suites(nodrain: pytest.Pytester) -> None:
         NODRAIN_TARGET, "test_mine.py", "test_res0.py::test_res0[nvhe-spe1-pmunone]",
         "test_ordering.py::test_drain_order[nvhe-spe2-pmuv3]", "test_lean.py::test_lean",
     )
-    result.assert_outcomes(passed=1 + 1 + 198, failed=1, deselected=1791 - 1 - 1 - 198)
+    result.assert_outcomes(passed=1 + 1 + 232, failed=1, deselected=2097 - 1 - 1 - 232)
 
 
 REPLAY_ONLY = """
@@ -251,12 +255,12 @@ def test_sequence_failure_replays_from_the_database(nodrain: pytest.Pytester) ->
 
     nodrain.makeconftest(REPLAY_ONLY)
     replayed = nodrain.runpytest(*replay_args(first), "--hypothesis-profile=replay-only")
-    replayed.assert_outcomes(failed=1, deselected=1790)
+    replayed.assert_outcomes(failed=1, deselected=2096)
     replayed.stdout.fnmatch_lines([features])
 
     shutil.rmtree(nodrain.path / ".hypothesis")
     anywhere = nodrain.runpytest(*replay_args(first), "--hypothesis-profile=replay-only", reproduce)
-    anywhere.assert_outcomes(failed=1, deselected=1790)
+    anywhere.assert_outcomes(failed=1, deselected=2096)
     anywhere.stdout.fnmatch_lines([features])
 
 

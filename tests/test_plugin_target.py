@@ -443,7 +443,7 @@ def test_readme_adapter_example(spekvm_pytester: pytest.Pytester) -> None:
     broken.assert_outcomes(failed=1)
     broken.stdout.fnmatch_lines([
         "RULE DRAIN-ORDER violated on features: nVHE, FEAT_SPE (PMSVer=1), no PMUv3",
-        "  at #*: no PSB CSYNC between the ISB at #* and the dsb nsh at #*, before the msr HCR_EL2 <- 0x8008003b *",
+        "  at #*: no PSB CSYNC after the exception entry at #*, before the msr HCR_EL2 <- 0x8008003b *",
         "replay: pytest --spekvm-target=my_switch_broken.py 'test_ordering.py::test_drain_order[[]nvhe-spe1-pmunone[]]' *",
     ])
 
