@@ -69,14 +69,28 @@ class SpekvmSession:
     rules: dict[str, Rule]
     timeout: float = 10.0
     reproduce: tuple[str, bytes] | None = None  # --spekvm-reproduce: (hypothesis version, blob)
+    # False when the user chose the budget (--hypothesis-profile, a profile their conftest loaded,
+    # or the CI profile); hypothesis' verbosity and explain options do not choose a budget.
+    fast_default: bool = True
+    explain: bool = False  # --hypothesis-explain
     verdicts: Verdicts = attrs.field(factory=Verdicts)
     _cells: dict[Features, CellOutcome] = attrs.field(factory=dict)
+    # The checks (node ids) that were given a cell's failed outcome: when one of them runs again
+    # (a rerun), the cell is run again rather than failing from the cache.
+    _failure_seen_by: dict[Features, set[str]] = attrs.field(factory=dict)
 
     # ------------------------------------------------------------------------ scripted cells
 
-    def cell_outcome(self, cell: Features) -> CellOutcome:
-        """Run the scripted scenario on `cell` with the worst-case chooser, once per session."""
+    def cell_outcome(self, cell: Features, check: str = "") -> CellOutcome:
+        """Run the scripted scenario on `cell` with the worst-case chooser, once per session; a failed
+        run is run again when a check that already saw it runs again (pytest-rerunfailures)."""
         outcome = self._cells.get(cell)
+        if outcome is not None and outcome.failure is not None:
+            seen = self._failure_seen_by.setdefault(cell, set())
+            if check and check in seen:
+                outcome = None
+                seen.clear()
+            seen.add(check)
         if outcome is None:
             run: Run | None = None
             try:
@@ -86,6 +100,7 @@ class SpekvmSession:
                 outcome = CellOutcome(run, None)
             except AdapterFailure as failure:
                 outcome = CellOutcome(run, failure)
+                self._failure_seen_by[cell] = {check}
             self._cells[cell] = outcome
             self.verdicts.saw(cell)
         return outcome
@@ -100,28 +115,24 @@ class SpekvmSession:
 
     def _check_cell(self, rule_id: str, cell: Features, nodeid: str) -> None:
         rule = self.rules[rule_id]
-        outcome = self.cell_outcome(cell)
+        outcome = self.cell_outcome(cell, nodeid)
         replay = self.replay_hint(nodeid, scripted=True)
         if outcome.failure is not None:
-            self.verdicts.record(rule_id, exercised=False, failed=True)
+            self.verdicts.record(rule_id, exercised=False, failed=True, check=nodeid)
             raise SpekvmFailure(format_adapter_failure(outcome.failure, cell, outcome.run, replay))
         assert outcome.run is not None
         judgement = rule.judge(outcome.run.system.cpu.trace, cell)
-        self.verdicts.record(rule_id, judgement.exercised, bool(judgement.violations))
+        self.verdicts.record(rule_id, judgement.exercised, bool(judgement.violations), check=nodeid)
         if judgement.violations:
             raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay))
 
     # ------------------------------------------------------------------ generated sequences
 
-    @staticmethod
-    def profile_chosen() -> bool:
-        """Whether a hypothesis profile other than 'default' is loaded (--hypothesis-profile, or CI)."""
-        return settings.get_current_profile_name() != "default"
-
     def hypothesis_settings(self) -> settings:
-        """The loaded hypothesis profile, or the fast default when none was chosen."""
-        if self.profile_chosen():
+        """The loaded hypothesis profile, or the fast default when the user chose no budget."""
+        if not self.fast_default:
             return settings(settings.default, deadline=None, print_blob=True)
+        phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
         # deadline=None: a slow machine must never fail a conformance check (speed is measured
         # by the benchmarks, not asserted by tests).
         return settings(
@@ -132,8 +143,8 @@ class SpekvmSession:
             print_blob=True,  # the failure report carries a @reproduce_failure line: replayable anywhere
             # The explain phase replays the shrunk example many times over to annotate it; for
             # a stateful run that costs far more than the shrink itself, so the fast default
-            # leaves it to the thorough profile.
-            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+            # runs it only when asked (--hypothesis-explain).
+            phases=[*phases, Phase.explain] if self.explain else phases,
         )
 
     def explore(self, rule_id: str, nodeid: str = "") -> None:
@@ -147,15 +158,15 @@ class SpekvmSession:
         try:
             run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
         except _Hung as hung:
-            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
+            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True, check=nodeid)
             msg = f"{hung}\n{HUNG_NOTE}"
             raise SpekvmFailure(msg) from None
         except BaseException:
-            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
+            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True, check=nodeid)
             raise
         finally:
             self.verdicts.seconds += time.perf_counter() - started
-        self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False)
+        self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False, check=nodeid)
 
     def replay_hint(self, nodeid: str, scripted: bool) -> str:
         """How to run this check again."""
