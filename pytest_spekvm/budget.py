@@ -13,7 +13,7 @@ Nothing here imports hypothesis unless a target is given.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -39,12 +39,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CHOSEN] = profile != "default"
 
 
-def budget_of(config: pytest.Config) -> dict[str, bool]:
-    """The session's budget arguments: whether the fast default applies, and whether to explain failures."""
-    return {
-        "fast_default": not config.stash.get(_CHOSEN, False),
-        "explain": bool(config.getoption("hypothesis_explain", False)),
-    }
+def budget_of(config: pytest.Config) -> tuple[bool, bool]:
+    """Whether the fast default applies, and whether to explain failures (--hypothesis-explain)."""
+    return not config.stash.get(_CHOSEN, False), bool(config.getoption("hypothesis_explain", False))
+
+
+EVENT_WIDTH = 120
+"""Events longer than this are cut: hypothesis describes a retried rule draw with the repr of every rule."""
+
+
+def _shorten_events(stats: dict[str, Any]) -> None:
+    for key, phase in stats.items():
+        if not (key.endswith("-phase") and isinstance(phase, dict)):
+            continue
+        for case in phase.get("test-cases", ()):
+            events = case.get("events") if isinstance(case, dict) else None
+            if isinstance(events, list):
+                case["events"] = [e if len(str(e)) <= EVENT_WIDTH else f"{str(e)[:EVENT_WIDTH - 3]}..." for e in events]
 
 
 def _uses_spekvm(item: pytest.Item) -> bool:
@@ -61,10 +72,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
     def note(stats: dict[str, Any]) -> None:
         stats["nodeid"] = item.nodeid
-        described = describe_statistics(stats)
+        _shorten_events(stats)
+        described = describe_statistics(cast(Any, stats))
         previous = getattr(item, "hypothesis_statistics", "")
         item.hypothesis_statistics = f"{previous}\n\n{described}" if previous else described  # type: ignore[attr-defined]
 
     callback: Callable[[dict[str, Any]], None] = note
-    with collector.with_value(callback):
+    with cast(Any, collector).with_value(callback):
         return (yield)

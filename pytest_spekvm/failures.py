@@ -13,8 +13,7 @@ intact and the short test summary (`-rf`, `-q`) shows its first line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator
 
 import pytest
 
@@ -70,7 +69,9 @@ def failure_text(exc: BaseException, style: str) -> str | None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A rule violation reads as the rule's report, not as a traceback through the plugin."""
     report = yield
     if call.excinfo is None or not report.failed:

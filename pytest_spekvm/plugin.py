@@ -258,9 +258,10 @@ def pytest_configure(config: pytest.Config) -> None:
     rules = {r.id: r for r in (*RULES, *_extra_rules(config))}
     space = _space(config, target)
     _smoke(target, space, timeout)
+    fast_default, explain = budget_of(config)
     config.stash[SESSION_KEY] = SpekvmSession(
         target=target, space=space, rules=rules, timeout=timeout, reproduce=reproduce,
-        **budget_of(config),
+        fast_default=fast_default, explain=explain,
     )
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         _add_suites(config)

@@ -33,9 +33,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     if session_of(config) is None or config.getvalue("dist") != "load":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
-    class CellScheduling(LoadScopeScheduling):  # type: ignore[misc]
+    class CellScheduling(LoadScopeScheduling):  # type: ignore[misc, unused-ignore]
         """Load scheduling by unit of work: a cell's tests, or a single test."""
 
         def _split_scope(self, nodeid: str) -> str:
