@@ -9,8 +9,10 @@ import re
 import pytest
 from test_plugin_run import DRAIN_CELLS, NODRAIN, NODRAIN_TARGET
 
+from pytest_spekvm.failures import failure_text
 from pytest_spekvm.plugin import TARGET_OPTION
-from pytest_spekvm.xdist_cells import cell_scope
+from pytest_spekvm.session import SpekvmFailure
+from pytest_spekvm.xdist_cells import cell_scope, pytest_xdist_make_scheduler
 
 PROJECT_TESTS = "def test_one():\n    pass\n\ndef test_two():\n    pass\n\ndef test_three():\n    pass\n"
 ONE_CELL = ("-k", "test_res0 and not sequences and nvhe-spe1-pmuv3p1")
@@ -297,3 +299,21 @@ def test_xdist_runs_each_cell_once(spekvm_pytester: pytest.Pytester) -> None:
     serial.assert_outcomes(passed=198)
     parallel.assert_outcomes(passed=198)
     assert steps(serial) == steps(parallel)
+
+
+def test_other_distributions_are_left_to_xdist(spekvm_pytester: pytest.Pytester) -> None:
+    """Without a target, or with a distribution other than xdist's default, the plugin makes no scheduler."""
+    without_target = spekvm_pytester.parseconfigure("-p", "no:cacheprovider")
+    assert None is pytest_xdist_make_scheduler(without_target, None)
+    loadfile = spekvm_pytester.parseconfigure(f"{TARGET_OPTION}=reference", "-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider")
+    assert None is pytest_xdist_make_scheduler(loadfile, None)
+
+
+def test_a_group_of_failures_reads_as_their_reports() -> None:
+    """When hypothesis finds several distinct failures, the report lists each, in the chosen --tb style."""
+    first, second = SpekvmFailure("RULE A violated\nsteps:\n  1. x\nreplay: a"), SpekvmFailure("RULE B violated\nreplay: b")
+    second.add_note("Falsifying example: y")
+    group = ExceptionGroup("two", [first, second])
+    assert "RULE A violated\nreplay: a\n\nRULE B violated\nreplay: b" == failure_text(group, "short")
+    assert "RULE A violated\nsteps:\n  1. x\nreplay: a\n\nRULE B violated\nreplay: b\nFalsifying example: y" == failure_text(group, "long")
+    assert None is failure_text(ExceptionGroup("mixed", [first, ValueError("no")]), "long")
