@@ -9,7 +9,7 @@ worst-case chooser on every discrete cell of the feature space) and says how man
 runs the rule's generated-sequence check (`pytest --spekvm-target=MUTANT
 test_FAMILY.py::test_RULE_sequences`) in this process, once per seed (`--hypothesis-seed=0..N-1`),
 with the suites' fast default (40 examples of 12 steps) and, where that missed for some seed,
-with the 'thorough' profile (400 examples of 40 steps); each is changed only to stop at the
+with the budget of the 'spekvm-thorough' profile (400 examples of 40 steps); each is changed only to stop at the
 first failure: no shrinking and no example database. Hypothesis plans its generation by the
 number of examples it may run, so a budget changes which examples come first: each budget is
 measured as it is.
@@ -47,7 +47,7 @@ from pytest_spekvm.target import Target, load
 
 MUTANTS_DIR = Path(__file__).resolve().parent.parent / "examples" / "mutants"
 BUDGETS = {
-    # name: (examples, steps per example), as the suites' fast default and the 'thorough' profile
+    # name: (examples, steps per example), as the suites' fast default and the 'spekvm-thorough' profile
     "default": (FAST_EXAMPLES, STEPS_PER_EXAMPLE),
     "thorough": (400, 40),
 }

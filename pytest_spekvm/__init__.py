@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
-from .reference.contract import WorldSwitch
-from .reference.cpu import CPU
-from .reference.features import Features, PmuLevel, SpeLevel
-from .reference.system import Choices
-from .reference.vcpu import ExitReason, GuestAccess, GuestCode, GuestExit, Vcpu
-from .rules import RULES, Judgement, Rule, Severity, Violation
-from .session import SpekvmSession
-from .space import FeatureSpace
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The names below are imported when first used: pytest imports this package (for its plugin) in
+# every run of an environment where it is installed, and only a run with a target needs the model,
+# the rules and hypothesis.
+if TYPE_CHECKING:
+    from .reference.contract import WorldSwitch
+    from .reference.cpu import CPU
+    from .reference.features import Features, PmuLevel, SpeLevel
+    from .reference.system import Choices
+    from .reference.vcpu import ExitReason, GuestAccess, GuestCode, GuestExit, Vcpu
+    from .rules import RULES, Judgement, Rule, Severity, Violation
+    from .session import SpekvmSession
+    from .space import FeatureSpace
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "WorldSwitch": ".reference.contract",
+    "CPU": ".reference.cpu",
+    "Features": ".reference.features",
+    "PmuLevel": ".reference.features",
+    "SpeLevel": ".reference.features",
+    "Choices": ".reference.system",
+    "ExitReason": ".reference.vcpu",
+    "GuestAccess": ".reference.vcpu",
+    "GuestCode": ".reference.vcpu",
+    "GuestExit": ".reference.vcpu",
+    "Vcpu": ".reference.vcpu",
+    "RULES": ".rules",
+    "Judgement": ".rules",
+    "Rule": ".rules",
+    "Severity": ".rules",
+    "Violation": ".rules",
+    "SpekvmSession": ".session",
+    "FeatureSpace": ".space",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use."""
+    module = _WHERE.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CPU",

@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import importlib
 import importlib.util
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
 import pytest
-from hypothesis import settings
 
 from . import hookspecs
-from .reference.chooser import ADVERSARIES, WorstCaseChooser
-from .reference.system import Choices
-from .rules import RULES, Rule, Severity
-from .scenario import SCRIPT, AdapterFailure, Run
-from .session import SpekvmFailure, SpekvmSession
-from .space import FeatureSpace, cell_id
-from .target import Target, TargetError, entry_points, load
+
+# This module is imported in every pytest run of an environment where the package is installed,
+# whether or not a target is given: it imports nothing beyond pytest and the standard library.
+# The model, the rules and hypothesis are imported when a target is (or a suite file is collected).
+if TYPE_CHECKING:
+    from .rules import Rule
+    from .session import SpekvmSession
+    from .space import FeatureSpace
+    from .target import Target
+
+pytest_plugins = ["pytest_spekvm.budget", "pytest_spekvm.failures", "pytest_spekvm.xdist_cells"]
 
 TARGET_OPTION = "--spekvm-target"
 LIST_TARGETS_OPTION = "--spekvm-list-targets"
@@ -31,10 +33,11 @@ TIMEOUT_OPTION = "--spekvm-timeout"
 REPRODUCE_OPTION = "--spekvm-reproduce"
 MAX_TIMEOUT = 86400.0
 """The longest --spekvm-timeout, a day: beyond it, 0 (no limit) says what is meant."""
-_BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
+LEAN_MARKER = "spekvm_lean"
 
 
-@attrs.frozen
+# dataclasses, not attrs: pytest has imported dataclasses already, attrs would cost every pytest run.
+@dataclasses.dataclass(frozen=True)
 class Option:
     """One option, declared once: its command-line flag, ini twin, environment twin and default."""
 
@@ -60,8 +63,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
-SESSION_KEY = pytest.StashKey[SpekvmSession]()
+SESSION_KEY = pytest.StashKey["SpekvmSession"]()
 SELECTORS_KEY = pytest.StashKey[list[tuple[Path, str]]]()
+
+
 def _suites_dir() -> Path:
     spec = importlib.util.find_spec("pytest_spekvm.suites")
     assert spec is not None, "pytest_spekvm.suites is part of the package"
@@ -71,10 +76,6 @@ def _suites_dir() -> Path:
 
 SUITES_DIR = _suites_dir()
 """Where the shipped conformance suites are, whether installed or in a checkout."""
-
-# Hypothesis profiles: hypothesis' own "default" gives way to the fast default of the suites,
-# its built-in "ci" is used as it is, and "thorough" is ours.
-settings.register_profile("thorough", max_examples=400, stateful_step_count=40, deadline=None, print_blob=True)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -130,6 +131,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """--spekvm-list-targets: print the targets and exit."""
     if not config.getoption("spekvm_list_targets", False):
         return None
+    from .target import entry_points
+
     print("spekvm targets:")
     print("  reference            the built-in reference switch (pytest_spekvm.reference.switch)")
     for name, ep in sorted(entry_points().items()):
@@ -143,6 +146,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 @pytest.hookimpl(trylast=True)
 def pytest_spekvm_make_target(config: pytest.Config, spec: str) -> Target:
     """The default target factory: 'reference', an entry point, a dotted module or a .py path."""
+    from .target import load
+
     return load(spec, _timeout(config))
 
 
@@ -176,6 +181,8 @@ def _reproduce(config: pytest.Config) -> tuple[str, bytes] | None:
 
 
 def _extra_rules(config: pytest.Config) -> list[Rule]:
+    from .rules import RULES, Rule
+
     extra: list[Rule] = []
     known = {r.id for r in RULES}
     for result in config.hook.pytest_spekvm_add_rules(config=config):
@@ -192,6 +199,8 @@ def _extra_rules(config: pytest.Config) -> list[Rule]:
 
 
 def _space(config: pytest.Config, target: Target) -> FeatureSpace:
+    from .space import FeatureSpace
+
     space = target.space
     # pluggy leaves out the None results (hookspec: "return None to leave it as it is").
     for narrowed in config.hook.pytest_spekvm_narrow_features(config=config, space=space):
@@ -208,6 +217,9 @@ def _space(config: pytest.Config, target: Target) -> FeatureSpace:
 
 def _smoke(target: Target, space: FeatureSpace, timeout: float) -> None:
     """One setup and one run on the first cell: an adapter that cannot do even that is misused, not tested."""
+    from .reference.chooser import WorstCaseChooser
+    from .scenario import SCRIPT, AdapterFailure, Run
+
     cell = next(iter(space.cells()))
     try:
         run = Run.start(target, cell, WorstCaseChooser(), timeout)
@@ -217,13 +229,23 @@ def _smoke(target: Target, space: FeatureSpace, timeout: float) -> None:
         raise pytest.UsageError(msg) from None
 
 
+def target_given(config: pytest.Config) -> bool:
+    """Whether this run checks a target (and is not only listing the installed ones)."""
+    return bool(_target_spec(config)) and not config.getoption("spekvm_list_targets", False)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Load and validate the target once; point collection at the shipped suites."""
+    """Load and validate the target once; add the shipped suites to what pytest collects."""
     config.addinivalue_line("markers", "spekvm: a conformance check of pytest-spekvm")
-    config.addinivalue_line("markers", "lean: a LEAN check (the review's cost remarks), not a correctness one")
-    spec = _target_spec(config)
-    if not spec or config.getoption("spekvm_list_targets", False):
+    if not target_given(config):
         return
+    config.addinivalue_line("markers", f"{LEAN_MARKER}: a LEAN check of pytest-spekvm (the review's cost remarks), not a correctness one")
+    from .budget import budget_of
+    from .rules import RULES
+    from .session import SpekvmSession
+    from .target import Target, TargetError
+
+    spec = _target_spec(config)
     timeout = _timeout(config)
     try:
         target = config.hook.pytest_spekvm_make_target(config=config, spec=spec)
@@ -236,13 +258,23 @@ def pytest_configure(config: pytest.Config) -> None:
     rules = {r.id: r for r in (*RULES, *_extra_rules(config))}
     space = _space(config, target)
     _smoke(target, space, timeout)
+    fast_default, explain = budget_of(config)
     config.stash[SESSION_KEY] = SpekvmSession(
-        target=target, space=space, rules=rules, timeout=timeout, reproduce=reproduce
+        target=target, space=space, rules=rules, timeout=timeout, reproduce=reproduce,
+        fast_default=fast_default, explain=explain,
     )
     if config.args_source != pytest.Config.ArgsSource.ARGS:
-        config.args = [str(SUITES_DIR)]
+        _add_suites(config)
     else:
         _select_in_suites(config)
+
+
+def _add_suites(config: pytest.Config) -> None:
+    """No paths given: pytest collects its testpaths or the current directory, and the suites besides."""
+    args = list(config.args)
+    if not any(SUITES_DIR.is_relative_to(Path(arg).resolve()) for arg in args if Path(arg).exists()):
+        args.append(str(SUITES_DIR))
+    config.args = args
 
 
 def _suite_selector(arg: str, config: pytest.Config) -> tuple[Path, str] | None:
@@ -298,6 +330,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     session = session_of(config)
     if session is None:
         return None
+    import attrs
+    from hypothesis import settings
+
+    from .reference.chooser import ADVERSARIES
+    from .reference.system import Choices
+
     target = session.target
     version = f" {target.version}" if target.version else ""
     return [
@@ -309,7 +347,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         + ", ".join(a.name for a in ADVERSARIES)
         + "; generated sequences draw every timing choice",
         f"spekvm hypothesis profile: {settings.get_current_profile_name()}"
-        + ("" if session.profile_chosen() else " (suites use their fast default; choose with --hypothesis-profile)"),
+        + (" (suites use their fast default; choose with --hypothesis-profile)" if session.fast_default else ""),
     ]
 
 
@@ -324,8 +362,12 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     """Leave out the project-rules suite when no plugin or conftest added a rule."""
     if collection_path.name == "test_project_rules.py" and _is_suite(collection_path):
         session = session_of(config)
+        if session is None:
+            return True
+        from .rules import RULES
+
         builtin = {r.id for r in RULES}
-        if session is None or all(rule_id in builtin for rule_id in session.rules):
+        if all(rule_id in builtin for rule_id in session.rules):
             return True
     return None
 
@@ -355,9 +397,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`spekvm_cell` runs over every discrete cell of the feature space; `spekvm_project_rule` over added rules."""
     session = session_of(metafunc.config)
     if "spekvm_cell" in metafunc.fixturenames:
+        from .space import cell_id
+
         cells = list(session.space.cells()) if session is not None else []
         metafunc.parametrize("spekvm_cell", cells, ids=[cell_id(c) for c in cells])
     if "spekvm_project_rule" in metafunc.fixturenames:
+        from .rules import RULES
+
         builtin = {r.id for r in RULES}
         extra = [r for r in session.rules.values() if r.id not in builtin] if session is not None else []
         metafunc.parametrize("spekvm_project_rule", [r.id for r in extra], ids=[r.id for r in extra])
@@ -384,9 +430,13 @@ def _rule_of(item: pytest.Item) -> str:
 # tryfirst: the markers and keywords must be there before -m and -k deselect by them.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark suite items `spekvm` and LEAN ones `lean` (-m), give them their rule id as a keyword (-k DRAIN-ORDER),
+    """Mark suite items `spekvm` and LEAN ones `spekvm_lean` (-m), give them their rule id as a keyword (-k DRAIN-ORDER),
     and keep only the suite tests that node-id arguments named."""
     session = session_of(config)
+    if session is None and not any(_is_suite(item.path) for item in items):
+        return
+    from .rules import Severity
+
     selectors = config.stash.get(SELECTORS_KEY, [])
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
@@ -397,7 +447,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if rule is not None:
                 item.extra_keyword_matches.add(rule.id)
             if rule is not None and rule.severity is Severity.LEAN:
-                item.add_marker(pytest.mark.lean)
+                item.add_marker(LEAN_MARKER)
             if selectors and not _selected(item, selectors):
                 dropped.append(item)
                 continue
@@ -405,33 +455,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         items[:] = kept
         config.hook.pytest_deselected(items=dropped)
-
-
-def _failure_text(exc: BaseException) -> str | None:
-    """The report of a SpekvmFailure (or a group of them): message, then hypothesis' notes."""
-    if isinstance(exc, SpekvmFailure):
-        lines = [str(exc), *getattr(exc, "__notes__", [])]
-        found = _BLOB.search("\n".join(lines))
-        if found:
-            lines.append(f"replay anywhere: add {REPRODUCE_OPTION}={found[1]}:{found[2]} to the command above")
-        return "\n".join(lines)
-    if isinstance(exc, BaseExceptionGroup):
-        parts = [_failure_text(e) for e in exc.exceptions]
-        if all(parts):
-            notes = getattr(exc, "__notes__", [])
-            return "\n\n".join([*(p for p in parts if p), *notes])
-    return None
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A rule violation reads as the rule's report, not as a traceback through the plugin."""
-    report = yield
-    if call.excinfo is not None and report.failed:
-        text = _failure_text(call.excinfo.value)
-        if text is not None:
-            report.longrepr = text
-    return report
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -69,17 +69,31 @@ class SpekvmSession:
     rules: dict[str, Rule]
     timeout: float = 10.0
     reproduce: tuple[str, bytes] | None = None  # --spekvm-reproduce: (hypothesis version, blob)
+    # False when the user chose the budget (--hypothesis-profile, a profile their conftest loaded,
+    # or the CI profile); hypothesis' verbosity and explain options do not choose a budget.
+    fast_default: bool = True
+    explain: bool = False  # --hypothesis-explain
     verdicts: Verdicts = attrs.field(factory=Verdicts)
     _cells: dict[Features, tuple[CellOutcome, ...]] = attrs.field(factory=dict)
+    # The checks (node ids) that were given a cell's failed outcome: when one of them runs again
+    # (a rerun), the cell is run again rather than failing from the cache.
+    _failure_seen_by: dict[Features, set[str]] = attrs.field(factory=dict)
 
     # ------------------------------------------------------------------------ scripted cells
 
-    def cell_outcomes(self, cell: Features) -> tuple[CellOutcome, ...]:
-        """Run the scripted scenario on `cell` under each fixed adversary, once per session.
+    def cell_outcomes(self, cell: Features, check: str = "") -> tuple[CellOutcome, ...]:
+        """Run the scripted scenario on `cell` under each fixed adversary, once per session; a failed
+        run is run again when a check that already saw it runs again (pytest-rerunfailures).
 
         An adapter failure under one adversary ends the cell there: the same code would fail again.
         """
         outcomes = self._cells.get(cell)
+        if outcomes is not None and any(o.failure is not None for o in outcomes):
+            seen = self._failure_seen_by.setdefault(cell, set())
+            if check and check in seen:
+                outcomes = None
+                seen.clear()
+            seen.add(check)
         if outcomes is None:
             found: list[CellOutcome] = []
             # Without a usable buffer and without FEAT_ExS no timing choice is ever asked that
@@ -94,14 +108,15 @@ class SpekvmSession:
                     found.append(CellOutcome(run, None, adversary.name))
                 except AdapterFailure as failure:
                     found.append(CellOutcome(run, failure, adversary.name))
+                    self._failure_seen_by[cell] = {check}
                     break
             outcomes = self._cells[cell] = tuple(found)
             self.verdicts.saw(cell)
         return outcomes
 
-    def cell_outcome(self, cell: Features) -> CellOutcome:
+    def cell_outcome(self, cell: Features, check: str = "") -> CellOutcome:
         """The scripted scenario on `cell` under the worst-case adversary."""
-        return self.cell_outcomes(cell)[0]
+        return self.cell_outcomes(cell, check)[0]
 
     def check_cell(self, rule_id: str, cell: Features, nodeid: str = "") -> None:
         """Judge `rule_id` on the scripted scenario for `cell`; fail the test with a timeline if broken."""
@@ -117,16 +132,16 @@ class SpekvmSession:
         # One check per cell, as one test: failed if any adversary's run fails the rule.
         failed: tuple[Judgement, CellOutcome] | None = None
         exercised = False
-        for outcome in self.cell_outcomes(cell):
+        for outcome in self.cell_outcomes(cell, nodeid):
             if outcome.failure is not None:
-                self.verdicts.record(rule_id, exercised=False, failed=True)
+                self.verdicts.record(rule_id, exercised=False, failed=True, check=nodeid)
                 raise SpekvmFailure(format_adapter_failure(outcome.failure, cell, outcome.run, replay))
             assert outcome.run is not None
             judgement = rule.judge(outcome.run.system.cpu.trace, cell)
             exercised = exercised or judgement.exercised
             if judgement.violations and failed is None:
                 failed = (judgement, outcome)
-        self.verdicts.record(rule_id, exercised, failed is not None)
+        self.verdicts.record(rule_id, exercised, failed is not None, check=nodeid)
         if failed is not None:
             judgement, outcome = failed
             assert outcome.run is not None
@@ -134,15 +149,11 @@ class SpekvmSession:
 
     # ------------------------------------------------------------------ generated sequences
 
-    @staticmethod
-    def profile_chosen() -> bool:
-        """Whether a hypothesis profile other than 'default' is loaded (--hypothesis-profile, or CI)."""
-        return settings.get_current_profile_name() != "default"
-
     def hypothesis_settings(self) -> settings:
-        """The loaded hypothesis profile, or the fast default when none was chosen."""
-        if self.profile_chosen():
+        """The loaded hypothesis profile, or the fast default when the user chose no budget."""
+        if not self.fast_default:
             return settings(settings.default, deadline=None, print_blob=True)
+        phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
         # deadline=None: a slow machine must never fail a conformance check (speed is measured
         # by the benchmarks, not asserted by tests).
         return settings(
@@ -153,8 +164,8 @@ class SpekvmSession:
             print_blob=True,  # the failure report carries a @reproduce_failure line: replayable anywhere
             # The explain phase replays the shrunk example many times over to annotate it; for
             # a stateful run that costs far more than the shrink itself, so the fast default
-            # leaves it to the thorough profile.
-            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+            # runs it only when asked (--hypothesis-explain).
+            phases=[*phases, Phase.explain] if self.explain else phases,
         )
 
     def explore(self, rule_id: str, nodeid: str = "") -> None:
@@ -168,15 +179,15 @@ class SpekvmSession:
         try:
             run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
         except _Hung as hung:
-            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
+            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True, check=nodeid)
             msg = f"{hung}\n{HUNG_NOTE}"
             raise SpekvmFailure(msg) from None
         except BaseException:
-            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
+            self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True, check=nodeid)
             raise
         finally:
             self.verdicts.seconds += time.perf_counter() - started
-        self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False)
+        self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False, check=nodeid)
 
     def replay_hint(self, nodeid: str, scripted: bool) -> str:
         """How to run this check again."""

@@ -37,9 +37,20 @@ class Verdicts:
     dimensions: dict[str, set[str]] = attrs.field(factory=dict)
     steps: int = 0  # scenario steps run (host actions and vcpu runs), cells and sequences
     seconds: float = 0.0  # time spent in the checks that ran them
+    # The last result of each named check (a test's node id): a check that runs again (a rerun)
+    # replaces its earlier result instead of counting twice.
+    _last: dict[str, tuple[str, bool, bool]] = attrs.field(factory=dict)
 
-    def record(self, rule: str, exercised: bool, failed: bool) -> None:
-        """One check of `rule` ran."""
+    def record(self, rule: str, exercised: bool, failed: bool, check: str = "") -> None:
+        """One check of `rule` ran; `check` names it (a node id), so that running it again replaces it."""
+        previous = self._last.get(check) if check else None
+        if previous is not None:
+            old = self.tallies[previous[0]]
+            old.checks -= 1
+            old.exercised -= previous[1]
+            old.failed -= previous[2]
+        if check:
+            self._last[check] = (rule, exercised, failed)
         tally = self.tallies.setdefault(rule, Tally())
         tally.checks += 1
         tally.exercised += exercised

@@ -9,6 +9,11 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
+# The plugin imports the model, the rules and hypothesis only when a run has a target. An
+# in-process pytester run forgets the modules it imported when it ends, and the next one would load
+# fresh copies of their classes beside the ones this process holds: import them here, once.
+from pytest_spekvm import failures, rules, scenario, session, space, target  # noqa: F401
+
 
 @pytest.fixture
 def spekvm_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Pytester]:

@@ -78,7 +78,7 @@ def nodrain(spekvm_pytester: pytest.Pytester) -> pytest.Pytester:
     ("profile", "shown"),
     [
         ("default", "spekvm hypothesis profile: default (suites use their fast default; choose with --hypothesis-profile)"),
-        ("thorough", "spekvm hypothesis profile: thorough"),
+        ("spekvm-thorough", "spekvm hypothesis profile: spekvm-thorough"),
     ],
 )
 def test_report_header(spekvm_pytester: pytest.Pytester, profile: str, shown: str) -> None:
@@ -149,9 +149,9 @@ def test_k_selects_one_rule(spekvm_pytester: pytest.Pytester, keyword: str, pref
     assert f"{prefix}_sequences" in ids
 
 
-@pytest.mark.parametrize(("expression", "count", "lean"), [("lean", 233, True), ("not lean", 1864, False)])
+@pytest.mark.parametrize(("expression", "count", "lean"), [("spekvm_lean", 233, True), ("not spekvm_lean", 1864, False)])
 def test_m_lean(spekvm_pytester: pytest.Pytester, expression: str, count: int, lean: bool) -> None:
-    """-m lean selects exactly the LEAN checks, -m "not lean" the correctness ones."""
+    """-m spekvm_lean selects exactly the LEAN checks, -m "not spekvm_lean" the correctness ones."""
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "--co", "-q", "-m", expression)
     ids = collected(result)
     assert count == len(ids)

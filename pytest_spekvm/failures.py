@@ -1,0 +1,87 @@
+"""Failure reports: a rule violation or a broken contract reads as its report, shaped by pytest's `--tb`.
+
+- `--tb=auto`, `long` and `native`: the whole report (rule, features, steps, timeline, replay) and
+  hypothesis' notes (the generated steps, the `--spekvm-reproduce` line);
+- `--tb=short`: the rule, the features, the violations and the replay lines, without steps and timeline;
+- `--tb=line`: one line per failure, `file:line: RULE ... violated on features: ...`;
+- `--tb=no`: nothing (pytest prints no failure section).
+
+The report is built from pytest's own representation classes, so it travels from xdist workers
+intact and the short test summary (`-rf`, `-q`) shows its first line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+
+import pytest
+
+# pytest's failure representation: not public API, but the shape pytest (and xdist, which
+# serialises it) has kept since pytest 6.
+from _pytest._code.code import ReprEntryNative, ReprExceptionInfo, ReprFileLocation, ReprTraceback
+
+_BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
+
+
+def _failure_parts(exc: BaseException) -> list[tuple[str, list[str]]] | None:
+    """(report, notes) for a SpekvmFailure or each one of a group of them; None for anything else."""
+    from .session import SpekvmFailure
+
+    if isinstance(exc, SpekvmFailure):
+        return [(str(exc), list(getattr(exc, "__notes__", [])))]
+    if isinstance(exc, BaseExceptionGroup):
+        parts = [_failure_parts(e) for e in exc.exceptions]
+        if all(parts):
+            flat = [part for group in parts if group for part in group]
+            notes = list(getattr(exc, "__notes__", []))
+            return [*flat[:-1], (flat[-1][0], [*flat[-1][1], *notes])]
+    return None
+
+
+def _replay_anywhere(lines: list[str]) -> list[str]:
+    from .plugin import REPRODUCE_OPTION
+
+    found = _BLOB.search("\n".join(lines))
+    return [f"replay anywhere: add {REPRODUCE_OPTION}={found[1]}:{found[2]} to the command above"] if found else []
+
+
+def _short(report: str) -> list[str]:
+    """The report without its steps and timeline: what failed, on which CPU, and how to replay it."""
+    lines = report.splitlines()
+    head = lines[: lines.index("steps:")] if "steps:" in lines else lines
+    return [*head, *(line for line in lines[len(head):] if line.startswith("replay:"))]
+
+
+def failure_text(exc: BaseException, style: str) -> str | None:
+    """The report of a SpekvmFailure (or a group of them) in `style` (pytest's --tb); None if `exc` is not one."""
+    parts = _failure_parts(exc)
+    if parts is None:
+        return None
+    shown = []
+    for report, notes in parts:
+        lines = [report, *notes]
+        if style == "short":
+            shown.append("\n".join([*_short(report), *_replay_anywhere(lines)]))
+        else:
+            shown.append("\n".join([*lines, *_replay_anywhere(lines)]))
+    return "\n\n".join(shown)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A rule violation reads as the rule's report, not as a traceback through the plugin."""
+    report = yield
+    if call.excinfo is None or not report.failed:
+        return report
+    style = str(item.config.getoption("tbstyle", "auto"))
+    text = failure_text(call.excinfo.value, style)
+    if text is None:
+        return report
+    path, lineno, _ = item.location
+    crash = ReprFileLocation(path=path, lineno=(lineno or 0) + 1, message=text.partition("\n")[0])
+    entries = [] if style in ("line", "no") else [ReprEntryNative([text + "\n"])]
+    report.longrepr = ReprExceptionInfo(reprtraceback=ReprTraceback(entries, None, "native"), reprcrash=crash)
+    return report
