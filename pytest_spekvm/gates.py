@@ -277,7 +277,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config.stash[FINISHED_KEY] = {"verdicts": verdicts, "coverage": cov}
     write_to = option_path(config, LEDGER_WRITE)
     if write_to is not None:
-        ledger_mod.write(write_to, list(log.tests.values()), spekvm.target.name)
+        cells = [cell_id(c) for c in spekvm.space.cells()]
+        ledger_mod.write(write_to, list(log.tests.values()), spekvm.target.name, cells)
     report_to = option_path(config, REPORT)
     if report_to is not None:
         write_report(report_to, build_report(config, spekvm, verdicts, int(session.exitstatus)))
@@ -295,6 +296,7 @@ def _junit_properties(config: pytest.Config, verdicts: Mapping[str, str]) -> Non
         xml.add_global_property(f"spekvm_verdict_{rule_id}", verdict)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """The rules' verdicts as the gates judged them, the coverage matrix in short, and the gates that did not pass."""
     finished = config.stash.get(FINISHED_KEY, None)

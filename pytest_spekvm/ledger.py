@@ -207,7 +207,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def write(path: Path, tests: Sequence[TestRecord], target: str) -> int:
+def _patterns(failing: set[str], space_cells: Sequence[str]) -> list[str]:
+    """The failing cell ids, a class's cells folded into one pattern when every one of them failed
+    ('nvhe-spe0-pmu*' for the nVHE cells without SPE, 'nvhe-spe1-el3-*' for PMBIDR_EL1.P=1)."""
+    classes: dict[str, list[str]] = {}
+    for cell in space_cells:
+        head = cell.split("-pmu")[0]
+        classes.setdefault(f"{head}-*" if head.endswith("-el3") else f"{head}-pmu*", []).append(cell)
+    shown: list[str] = []
+    folded: set[str] = set()
+    for pattern, cells in classes.items():
+        if len(cells) > 1 and set(cells) <= failing:
+            shown.append(pattern)
+            folded.update(cells)
+    shown += sorted(failing - folded - {GENERATED})
+    return sorted(shown) + ([GENERATED] if GENERATED in failing else [])
+
+
+def write(path: Path, tests: Sequence[TestRecord], target: str, space_cells: Sequence[str]) -> int:
     """Write a ledger of the failures in `tests`, one entry per rule listing its failing cells; the number of entries."""
     cells: dict[str, set[str]] = {}
     for test in tests:
@@ -218,7 +235,7 @@ def write(path: Path, tests: Sequence[TestRecord], target: str) -> int:
         "# Replace each reason with why the deviation is accepted; add expires = YYYY-MM-DD to revisit it.",
     ]
     for rule in sorted(cells):
-        listed = sorted(cells[rule], key=lambda c: (c == GENERATED, c))
+        listed = _patterns(cells[rule], space_cells)
         lines += [
             "",
             "[[deviation]]",

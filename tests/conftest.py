@@ -9,14 +9,16 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from pytest_spekvm.plugin import OPTIONS
+
 
 @pytest.fixture
 def spekvm_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Pytester]:
     """A pytester whose runs see no SPEKVM_* variable from the outside, keep their hypothesis
     database in their own folder, start from hypothesis' default profile, and leave the profile
     as they found it (an in-process run with --hypothesis-profile changes it for the whole process)."""
-    for name in ("SPEKVM_TARGET", "SPEKVM_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
+    for opt in OPTIONS:
+        monkeypatch.delenv(opt.env, raising=False)
     profile = settings.get_current_profile_name()
     # An in-process --hypothesis-seed sets a process-wide forced seed that hypothesis never resets.
     monkeypatch.setattr(hypothesis.core, "global_force_seed", hypothesis.core.global_force_seed)
