@@ -207,21 +207,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def _patterns(failing: set[str], space_cells: Sequence[str]) -> list[str]:
-    """The failing cell ids, a class's cells folded into one pattern when every one of them failed
-    ('nvhe-spe0-pmu*' for the nVHE cells without SPE, 'nvhe-spe1-el3-*' for PMBIDR_EL1.P=1)."""
-    classes: dict[str, list[str]] = {}
+def _candidates(space_cells: Sequence[str]) -> list[str]:
+    """Patterns a written ledger may fold cells into: everything, a VHE mode, an SPE level, a PMU level, a class."""
+    found: dict[str, None] = {"*": None}
     for cell in space_cells:
+        parts = cell.split("-")
+        pmu = next(p for p in parts if p.startswith("pmu"))
+        found[f"{parts[0]}-*"] = None
+        found[f"{parts[0]}-{parts[1]}-*"] = None
+        found[f"*-{pmu}"] = None
+        found[f"{parts[0]}-*-{pmu}"] = None
         head = cell.split("-pmu")[0]
-        classes.setdefault(f"{head}-*" if head.endswith("-el3") else f"{head}-pmu*", []).append(cell)
+        found[f"{head}-*" if head.endswith("-el3") else f"{head}-pmu*"] = None
+    return list(found)
+
+
+def _patterns(failing: set[str], space_cells: Sequence[str]) -> list[str]:
+    """The failing cell ids, folded greedily into patterns ('nvhe-spe0-*', '*-pmunone') that match failing cells only."""
+    left = {c for c in failing if c != GENERATED}
     shown: list[str] = []
-    folded: set[str] = set()
-    for pattern, cells in classes.items():
-        if len(cells) > 1 and set(cells) <= failing:
-            shown.append(pattern)
-            folded.update(cells)
-    shown += sorted(failing - folded - {GENERATED})
-    return sorted(shown) + ([GENERATED] if GENERATED in failing else [])
+    candidates = _candidates(space_cells)
+    while left:
+        best, covered = "", set[str]()
+        for pattern in candidates:
+            matched = {c for c in space_cells if fnmatch.fnmatchcase(c, pattern)}
+            if len(matched) > 1 and matched <= failing and len(matched & left) > len(covered):
+                best, covered = pattern, matched & left
+        if not best:
+            break
+        shown.append(best)
+        left -= covered
+    return sorted(shown) + sorted(left) + ([GENERATED] if GENERATED in failing else [])
 
 
 def write(path: Path, tests: Sequence[TestRecord], target: str, space_cells: Sequence[str]) -> int:
