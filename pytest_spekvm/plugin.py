@@ -92,10 +92,21 @@ OPTIONS: tuple[Option, ...] = (
         "--spekvm-ledger-write", "spekvm_ledger_write", "spekvm_ledger_write", "SPEKVM_LEDGER_WRITE", "",
         "write a ledger listing this run's failures to this TOML file (fill in the reasons).",
     ),
+    Option(
+        "--spekvm-c-coverage", "spekvm_c_coverage", "spekvm_c_coverage", "SPEKVM_C_COVERAGE", "no",
+        "build a C target (pytest_spekvm.ckit) with gcov instrumentation and report the line and branch "
+        "coverage of its sources at the end of the run (needs gcc and gcovr).",
+        switch=True,
+    ),
+    Option(
+        "--spekvm-c-coverage-fail-under", "spekvm_c_coverage_fail_under", "spekvm_c_coverage_fail_under",
+        "SPEKVM_C_COVERAGE_FAIL_UNDER", "0",
+        "with --spekvm-c-coverage: the least line coverage, in percent, of the C sources.",
+    ),
 )
 OPTION_BY_FLAG = {opt.flag: opt for opt in OPTIONS}
 
-pytest_plugins = ["pytest_spekvm.report", "pytest_spekvm.ledger", "pytest_spekvm.gates"]
+pytest_plugins = ["pytest_spekvm.report", "pytest_spekvm.ledger", "pytest_spekvm.gates", "pytest_spekvm.ccoverage"]
 
 SESSION_KEY = pytest.StashKey[SpekvmSession]()
 SELECTORS_KEY = pytest.StashKey[list[tuple[Path, str]]]()
