@@ -742,6 +742,17 @@ def _depfile_paths(depfile: Path) -> list[Path]:
     return [Path(token.replace("\\ ", " ")).resolve() for token in tokens if token]
 
 
+def _objects_dir(spec: _Spec, slot: Path, work: Path) -> Path:
+    """Where the sources' objects go: the scratch folder, or for an instrumented build a folder the
+    slot keeps, since gcov's notes (.gcno) and counts (.gcda) live beside the objects."""
+    if not spec.coverage:
+        return work
+    objects = slot / COVERAGE_OBJECTS
+    shutil.rmtree(objects, ignore_errors=True)
+    objects.mkdir()
+    return objects
+
+
 def _compile(spec: _Spec, cffi: Any, compiler: list[str], slot: Path, key: str) -> Build:
     """Compile the glue and the sources, link, load, check the entry points, then record the build."""
     nonce = secrets.token_hex(4)
@@ -767,11 +778,7 @@ def _compile(spec: _Spec, cffi: Any, compiler: list[str], slot: Path, key: str) 
         jobs = [_Job(f"the glue code cffi generated ({glue.name})", [
             *compiler, *CFLAGS, *glue_flags, *includes, *python, "-c", str(glue), "-o", str(work / "glue.o"),
         ])]
-        objects_dir = work
-        if spec.coverage:
-            objects_dir = slot / COVERAGE_OBJECTS  # kept: gcov's notes and counts live beside the objects
-            shutil.rmtree(objects_dir, ignore_errors=True)
-            objects_dir.mkdir()
+        objects_dir = _objects_dir(spec, slot, work)
         for index, source in enumerate(spec.sources):
             obj, dep = objects_dir / f"{index}-{source.stem}.o", work / f"{index}-{source.stem}.d"
             jobs.append(_Job(str(source), [

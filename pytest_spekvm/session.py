@@ -18,9 +18,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from .findings import Finding, make_finding
 from .reference.chooser import WorstCaseChooser
 from .reference.features import Features
-from .findings import Finding, make_finding
 from .rules import Judgement, Rule, Violation
 from .scenario import SCRIPT, AdapterFailure, Run, Step
 from .space import FeatureSpace, cell_id
