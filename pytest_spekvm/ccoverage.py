@@ -76,7 +76,7 @@ def gcovr_summary(builds: list[ckit.CoverageBuild]) -> dict[str, Any]:
         for source in sources:
             command += ["--filter", re.escape(str(source))]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=root)
+            done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp)
         except OSError as exc:
             done = subprocess.CompletedProcess(command, -1, "", str(exc))
         if done.returncode != 0 or not out.is_file():
