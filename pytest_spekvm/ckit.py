@@ -71,6 +71,10 @@ RECIPE = "1"
 """Version of the build recipe below: part of the cache key, so a change to it rebuilds everything."""
 
 CFLAGS = ("-std=gnu11", "-O1", "-fPIC")
+COVERAGE_CFLAGS = ("--coverage", "-O0")  # gcov's notes at compile time, its counts when the process dumps them
+COVERAGE_OBJECTS = "objects"  # the slot's folder of instrumented objects: .o, .gcno and the .gcda counts
+_COVERAGE: dict[str, bool] = {"on": False}
+_COVERAGE_BUILDS: dict[Path, tuple[Any, _Spec]] = {}
 WARNINGS = ("-Wall",)  # user sources only: the code cffi generates is not the user's to fix
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNDEFINED = re.compile(r"undefined symbol: (\S+)")
@@ -102,6 +106,7 @@ class _Spec:
     cflags: tuple[str, ...]
     ldflags: tuple[str, ...]
     build_dir: Path | None
+    coverage: bool = False  # built with gcov instrumentation (set_coverage)
 
     def describe(self) -> str:
         """The sources, as a person names them."""
@@ -439,11 +444,51 @@ def find_compiler() -> list[str]:
     raise CBuildError(msg)
 
 
+@attrs.frozen
+class CoverageBuild:
+    """An instrumented build: where gcov's data lies, and the C sources it measures."""
+
+    objects: Path
+    sources: tuple[Path, ...]
+
+
+def set_coverage(on: bool) -> None:
+    """Build the C targets loaded from now on with gcov instrumentation (a build slot of their own)."""
+    _COVERAGE["on"] = on
+
+
+def coverage_builds() -> list[CoverageBuild]:
+    """The instrumented builds this process loaded."""
+    return [CoverageBuild(path.parent / COVERAGE_OBJECTS, spec.sources) for path, (_, spec) in _COVERAGE_BUILDS.items()]
+
+
+def forget_coverage() -> None:
+    """Forget the instrumented builds loaded so far (their counts are written)."""
+    _COVERAGE_BUILDS.clear()
+
+
+def dump_coverage() -> None:
+    """Write the counts of every instrumented build this process ran (gcov's __gcov_dump), before it exits."""
+    for module, _ in _COVERAGE_BUILDS.values():
+        module.lib.spekvm__gcov_dump()
+
+
 def build(spec: _Spec) -> Build:
     """Build the extension for `spec`, or load it from the cache when nothing it depends on changed.
 
     :raises CBuildError: with the reason, the file concerned and the compiler's output.
     """
+    if _COVERAGE["on"] and not spec.coverage:
+        spec = attrs.evolve(
+            spec, cflags=(*spec.cflags, *COVERAGE_CFLAGS), ldflags=(*spec.ldflags, "--coverage"), coverage=True
+        )
+    built = _build(spec)
+    if spec.coverage:
+        _COVERAGE_BUILDS[built.path] = (built.module, spec)
+    return built
+
+
+def _build(spec: _Spec) -> Build:
     if os.name != "posix":  # pragma: no cover - the kit drives a cc-style compiler and flock
         msg = f"Cannot build the C target ({spec.describe()}) because pytest_spekvm.ckit needs a POSIX system with a cc-compatible compiler (gcc or clang)"
         raise CBuildError(msg)
@@ -563,7 +608,7 @@ def _header_block(text: str, name: str) -> str:
     return text[begin : text.index(f"/* SPEKVM-{name}-END */", begin)]
 
 
-def _cdef() -> str:
+def _cdef(coverage: bool = False) -> str:
     header = SHIM_HEADER.read_text()
     return (
         _header_block(header, "CDEF")
@@ -571,6 +616,7 @@ def _cdef() -> str:
         + "int spekvm__call_setup(struct spekvm_vcpu *vcpu, u64 host_mdcr_el2);\n"
         + "int spekvm__call_run(struct spekvm_vcpu *vcpu, u64 *exit_code);\n"
         + "int spekvm__entry_missing(void);\n"
+        + ("void spekvm__gcov_dump(void);\n" if coverage else "")
     )
 
 
@@ -623,6 +669,17 @@ static int spekvm__call_run(struct spekvm_vcpu *vcpu, u64 *exit_code)
 	spekvm__abort_to = outer;
 	return 0;
 }}
+""" + (_GCOV_DUMP if spec.coverage else "")
+
+
+_GCOV_DUMP = """
+/* The instrumented build: write gcov's counts now (libgcov, linked by --coverage). */
+extern void __gcov_dump(void);
+
+static void spekvm__gcov_dump(void)
+{
+	__gcov_dump();
+}
 """
 
 
@@ -685,6 +742,17 @@ def _depfile_paths(depfile: Path) -> list[Path]:
     return [Path(token.replace("\\ ", " ")).resolve() for token in tokens if token]
 
 
+def _objects_dir(spec: _Spec, slot: Path, work: Path) -> Path:
+    """Where the sources' objects go: the scratch folder, or for an instrumented build a folder the
+    slot keeps, since gcov's notes (.gcno) and counts (.gcda) live beside the objects."""
+    if not spec.coverage:
+        return work
+    objects = slot / COVERAGE_OBJECTS
+    shutil.rmtree(objects, ignore_errors=True)
+    objects.mkdir()
+    return objects
+
+
 def _compile(spec: _Spec, cffi: Any, compiler: list[str], slot: Path, key: str) -> Build:
     """Compile the glue and the sources, link, load, check the entry points, then record the build."""
     nonce = secrets.token_hex(4)
@@ -694,7 +762,7 @@ def _compile(spec: _Spec, cffi: Any, compiler: list[str], slot: Path, key: str) 
     extension = slot / f"{module_name}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
     try:
         ffi = cffi.FFI()
-        ffi.cdef(_cdef())
+        ffi.cdef(_cdef(spec.coverage))
         ffi.set_source(module_name, _preamble(spec))
         glue = work / f"{module_name}.c"
         with contextlib.redirect_stdout(io.StringIO()):  # cffi announces "generating ..."
@@ -706,11 +774,13 @@ def _compile(spec: _Spec, cffi: Any, compiler: list[str], slot: Path, key: str) 
         )
         includes = [f"-I{d}" for d in (SHIM_HEADER.parent, *spec.include_dirs)]
         python = [f"-I{d}" for d in dict.fromkeys(sysconfig.get_path(name) for name in ("include", "platinclude"))]
+        glue_flags = [f for f in spec.cflags if f != "--coverage"]  # only the user's sources are measured
         jobs = [_Job(f"the glue code cffi generated ({glue.name})", [
-            *compiler, *CFLAGS, *spec.cflags, *includes, *python, "-c", str(glue), "-o", str(work / "glue.o"),
+            *compiler, *CFLAGS, *glue_flags, *includes, *python, "-c", str(glue), "-o", str(work / "glue.o"),
         ])]
+        objects_dir = _objects_dir(spec, slot, work)
         for index, source in enumerate(spec.sources):
-            obj, dep = work / f"{index}-{source.stem}.o", work / f"{index}-{source.stem}.d"
+            obj, dep = objects_dir / f"{index}-{source.stem}.o", work / f"{index}-{source.stem}.d"
             jobs.append(_Job(str(source), [
                 *compiler, *CFLAGS, *WARNINGS, *spec.cflags, *includes, f"-I{source.parent}",
                 "-include", str(entry), "-MMD", "-MF", str(dep), "-MT", "spekvm",
@@ -721,7 +791,7 @@ def _compile(spec: _Spec, cffi: Any, compiler: list[str], slot: Path, key: str) 
         if failed:
             raise _compile_error(spec, failed)
         shared = ["-bundle", "-undefined", "dynamic_lookup"] if sys.platform == "darwin" else ["-shared"]
-        objects = [str(work / "glue.o"), *(str(work / f"{i}-{s.stem}.o") for i, s in enumerate(spec.sources))]
+        objects = [str(work / "glue.o"), *(str(objects_dir / f"{i}-{s.stem}.o") for i, s in enumerate(spec.sources))]
         link = _Job(f"the link of {spec.describe()}", [
             *compiler, *shared, *objects, *spec.ldflags, "-o", str(work / extension.name),
         ])

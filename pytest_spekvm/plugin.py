@@ -47,6 +47,7 @@ class Option:
     env: str
     default: str
     help: str
+    switch: bool = False  # a flag without a value on the command line; "yes"/"no" in ini and env
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -61,7 +62,56 @@ OPTIONS: tuple[Option, ...] = (
         "seconds one call into the adapter (setup_vcpu, vcpu_run) may take before it is reported "
         "as hanging; 0 disables the limit.",
     ),
+    Option(
+        "--spekvm-report", "spekvm_report", "spekvm_report", "SPEKVM_REPORT", "",
+        "write the run's verdicts, cells, coverage, failures (with fingerprints) and gates to this "
+        "JSON file (schema: pytest_spekvm/report.schema.json).",
+    ),
+    Option(
+        "--spekvm-fail-on", "spekvm_fail_on", "spekvm_fail_on", "SPEKVM_FAIL_ON", "all",
+        "comma-separated rule severities whose failures fail the run ('all', or e.g. 'correctness'); "
+        "failures of the other severities are reported and leave the exit status alone.",
+    ),
+    Option(
+        "--spekvm-never-exercised", "spekvm_never_exercised", "spekvm_never_exercised",
+        "SPEKVM_NEVER_EXERCISED", "fail",
+        "what a rule that no check exercised does to the run when the feature space lets the reference "
+        "switch reach it: 'fail' or 'warn' (a rule the space cannot reach is reported not applicable).",
+    ),
+    Option(
+        "--spekvm-min-coverage", "spekvm_min_coverage", "spekvm_min_coverage", "SPEKVM_MIN_COVERAGE", "0",
+        "the least share, in percent, of reachable (rule, precondition) pairs the run must exercise.",
+    ),
+    Option(
+        "--spekvm-ledger", "spekvm_ledger", "spekvm_ledger", "SPEKVM_LEDGER", "",
+        "TOML file of known deviations: a failure it lists is an expected failure with its reason.",
+    ),
+    Option(
+        "--spekvm-ledger-strict", "spekvm_ledger_strict", "spekvm_ledger_strict", "SPEKVM_LEDGER_STRICT", "no",
+        "fail the run when a ledger entry is stale (its checks ran and none failed as it says).",
+        switch=True,
+    ),
+    Option(
+        "--spekvm-ledger-write", "spekvm_ledger_write", "spekvm_ledger_write", "SPEKVM_LEDGER_WRITE", "",
+        "write a ledger listing this run's failures to this TOML file (fill in the reasons).",
+    ),
+    Option(
+        "--spekvm-c-coverage", "spekvm_c_coverage", "spekvm_c_coverage", "SPEKVM_C_COVERAGE", "no",
+        "build a C target (pytest_spekvm.ckit) with gcov instrumentation and report the line and branch "
+        "coverage of its sources at the end of the run (needs gcc and gcovr).",
+        switch=True,
+    ),
+    Option(
+        "--spekvm-c-coverage-fail-under", "spekvm_c_coverage_fail_under", "spekvm_c_coverage_fail_under",
+        "SPEKVM_C_COVERAGE_FAIL_UNDER", "0",
+        "with --spekvm-c-coverage: the least line coverage, in percent, of the C sources.",
+    ),
 )
+OPTION_BY_FLAG = {opt.flag: opt for opt in OPTIONS}
+
+# Plugins that only a run with a target needs (they import hypothesis and the model): registered
+# by pytest_configure once the target is loaded, so that a run without one stays free of them.
+TARGET_PLUGINS = ("pytest_spekvm.report", "pytest_spekvm.ledger", "pytest_spekvm.gates", "pytest_spekvm.ccoverage")
 
 SESSION_KEY = pytest.StashKey["SpekvmSession"]()
 SELECTORS_KEY = pytest.StashKey[list[tuple[Path, str]]]()
@@ -88,8 +138,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("spekvm", "pytest-spekvm: SPE world-switch conformance")
     for opt in OPTIONS:
         shown = opt.default or "none"
+        kind: dict[str, Any] = {"action": "store_const", "const": "yes"} if opt.switch else {"metavar": "VALUE"}
         group.addoption(
-            opt.flag, dest=opt.dest, default=None, metavar="VALUE",
+            opt.flag, dest=opt.dest, default=None, **kind,
             help=f"{opt.help} Also ini '{opt.ini}' and environment {opt.env}; default: {shown}.",
         )
         parser.addini(opt.ini, f"{opt.help} (same as {opt.flag})", default=opt.default)
@@ -115,6 +166,29 @@ def option_source(config: pytest.Config, opt: Option) -> tuple[str, str]:
         return value, opt.env
     where = f"{opt.ini} in {config.inipath.name}" if config.inipath is not None else "the default"
     return str(config.getini(opt.ini) or ""), where
+
+
+def option_path(config: pytest.Config, flag: str) -> Path | None:
+    """A path option's value (None when empty); a relative path from the ini file is relative to that file."""
+    value, where = option_source(config, OPTION_BY_FLAG[flag])
+    if not value.strip():
+        return None
+    path = Path(value.strip()).expanduser()
+    if where.startswith(f"{OPTION_BY_FLAG[flag].ini} in") and config.inipath is not None and not path.is_absolute():
+        return config.inipath.parent / path
+    return path
+
+
+def option_switch(config: pytest.Config, flag: str) -> bool:
+    """A yes/no option's value; anything else is a usage error naming the accepted forms."""
+    raw, where = option_source(config, OPTION_BY_FLAG[flag])
+    value = raw.strip().lower()
+    if value in ("1", "yes", "true", "on"):
+        return True
+    if value in ("", "0", "no", "false", "off"):
+        return False
+    msg = f"{flag} (from {where}) is {raw!r}, not yes or no (give yes/no, true/false, on/off or 1/0)"
+    raise pytest.UsageError(msg)
 
 
 def _target_spec(config: pytest.Config) -> str:
@@ -263,6 +337,8 @@ def pytest_configure(config: pytest.Config) -> None:
         target=target, space=space, rules=rules, timeout=timeout, reproduce=reproduce,
         fast_default=fast_default, explain=explain,
     )
+    for name in TARGET_PLUGINS:
+        config.pluginmanager.import_plugin(name)  # their pytest_configure runs now (a historic hook)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         _add_suites(config)
     else:

@@ -17,11 +17,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from .findings import Finding, make_finding
 from .reference.chooser import ADVERSARIES, WorstCaseChooser
 from .reference.features import Features
 from .rules import Judgement, Rule, Violation
 from .scenario import SCRIPT, AdapterFailure, Run, Step
-from .space import FeatureSpace
+from .space import FeatureSpace, cell_id
 from .strategies import HypothesisChooser, features, guest_programs
 from .target import Target
 from .verdicts import Verdicts
@@ -46,9 +47,19 @@ class _Hung(BaseException):
     """An adapter call hung during a generated sequence: a BaseException so that hypothesis stops at
     once instead of shrinking (it saves the example to its database as the exception passes)."""
 
+    def __init__(self, message: str, finding: Finding | None = None) -> None:
+        super().__init__(message)
+        self.finding = finding
+
 
 class SpekvmFailure(AssertionError):
-    """A rule violated or a contract clause broken: reported as its message, without a traceback."""
+    """A rule violated or a contract clause broken: reported as its message, without a traceback.
+
+    `finding` holds the same failure as structured facts (for the report, JUnit and the ledger)."""
+
+    def __init__(self, message: str, finding: Finding | None = None) -> None:
+        super().__init__(message)
+        self.finding = finding
 
 
 @attrs.frozen
@@ -73,6 +84,8 @@ class SpekvmSession:
     # or the CI profile); hypothesis' verbosity and explain options do not choose a budget.
     fast_default: bool = True
     explain: bool = False  # --hypothesis-explain
+    # Rules whose generated failures are known deviations: found, not shrunk again.
+    unshrunk: frozenset[str] = frozenset()
     verdicts: Verdicts = attrs.field(factory=Verdicts)
     _cells: dict[Features, tuple[CellOutcome, ...]] = attrs.field(factory=dict)
     # The checks (node ids) that were given a cell's failed outcome: when one of them runs again
@@ -135,22 +148,33 @@ class SpekvmSession:
         for outcome in self.cell_outcomes(cell, nodeid):
             if outcome.failure is not None:
                 self.verdicts.record(rule_id, exercised=False, failed=True, check=nodeid)
-                raise SpekvmFailure(format_adapter_failure(outcome.failure, cell, outcome.run, replay))
+                text = format_adapter_failure(outcome.failure, cell, outcome.run, replay)
+                raise SpekvmFailure(text, contract_finding(rule_id, outcome.failure, cell, outcome.run, generated=False))
             assert outcome.run is not None
             judgement = rule.judge(outcome.run.system.cpu.trace, cell)
             exercised = exercised or judgement.exercised
             if judgement.violations and failed is None:
                 failed = (judgement, outcome)
         self.verdicts.record(rule_id, exercised, failed is not None, check=nodeid)
+        if exercised:
+            self.verdicts.exercise(rule_id, cell_id(cell))
         if failed is not None:
             judgement, outcome = failed
             assert outcome.run is not None
-            raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay, adversary=outcome.adversary))
+            text = format_violation(rule, judgement, cell, outcome.run, replay, adversary=outcome.adversary)
+            raise SpekvmFailure(text, violation_finding(rule, judgement, cell, outcome.run, generated=False))
 
     # ------------------------------------------------------------------ generated sequences
 
-    def hypothesis_settings(self) -> settings:
-        """The loaded hypothesis profile, or the fast default when the user chose no budget."""
+    def hypothesis_settings(self, rule_id: str = "") -> settings:
+        """The loaded hypothesis profile, or the fast default when the user chose no budget; without
+        the shrink and explain phases for a rule in `unshrunk` (its failure is known: found is enough)."""
+        chosen = self._settings()
+        if rule_id in self.unshrunk:
+            return settings(chosen, phases=[p for p in chosen.phases if p not in (Phase.shrink, Phase.explain)])
+        return chosen
+
+    def _settings(self) -> settings:
         if not self.fast_default:
             return settings(settings.default, deadline=None, print_blob=True)
         phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
@@ -177,11 +201,11 @@ class SpekvmSession:
             machine = reproduce_failure(*self.reproduce)(machine)
         started = time.perf_counter()
         try:
-            run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
+            run_state_machine_as_test(machine, settings=self.hypothesis_settings(rule_id))  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
         except _Hung as hung:
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True, check=nodeid)
             msg = f"{hung}\n{HUNG_NOTE}"
-            raise SpekvmFailure(msg) from None
+            raise SpekvmFailure(msg, hung.finding) from None
         except BaseException:
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True, check=nodeid)
             raise
@@ -235,9 +259,10 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
                 assert self.cell is not None
                 self.failed = True
                 report = format_adapter_failure(failure, self.cell, self.run, replay)
+                finding = contract_finding(checked.id, failure, self.cell, self.run, generated=True)
                 if failure.hung:
-                    raise _Hung(report) from None
-                raise SpekvmFailure(report) from None
+                    raise _Hung(report, finding) from None
+                raise SpekvmFailure(report, finding) from None
 
         def _step(self, data: Any, step: Step) -> None:
             assert self.run is not None
@@ -284,9 +309,12 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
             judgement = checked.judge(self.run.system.cpu.trace, self.cell)
             self.exercised = self.exercised or judgement.exercised
             seen["exercised"] = seen["exercised"] or judgement.exercised
+            if judgement.exercised:
+                session.verdicts.exercise(checked.id, cell_id(self.cell))
             if judgement.violations:
                 self.failed = True
-                raise SpekvmFailure(format_violation(checked, judgement, self.cell, self.run, replay))
+                text = format_violation(checked, judgement, self.cell, self.run, replay)
+                raise SpekvmFailure(text, violation_finding(checked, judgement, self.cell, self.run, generated=True))
 
         def teardown(self) -> None:
             if self.run is None or self.cell is None or self.failed:
@@ -334,6 +362,20 @@ def format_violation(
         f"replay: {replay}",
     ]
     return "\n".join(lines)
+
+
+def violation_finding(rule: Rule, judgement: Judgement, cell: Features, run: Run, *, generated: bool) -> Finding:
+    """The structured facts of a rule violation (its first bad event)."""
+    first = _first_bad(judgement.violations)
+    trace = run.system.cpu.trace
+    event = trace[first.event] if 0 <= first.event < len(trace) else None
+    return make_finding(rule.id, cell, run.steps, generated=generated, event=event, message=first.message)
+
+
+def contract_finding(rule_id: str, failure: AdapterFailure, cell: Features, run: Run | None, *, generated: bool) -> Finding:
+    """The structured facts of a broken contract clause, met while checking `rule_id`."""
+    steps = run.steps if run is not None else []
+    return make_finding(rule_id, cell, steps, generated=generated, clause=failure.clause, message=str(failure))
 
 
 def format_adapter_failure(failure: AdapterFailure, cell: Features, run: Run | None, replay: str) -> str:

@@ -6,6 +6,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import keyword
 import sys
 import zlib
 from collections.abc import Callable, Mapping
@@ -62,6 +63,30 @@ def entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def _same_file(module: Any, path: Path) -> bool:
+    file = getattr(module, "__file__", None)
+    return file is not None and Path(file).resolve() == path
+
+
+def _module_name(path: Path) -> str:
+    """The name a .py target is imported under: its file's own name ('my_switch') when that name is
+    free, so coverage.py and pytest-cov (--cov=my_switch) know it; else a name made from its path."""
+    stem = path.stem
+    if stem.isidentifier() and not keyword.iskeyword(stem):
+        loaded = sys.modules.get(stem)
+        if loaded is not None:
+            if _same_file(loaded, path):
+                return stem
+        else:
+            try:
+                found = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):  # pragma: no cover - a broken finder on sys.path
+                found = None
+            if found is None or (found.origin is not None and Path(found.origin).resolve() == path):
+                return stem
+    return f"spekvm_target_{stem}_{zlib.crc32(str(path).encode()):08x}"
+
+
 def _import_module(spec: str) -> tuple[Any, str]:
     """Import a dotted module name or a path to a .py file; (module, where it was loaded from)."""
     looks_like_path = spec.endswith(".py") or "/" in spec or "\\" in spec
@@ -70,7 +95,7 @@ def _import_module(spec: str) -> tuple[Any, str]:
         if not path.is_file():
             msg = f"Cannot load target {spec!r} because there is no file at {path} (give a path to a .py file, a dotted module name, or 'reference')"
             raise TargetError("target names an importable module", msg)
-        name = f"spekvm_target_{path.stem}_{zlib.crc32(str(path).encode()):08x}"
+        name = _module_name(path)
         existing = sys.modules.get(name)
         if existing is not None:
             return existing, str(path)

@@ -35,6 +35,7 @@ class Verdicts:
     tallies: dict[str, Tally] = attrs.field(factory=dict)
     combinations: set[str] = attrs.field(factory=set)
     dimensions: dict[str, set[str]] = attrs.field(factory=dict)
+    pairs: set[tuple[str, str]] = attrs.field(factory=set)  # (rule id, cell id) where a check exercised the rule
     steps: int = 0  # scenario steps run (host actions and vcpu runs), cells and sequences
     seconds: float = 0.0  # time spent in the checks that ran them
     # The last result of each named check (a test's node id): a check that runs again (a rerun)
@@ -56,6 +57,10 @@ class Verdicts:
         tally.exercised += exercised
         tally.failed += failed
 
+    def exercise(self, rule: str, cell: str) -> None:
+        """A check of `rule` reached its precondition on the cell with id `cell`."""
+        self.pairs.add((rule, cell))
+
     def saw(self, features: Features) -> None:
         """A run used `features`."""
         self.combinations.add(features.describe())
@@ -68,6 +73,7 @@ class Verdicts:
             "tallies": {k: attrs.asdict(v) for k, v in self.tallies.items()},
             "combinations": sorted(self.combinations),
             "dimensions": {k: sorted(v) for k, v in self.dimensions.items()},
+            "pairs": sorted(self.pairs),
             "steps": self.steps,
             "seconds": self.seconds,
         }
@@ -89,6 +95,9 @@ class Verdicts:
         assert isinstance(seconds, (int, float))
         self.steps += steps
         self.seconds += seconds
+        pairs = data.get("pairs", [])
+        assert isinstance(pairs, list)
+        self.pairs.update((str(rule), str(cell)) for rule, cell in pairs)
         dimensions = data.get("dimensions", {})
         assert isinstance(dimensions, dict)
         for name, values in dimensions.items():

@@ -13,6 +13,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 # in-process pytester run forgets the modules it imported when it ends, and the next one would load
 # fresh copies of their classes beside the ones this process holds: import them here, once.
 from pytest_spekvm import failures, rules, scenario, session, space, target  # noqa: F401
+from pytest_spekvm.plugin import OPTIONS
 
 
 @pytest.fixture
@@ -20,8 +21,8 @@ def spekvm_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) 
     """A pytester whose runs see no SPEKVM_* variable from the outside, keep their hypothesis
     database in their own folder, start from hypothesis' default profile, and leave the profile
     as they found it (an in-process run with --hypothesis-profile changes it for the whole process)."""
-    for name in ("SPEKVM_TARGET", "SPEKVM_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
+    for opt in OPTIONS:
+        monkeypatch.delenv(opt.env, raising=False)
     profile = settings.get_current_profile_name()
     # An in-process --hypothesis-seed sets a process-wide forced seed that hypothesis never resets.
     monkeypatch.setattr(hypothesis.core, "global_force_seed", hypothesis.core.global_force_seed)
