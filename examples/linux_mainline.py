@@ -9,10 +9,12 @@ overrides only the steps where mainline differs:
   without FEAT_PMUv3: on CPUs without those features the entry writes RES0 bits as 1.
 - The SPE save (host_data HAS_SPE: PMSVer != 0 and PMBIDR_EL1.P = 0, decided once per CPU) clears
   the save area first, returns if the host's buffer is off (PMBLIMITR_EL1.E = 0), else saves
-  PMSCR_EL1 and writes 0, ISB, PSB CSYNC; then saves PMBLIMITR_EL1 and clears it, so the buffer
-  is off while the guest runs. It issues no DSB of its own.
-- The run loop issues one `dsb nsh` after all the drains (SPE's, and TRBE's/BRBE's, which the
-  model does not have), before it installs the guest's MMU state: that DSB completes the drain.
+  PMSCR_EL1 and writes 0, ISB, PSB CSYNC, DSB NSH (the buffer's writes complete before it goes
+  off); then saves PMBLIMITR_EL1 and clears it, ISB, so the buffer is off while the guest runs.
+- The run loop issues one more `dsb nsh` after all the drains (SPE's, and TRBE's/BRBE's, which the
+  model does not have), before it installs the guest's MMU state.
+- Since "KVM: arm64: Make EL2 exception entry and exit context-synchronization events" the
+  hypervisor sets SCTLR_EL2.EIS and EOS: declared through `choices`.
 - The restore, once the host's stage 1 is back: ISB, PMBLIMITR_EL1 back, then PMSCR_EL1 back.
 
 Run it with its ledger of known deviations, which is green and lists them as expected failures::
@@ -25,6 +27,7 @@ from __future__ import annotations
 from pytest_spekvm.reference import registers as R
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU, PMBIDR_P, PMBLIMITR_E
+from pytest_spekvm.reference.system import Choices
 from pytest_spekvm.reference.vcpu import Vcpu
 
 MDCR_TTRF = R.bits("MDCR_EL2", TTRF=1)  # MDCR_EL2.TTRF [19]: RES0 without FEAT_TRF
@@ -35,7 +38,8 @@ class LinuxMainline(S.ReferenceSwitch):
     """Mainline's nVHE SPE handling on the reference's other steps."""
 
     name = "linux-mainline"
-    version = "nVHE, v6.x logic"
+    version = "nVHE, 7.1 logic"
+    choices = Choices(sctlr_el2_eis=True, sctlr_el2_eos=True)
 
     def setup_debug(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
         """kvm_arm_setup_mdcr_el2: HPMN from the host, then the trap bits, whatever the CPU has."""
@@ -70,12 +74,14 @@ class LinuxMainline(S.ReferenceSwitch):
         self.drain(cpu, vcpu)
         vcpu.host_debug_state["pmblimitr_el1"] = cpu.mrs("PMBLIMITR_EL1")
         cpu.msr("PMBLIMITR_EL1", 0)
+        cpu.isb()
 
     def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
-        """Sampling off, ISB, PSB CSYNC; the DSB is the run loop's."""
+        """Sampling off, ISB, PSB CSYNC, DSB NSH."""
         cpu.msr("PMSCR_EL1", 0)
         cpu.isb()
         cpu.psb_csync()
+        cpu.dsb("nsh")
 
     def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
         """__debug_restore_spe: the buffer back, then sampling, once the host's stage 1 is synchronised."""

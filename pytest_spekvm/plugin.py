@@ -111,7 +111,8 @@ OPTION_BY_FLAG = {opt.flag: opt for opt in OPTIONS}
 
 # Plugins that only a run with a target needs (they import hypothesis and the model): registered
 # by pytest_configure once the target is loaded, so that a run without one stays free of them.
-TARGET_PLUGINS = ("pytest_spekvm.report", "pytest_spekvm.ledger", "pytest_spekvm.gates", "pytest_spekvm.ccoverage")
+# The C coverage plugin comes first: it must instrument the C builds before the target loads.
+TARGET_PLUGINS = ("pytest_spekvm.report", "pytest_spekvm.ledger", "pytest_spekvm.gates")
 
 SESSION_KEY = pytest.StashKey["SpekvmSession"]()
 SELECTORS_KEY = pytest.StashKey[list[tuple[Path, str]]]()
@@ -321,6 +322,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     spec = _target_spec(config)
     timeout = _timeout(config)
+    config.pluginmanager.import_plugin("pytest_spekvm.ccoverage")  # its pytest_configure runs now (a historic hook)
     try:
         target = config.hook.pytest_spekvm_make_target(config=config, spec=spec)
     except TargetError as exc:

@@ -968,8 +968,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "DRAIN-ORDER",
-        "Before the live buffer's translation changes or it stops: a CSE at EL2, PSB CSYNC, a full DSB; "
-        "the guest starts with profiling off",
+        "A CSE, PSB CSYNC and a full DSB before the live buffer's translation changes; guest profiling off",
         "Patch: 'the EL0/1 page table may be live whilst we're executing at EL2 on non-VHE'. Arm ARM "
         "D17.9 R_TRDTK: 'To synchronize previous profiling operations, software must execute a PSB'; a "
         "PSB synchronises the operations before the last context synchronisation event; D17.9: the DSB "

@@ -104,7 +104,7 @@ def test_verdict_table_counts_failures(nodrain: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines([
         "=* spekvm verdicts for nodrain =*",
         "RES0 * correctness  not run *",
-        "DRAIN-ORDER * correctness  FAILED (5 of 22 checks) * Before the live buffer's translation changes*",
+        "DRAIN-ORDER * correctness  FAILED (5 of 22 checks) * A CSE, PSB CSYNC and a full DSB*",
         "LEAN * lean  * not run *",
         "feature combinations exercised: 22; EL3 {True}; FEAT_ExS {False}; PMBIDR_EL1.P {0, 1}; PMSVer {0, 1, 2, 3, 4, 5};"
         " PMU {V3P1}; VHE {False, True}",
@@ -203,7 +203,7 @@ def test_failure_text_and_replay(nodrain: pytest.Pytester) -> None:
     expected = [
         "RULE DRAIN-ORDER violated on features: nVHE, FEAT_SPE (PMSVer=1), no PMUv3",
         "  under the worst-case adversary *",
-        "  Before the live buffer's translation changes or it stops: a CSE at EL2, PSB CSYNC, a full DSB; the guest starts with profiling off",
+        "  A CSE, PSB CSYNC and a full DSB before the live buffer's translation changes; guest profiling off",
         "  at #*: no PSB CSYNC after the exception entry at #*, before the msr HCR_EL2 <- * while the host's buffer was live*",
         "  why: *",
         "steps:",
