@@ -39,10 +39,8 @@ import attrs
 import pytest
 from hypothesis import Phase, settings
 
-from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.rules import BY_ID, Rule
-from pytest_spekvm.scenario import SCRIPT, AdapterFailure, Run
-from pytest_spekvm.session import FAST_EXAMPLES, STEPS_PER_EXAMPLE
+from pytest_spekvm.session import FAST_EXAMPLES, STEPS_PER_EXAMPLE, SpekvmFailure, SpekvmSession
 from pytest_spekvm.target import Target, load
 
 MUTANTS_DIR = Path(__file__).resolve().parent.parent / "examples" / "mutants"
@@ -79,17 +77,16 @@ def node_id(rule: Rule, sequences: bool) -> str:
 
 
 def scripted_cells(target: Target, rule: Rule) -> tuple[int, int]:
-    """(cells whose scripted scenario breaks `rule`, cells), as the suite's cell checks judge them."""
+    """(cells whose scripted scenario breaks `rule`, cells), as the suite's cell checks judge them:
+    under every fixed adversary the session runs."""
+    session = SpekvmSession(target=target, space=target.space, rules={rule.id: rule})
     failed = total = 0
     for cell in target.space.cells():
         total += 1
         try:
-            run = Run.start(target, cell, WorstCaseChooser())
-            run.do_all(SCRIPT)
-        except AdapterFailure:
+            session.check_cell(rule.id, cell)
+        except SpekvmFailure:
             failed += 1
-            continue
-        failed += bool(rule.judge(run.system.cpu.trace, cell).violations)
     return failed, total
 
 

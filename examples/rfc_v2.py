@@ -18,6 +18,13 @@ RES0, TRAP-COND, HOST-STATE and LEAN fail; UNDEF, DRAIN-ORDER, RESTORE-ORDER, IS
 NO-LOSS pass. The drain itself is right: sampling off, ISB, PSB CSYNC, DSB NSH before __activate_traps,
 and sampling back on only after the host's stage 1 and E2PB are back and an ISB.
 
+On the model's corrected synchronisation rules the verdicts are the same. The adapter declares
+what the kernel of that era did with SCTLR_EL2 (EIS and EOS set, so exception entry to and return
+from EL2 synchronise on FEAT_ExS CPUs too); its ISB before PSB CSYNC is then the review's habit,
+not a requirement, and passes either way. The counterexamples below were printed before the
+model gained FEAT_ExS and the host's sampling configuration: their event numbers differ today,
+their steps and messages do not.
+
 RES0 and TRAP-COND: the review's two findings, and one older defect.
 
 - "This is RES0 on CPUs that do not implement SPE": kvm_arm_setup_debug() sets TPMS on every CPU,

@@ -369,6 +369,15 @@ BROKEN: dict[str, tuple[Callable[[], S.ReferenceSwitch], Features, Scenario, Cho
         WorstCaseChooser(),
         {"RES0", "TRAP-COND", "HOST-STATE"},
     ),
+    # MDCR_EL2.E2PB = 0b01 is reserved: it may act as any allocated value (here, as the worst case
+    # picks, 0b11: the guest owns the buffer and its accesses do not trap).
+    "reserved-e2pb": (
+        lambda: Composed(setup=_setup_with(R.bits("MDCR_EL2", E2PB=0b01))),
+        NVHE,
+        guest_access,
+        WorstCaseChooser(),
+        {"TRAP-COND", "ISOLATION", "HOST-STATE"},
+    ),
     "always-res0-bit": (
         lambda: Composed(setup=_setup_with(MDCR_BIT16)),
         NVHE,
