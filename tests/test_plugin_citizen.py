@@ -4,6 +4,7 @@ pytest-xdist's options work on the suites as they do on any test."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -220,8 +221,10 @@ def test_statistics_of_the_sequences(spekvm_pytester: pytest.Pytester) -> None:
         "    - 40 passing*",  # "40 passing, 0 failing, and 3 invalid test cases" (older: "40 passing examples, ...")
         "  - Stopped because settings.max_examples=40",
     ])
-    statistics = result.stdout.str().split("Hypothesis Statistics", 1)[1]
-    assert max(len(line) for line in statistics.splitlines()) < 200
+    after = result.stdout.str().split("Hypothesis Statistics", 1)[1].splitlines()[1:]
+    # The statistics section ends where the next section of the terminal summary begins.
+    section = list(itertools.takewhile(lambda line: not line.startswith(("=", "---")), after))
+    assert max(len(line) for line in section) < 200
 
 
 # ------------------------------------------------------------------ pytest-rerunfailures
