@@ -9,27 +9,12 @@ from typing import Any
 
 import pytest
 from hypothesis import Phase
+from test_plugin_run import NODRAIN
 
 from pytest_spekvm.plugin import SESSION_KEY
 from pytest_spekvm.session import SpekvmSession
 from pytest_spekvm.space import FULL_SPACE
 from pytest_spekvm.target import load
-
-NODRAIN = """
-from pytest_spekvm.reference import switch as S
-
-
-class NoDrain(S.ReferenceSwitch):
-    '''The reference switch without its nVHE save: the host's buffer is never drained.'''
-
-    name = "nodrain"
-
-    def save_spe(self, cpu, vcpu):
-        pass
-
-
-spekvm_adapter = NoDrain
-"""
 
 DRAIN_CELLS = ("-k", "test_drain_order and not sequences and pmuv3p1")
 RES0_CELLS = ("-k", "test_res0 and not sequences and pmuv3p1")

@@ -12,38 +12,10 @@ from typing import Any
 
 import jsonschema
 import pytest
+from test_plugin_run import NODRAIN, VHE_ONLY
 
 from pytest_spekvm.report import SCHEMA_PATH
 from pytest_spekvm.rules import Severity
-
-NODRAIN = """
-from pytest_spekvm.reference import switch as S
-
-
-class NoDrain(S.ReferenceSwitch):
-    '''The reference switch without its nVHE save: the host's buffer is never drained.'''
-
-    name = "nodrain"
-
-    def save_spe(self, cpu, vcpu):
-        pass
-
-
-spekvm_adapter = NoDrain
-"""
-
-VHE_ONLY = """
-from pytest_spekvm import FeatureSpace
-from pytest_spekvm.reference.switch import ReferenceSwitch
-
-
-class VheOnly(ReferenceSwitch):
-    name = "vhe-only"
-    feature_space = FeatureSpace(vhe={True})
-
-
-spekvm_adapter = VheOnly
-"""
 
 # A project rule exercised only by a switch that drains (PSB CSYNC): the reference reaches it on
 # nVHE CPUs whose buffer the host owns; a switch that never drains never exercises it.
