@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import ckit
-from .plugin import OPTION_BY_FLAG, option_source, option_switch, session_of
+from .plugin import option_percent, option_switch, session_of
 
 C_COVERAGE = "--spekvm-c-coverage"
 C_COVERAGE_FAIL_UNDER = "--spekvm-c-coverage-fail-under"
@@ -25,15 +25,7 @@ RESULT_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 def _fail_under(config: pytest.Config) -> float:
-    raw, where = option_source(config, OPTION_BY_FLAG[C_COVERAGE_FAIL_UNDER])
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 100:
-        msg = f"{C_COVERAGE_FAIL_UNDER} (from {where}) is {raw!r}, not a percentage from 0 to 100 (give e.g. {C_COVERAGE_FAIL_UNDER}=80)"
-        raise pytest.UsageError(msg)
-    return value
+    return option_percent(config, C_COVERAGE_FAIL_UNDER, 80)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -22,7 +22,7 @@ import pytest
 
 from . import ledger as ledger_mod
 from .findings import GENERATED
-from .plugin import OPTION_BY_FLAG, option_path, option_source, option_switch, session_of
+from .plugin import OPTION_BY_FLAG, option_path, option_percent, option_source, option_switch, session_of
 from .reference.chooser import WorstCaseChooser
 from .reference.features import Features
 from .reference.switch import ReferenceSwitch
@@ -72,15 +72,7 @@ def _settings(config: pytest.Config) -> Settings:
         msg = f"{NEVER_EXERCISED} (from {where}) is {raw!r}, not 'fail' or 'warn'"
         raise pytest.UsageError(msg)
     warn = raw.strip().lower() == "warn"
-    raw, where = option_source(config, OPTION_BY_FLAG[MIN_COVERAGE])
-    try:
-        share = float(raw)
-    except ValueError:
-        share = -1.0
-    if not 0 <= share <= 100:
-        msg = f"{MIN_COVERAGE} (from {where}) is {raw!r}, not a percentage from 0 to 100 (give e.g. {MIN_COVERAGE}=90)"
-        raise pytest.UsageError(msg)
-    return Settings(frozenset(wanted), warn, share)
+    return Settings(frozenset(wanted), warn, option_percent(config, MIN_COVERAGE, 90))
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()

@@ -192,6 +192,19 @@ def option_switch(config: pytest.Config, flag: str) -> bool:
     raise pytest.UsageError(msg)
 
 
+def option_percent(config: pytest.Config, flag: str, example: int) -> float:
+    """A percentage option's value (0 to 100); anything else is a usage error with an `example`."""
+    raw, where = option_source(config, OPTION_BY_FLAG[flag])
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        msg = f"{flag} (from {where}) is {raw!r}, not a percentage from 0 to 100 (give e.g. {flag}={example})"
+        raise pytest.UsageError(msg)
+    return value
+
+
 def _target_spec(config: pytest.Config) -> str:
     """--spekvm-target's value; a relative .py path from the ini file is relative to that file, as pytest's own ini paths are."""
     value, where = option_source(config, OPTIONS[0])
