@@ -118,6 +118,17 @@ SESSION_KEY = pytest.StashKey["SpekvmSession"]()
 SELECTORS_KEY = pytest.StashKey[list[tuple[Path, str]]]()
 
 
+def _register(config: pytest.Config, name: str) -> None:
+    """Register one of the plugin's own modules as a plugin; its pytest_configure runs now (a historic hook).
+
+    Imported directly rather than through ``import_plugin``: these modules are part of an installed
+    plugin, not test code, and an earlier in-process run (pytester) may already have imported them,
+    which ``import_plugin`` would report as a module it cannot rewrite.
+    """
+    if config.pluginmanager.get_plugin(name) is None:
+        config.pluginmanager.register(importlib.import_module(name), name)
+
+
 def _suites_dir() -> Path:
     spec = importlib.util.find_spec("pytest_spekvm.suites")
     assert spec is not None, "pytest_spekvm.suites is part of the package"
@@ -335,7 +346,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     spec = _target_spec(config)
     timeout = _timeout(config)
-    config.pluginmanager.import_plugin("pytest_spekvm.ccoverage")  # its pytest_configure runs now (a historic hook)
+    _register(config, "pytest_spekvm.ccoverage")
     try:
         target = config.hook.pytest_spekvm_make_target(config=config, spec=spec)
     except TargetError as exc:
@@ -353,7 +364,7 @@ def pytest_configure(config: pytest.Config) -> None:
         fast_default=fast_default, explain=explain,
     )
     for name in TARGET_PLUGINS:
-        config.pluginmanager.import_plugin(name)  # their pytest_configure runs now (a historic hook)
+        _register(config, name)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         _add_suites(config)
     else:

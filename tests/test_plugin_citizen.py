@@ -35,10 +35,10 @@ def verdict(result: pytest.RunResult, rule: str) -> str:
 
 
 def failure_section(result: pytest.RunResult) -> list[str]:
-    """The lines between the FAILURES header and the verdict table."""
+    """The lines between the FAILURES header and the next section's header."""
     lines = result.stdout.lines
     start = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ FAILURES =+", line))
-    end = next(i for i, line in enumerate(lines) if "spekvm verdicts for" in line)
+    end = next(i for i, line in enumerate(lines) if i > start and re.fullmatch(r"=+ .* =+", line))
     return lines[start + 1:end]
 
 
