@@ -97,7 +97,7 @@ TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
 RESTORE_REGISTERS = frozenset({*HOST_STAGE1, "VTTBR_EL2", "MDCR_EL2", "HCR_EL2"})
 # The host's SPE state that every exit gives back (HOST-STATE); PMSCR is added per VHE.
 HOST_SPE_STATE = (
-    "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
+    "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1", "PMSNEVFR_EL1", "PMSDSFR_EL1",
     "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
 )
 # The code under test runs as these actors; "boot" is the harness's set-up, "pe" the hardware.

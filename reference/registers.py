@@ -71,6 +71,7 @@ MTPMU_NO_EL3 = Needs("FEAT_MTPMU without EL3", lambda f: f.mtpmu and not f.el3)
 SPE_FNE = Needs("FEAT_SPE_FnE", lambda f: f.spe >= SpeLevel.V1P2)  # every PMSVer >= 3 CPU has it
 ECV = Needs("FEAT_ECV", lambda f: f.ecv)
 SPE_ERND = Needs("FEAT_SPE_ERnd", lambda f: f.spe_ernd)
+SPE_FDS = Needs("FEAT_SPE_FDS", lambda f: f.spe_fds)
 PMUV3_SS = Needs("FEAT_PMUv3_SS", lambda f: f.pmuv3_ss)
 EBEP = Needs("FEAT_EBEP", lambda f: f.ebep)
 DEBUGV8P9 = Needs("FEAT_Debugv8p9", lambda f: f.debugv8p9)
@@ -242,16 +243,18 @@ REGISTERS: tuple[Register, ...] = (
     _reg("PMSNEVFR_EL1", (3, 0, 9, 9, 1), needs=SPE_FNE, kind=SPE_SAMPLING, exhaustive=False),
     _spe("PMSICR_EL1", (3, 0, 9, 9, 2), [("COUNT", "31:0"), ("ECOUNT", "63:56", SPE_ERND)], SPE_SAMPLING),
     _spe("PMSIRR_EL1", (3, 0, 9, 9, 3), [("RND", "0"), ("INTERVAL", "31:8")], SPE_SAMPLING),
+    # PMSFCR_EL1.FDS [4] enables the data source filter of FEAT_SPE_FDS (PMSDSFR_EL1).
     _spe("PMSFCR_EL1", (3, 0, 9, 9, 4), [
-        ("FE", "0"), ("FT", "1"), ("FL", "2"), ("FnE", "3", SPEV1P2), ("B", "16"), ("LD", "17"), ("ST", "18"),
+        ("FE", "0"), ("FT", "1"), ("FL", "2"), ("FnE", "3", SPEV1P2), ("FDS", "4", SPE_FDS), ("B", "16"),
+        ("LD", "17"), ("ST", "18"),
     ], SPE_SAMPLING),
     # PMSEVFR_EL1 (3 0 9 9 5): an event mask with IMPLEMENTATION DEFINED bits, held as a value.
     _spe("PMSEVFR_EL1", (3, 0, 9, 9, 5), [], SPE_SAMPLING, exhaustive=False),
     _spe("PMSLATFR_EL1", (3, 0, 9, 9, 6), [("MINLAT", "15:0")], SPE_SAMPLING),
     _spe("PMSIDR_EL1", (3, 0, 9, 9, 7), [
         ("FE", "0"), ("FT", "1"), ("FL", "2"), ("ARCHINST", "3"), ("LDS", "4"), ("ERND", "5"),
-        ("FnE", "6"), ("INTERVAL", "11:8"), ("MAXSIZE", "15:12"), ("COUNTSIZE", "19:16"),
-        ("FORMAT", "23:20"), ("PBT", "24"),
+        ("FnE", "6"), ("FDS", "7", SPE_FDS), ("INTERVAL", "11:8"), ("MAXSIZE", "15:12"),
+        ("COUNTSIZE", "19:16"), ("FORMAT", "23:20"), ("PBT", "24"),
     ], SPE_SAMPLING, writable=False),
     # SPE profiling buffer (trapped from EL1 by MDCR_EL2.E2PB).
     _spe("PMBLIMITR_EL1", (3, 0, 9, 10, 0), [
@@ -261,6 +264,9 @@ REGISTERS: tuple[Register, ...] = (
     _spe("PMBSR_EL1", (3, 0, 9, 10, 3), [
         ("MSS", "15:0"), ("COLL", "16"), ("S", "17"), ("EA", "18"), ("DL", "19"), ("EC", "31:26"),
     ], SPE_BUFFER),
+    # PMSDSFR_EL1 (3 0 9 10 4, Linux arch/arm64/tools/sysreg: S [63:0]): the data source filter of
+    # FEAT_SPE_FDS, a sampling control: MDCR_EL2.TPMS traps it from EL1 (D24.7, MDCR_EL2.TPMS).
+    _reg("PMSDSFR_EL1", (3, 0, 9, 10, 4), [("S", "63:0")], needs=SPE_FDS, kind=SPE_SAMPLING),
     _spe("PMBIDR_EL1", (3, 0, 9, 10, 7), [("ALIGN", "3:0"), ("P", "4"), ("F", "5"), ("EA", "11:8")],
          SPE_BUFFER, writable=False),
 )

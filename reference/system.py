@@ -35,6 +35,12 @@ HOST_SAMPLING_CONFIG: dict[str, int] = {
     "PMSLATFR_EL1": R.bits("PMSLATFR_EL1", MINLAT=0x40),  # PMSLATFR_EL1.MINLAT [15:0]
     "PMSICR_EL1": 0,  # PMSICR_EL1: the sample counter starts from 0
 }
+# The filters of the newer extensions, programmed only where the CPU has them (a driver learns that
+# from PMSIDR_EL1.FnE [6] and FDS [7]): non-zero masks, so a switch that loses or leaks them shows.
+HOST_OPTIONAL_CONFIG: dict[str, int] = {
+    "PMSNEVFR_EL1": 0x80,  # PMSNEVFR_EL1 (FEAT_SPE_FnE): an inverted event filter mask
+    "PMSDSFR_EL1": 0xF0,  # PMSDSFR_EL1.S [63:0] (FEAT_SPE_FDS): a data source filter mask
+}
 # PMSCR_EL2 as Linux's EL2 set-up writes it when PMBIDR_EL1.P reads 0 at EL2: PCT [6] | PA [4],
 # with E2SPE and E0HSPE 0 (so EL2 is never sampled unless the VHE host asks for it).
 PMSCR_EL2_BOOT = R.bits("PMSCR_EL2", PCT=1, PA=1)
@@ -143,6 +149,9 @@ class System:
         if not cpu.peek("PMBLIMITR_EL1") & R.field_mask("PMBLIMITR_EL1", "E"):
             for register, value in HOST_SAMPLING_CONFIG.items():
                 cpu.msr(register, value)
+            for register, value in HOST_OPTIONAL_CONFIG.items():
+                if R.BY_NAME[register].implemented(self.features):
+                    cpu.msr(register, value)
             cpu.msr("PMBPTR_EL1", M.BUFFER_VA)
             cpu.msr("PMBSR_EL1", 0)
             limit = M.BUFFER_VA + M.BUFFER_PAGES * M.PAGE_SIZE

@@ -221,6 +221,30 @@ def test_tpms_traps_el1_sampling_register_accesses(register: str, tpms: int, exp
     assert (expected, "MDCR_EL2.TPMS=1" if tpms else "") == (access.outcome, access.reason)
 
 
+FDS = Features(spe=SpeLevel.V1P4, spe_fds=True)  # FEAT_SPE_FDS needs FEAT_SPEv1p4
+
+
+@pytest.mark.parametrize(("features", "expected"), [(Features(spe=SpeLevel.V1P4), "undef"), (FDS, "ok")])
+def test_pmsdsfr_exists_only_with_feat_spe_fds(features: Features, expected: str) -> None:
+    """PMSDSFR_EL1 (3 0 9 10 4) is UNDEFINED without FEAT_SPE_FDS, even on an SPEv1p4 CPU."""
+    cpu = CPU(features, WorstCaseChooser())
+    assert expected == cpu.access(R.Encoding(3, 0, 9, 10, 4), 0xF0).outcome
+
+
+@pytest.mark.parametrize(("tpms", "expected"), [(1, "trap"), (0, "ok")])
+def test_tpms_traps_el1_accesses_to_pmsdsfr(tpms: int, expected: str) -> None:
+    """MDCR_EL2.TPMS traps the data source filter from EL1 like the other sampling controls."""
+    cpu = boot(FDS, mdcr=E2PB_EL1 | tpms << 14)
+    assert expected == cpu.access("PMSDSFR_EL1", 1).outcome
+
+
+def test_pmsdsfr_traps_to_el3_when_another_security_state_owns_the_buffer() -> None:
+    """MDCR_EL3.NSPB giving the buffer away traps PMSDSFR_EL1 to EL3 from EL2 as well."""
+    cpu = boot(FDS.evolve(spe_owned_by_higher_el=True))
+    cpu.take_exception(2, "hyp", "hvc")
+    assert "trap-el3" == cpu.access("PMSDSFR_EL1").outcome
+
+
 @pytest.mark.parametrize("register", ["PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"])
 @pytest.mark.parametrize(("e2pb", "expected"), [(0b00, "trap"), (0b10, "trap"), (0b11, "ok")])
 def test_e2pb_traps_el1_buffer_register_accesses(register: str, e2pb: int, expected: str) -> None:
@@ -835,8 +859,8 @@ def test_unknown_register_name_is_named(operation: str) -> None:
     """Reading or writing a register the model does not know names it in the error."""
     cpu = CPU(Features(), WorstCaseChooser())
     call = {"mrs": cpu.mrs, "msr": lambda name: cpu.msr(name, 0), "peek": cpu.peek}[operation]
-    with pytest.raises(R.UnknownRegisterError, match="Cannot access system register 'PMSDSFR_EL1' because"):
-        call("PMSDSFR_EL1")
+    with pytest.raises(R.UnknownRegisterError, match="Cannot access system register 'PMBMAR_EL1' because"):
+        call("PMBMAR_EL1")
 
 
 def test_unknown_encoding_is_named() -> None:

@@ -56,6 +56,7 @@ def _mdcr_res0(*features: str) -> int:
 EVERYTHING = Features(
     vhe=True, spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, trf=True, trbe=True, spmu=True, fgt=True,
     mtpmu=True, pmuv3_ss=True, ebep=True, debugv8p9=True, step2=True, el3=False, ecv=True, spe_ernd=True,
+    spe_fds=True,
 )
 NOTHING = Features(spe=SpeLevel.NONE, pmu=PmuLevel.NONE, pmu_counters=0)
 
@@ -135,6 +136,9 @@ SPE_RES0: list[tuple[str, Features, int]] = [
     ("PMSIRR_EL1", Features(), MASK64 & ~_bits(0, (31, 8))),  # RND, INTERVAL
     ("PMSFCR_EL1", Features(), MASK64 & ~_bits(0, 1, 2, 16, 17, 18)),  # FE FT FL B LD ST
     ("PMSFCR_EL1", Features(spe=SpeLevel.V1P3), MASK64 & ~_bits(0, 1, 2, 3, 16, 17, 18)),  # + FnE
+    # + FDS [4], with FEAT_SPE_FDS (which needs SPEv1p4)
+    ("PMSFCR_EL1", Features(spe=SpeLevel.V1P4, spe_fds=True), MASK64 & ~_bits(0, 1, 2, 3, 4, 16, 17, 18)),
+    ("PMSDSFR_EL1", Features(spe=SpeLevel.V1P4, spe_fds=True), 0),  # S [63:0]: one bit per data source
     ("PMSLATFR_EL1", Features(), MASK64 & ~_bits((15, 0))),  # MINLAT
     ("PMSEVFR_EL1", Features(), 0),  # IMPLEMENTATION DEFINED event bits: held as a value
 ]
@@ -179,6 +183,7 @@ ENCODINGS = [
     ("PMBLIMITR_EL1", (3, 0, 9, 10, 0)),
     ("PMBPTR_EL1", (3, 0, 9, 10, 1)),
     ("PMBSR_EL1", (3, 0, 9, 10, 3)),
+    ("PMSDSFR_EL1", (3, 0, 9, 10, 4)),  # Linux arch/arm64/tools/sysreg: Sysreg PMSDSFR_EL1 3 0 9 10 4
     ("PMBIDR_EL1", (3, 0, 9, 10, 7)),
     ("TTBR0_EL12", (3, 5, 2, 0, 0)),
     ("TTBR1_EL12", (3, 5, 2, 0, 1)),
@@ -241,7 +246,7 @@ def test_lookup_is_case_insensitive() -> None:
     ("given", "named"),
     [
         ("PMSCR_EL3", "'PMSCR_EL3'"),
-        (R.Encoding(3, 0, 9, 10, 4), "S3_0_C9_C10_4"),
+        (R.Encoding(3, 0, 9, 10, 5), "S3_0_C9_C10_5"),  # PMBMAR_EL1 (FEAT_SPE_nVM): not modelled
         (R.Encoding(3, 0, 9, 10, 2).sys_reg, "S3_0_C9_C10_2"),
         (True, "True"),  # a bool is not a sys_reg() value
     ],
@@ -316,6 +321,8 @@ def test_decode_names_the_fields(value: int, text: str) -> None:
         ("TTBR1_EL2", Features(), False),
         ("TTBR1_EL2", Features(vhe=True), True),
         ("MDCR_EL2", NOTHING, True),
+        ("PMSDSFR_EL1", Features(spe=SpeLevel.V1P4), False),
+        ("PMSDSFR_EL1", Features(spe=SpeLevel.V1P4, spe_fds=True), True),
     ],
 )
 def test_implemented_follows_the_register_feature(name: str, features: Features, expected: bool) -> None:

@@ -47,6 +47,8 @@ OWNED = Features(spe_owned_by_higher_el=True)
 # EL2 are not context synchronisation events.
 EXS = Features(exs=True)
 VHE_EXS = Features(vhe=True, exs=True)
+# FEAT_SPE_FDS (the data source filter, PMSDSFR_EL1) needs FEAT_SPEv1p4.
+FDS = Features(spe=SpeLevel.V1P4, spe_fds=True)
 SYNCHRONISING = Choices(sctlr_el2_eis=True, sctlr_el2_eos=True)
 
 
@@ -302,6 +304,8 @@ def _drain(
                 cpu.msr("PMBLIMITR_EL1", (cpu.mrs("PMBPTR_EL1") & ~0xFFF) | PMBLIMITR_E)
             elif name == "interval":
                 cpu.msr("PMSIRR_EL1", 0x100)  # programs its own sampling interval, never gives it back
+            elif name == "dsfr":
+                cpu.msr("PMSDSFR_EL1", 0)  # clears the host's data source filter, never gives it back
 
     return save if vhe_too else _nvhe(save)
 
@@ -459,6 +463,14 @@ BROKEN: dict[str, tuple[Callable[[], S.ReferenceSwitch], Features, Scenario, Cho
     "leaves-its-sampling-interval": (
         lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb interval"))),
         NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"HOST-STATE"},
+    ),
+    # The switch clears the host's data source filter (FEAT_SPE_FDS) and never puts it back.
+    "clears-the-data-source-filter": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb dsfr"))),
+        FDS,
         plain,
         WorstCaseChooser(),
         {"HOST-STATE"},

@@ -98,6 +98,26 @@ def test_enable_profiling_programs_the_buffer_then_sampling(vhe: bool, pmscr: st
     assert [Kind.MSR, Kind.MSR, Kind.MSR, Kind.MSR, Kind.ISB] == [e.kind for e in cpu.trace.events[-5:]]
 
 
+@pytest.mark.parametrize(
+    ("features", "programmed"),
+    [
+        (Features(spe=SpeLevel.V1P1), {}),
+        (Features(spe=SpeLevel.V1P2), {"PMSNEVFR_EL1": 0x80}),  # FEAT_SPE_FnE comes with SPEv1p2
+        (Features(spe=SpeLevel.V1P4, spe_fds=True), {"PMSNEVFR_EL1": 0x80, "PMSDSFR_EL1": 0xF0}),
+    ],
+    ids=["spev1p1", "fne", "fds"],
+)
+def test_enable_profiling_programs_the_newer_filters_where_they_exist(
+    features: Features, programmed: dict[str, int]
+) -> None:
+    """The host's driver programs the inverted event filter and the data source filter only where the CPU has them."""
+    s = system(features)
+    s.enable_profiling()
+    written = {e.register: e.value for e in s.cpu.trace if e.kind is Kind.MSR and e.actor == "host"}
+    assert programmed == {r: v for r, v in written.items() if r in ("PMSNEVFR_EL1", "PMSDSFR_EL1")}
+    assert [] == [e.describe() for e in s.cpu.trace if e.kind is Kind.UNDEF]
+
+
 def test_enable_profiling_again_only_changes_sampling() -> None:
     """With the buffer already enabled, enabling again writes PMSCR_EL1 only (the pointer keeps its place)."""
     s = system()
