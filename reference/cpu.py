@@ -47,6 +47,10 @@ E2PB_TRAPPING = frozenset({E2PB_EL2, E2PB_EL1_TRAP})
 E2PB_TRAPPED = frozenset({"PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"})
 # PMSCR_EL2 reset: E0HSPE [0] and E2SPE [1] are architecturally UNKNOWN (D24.7); the model takes 1.
 PMSCR_EL2_RESET = PMSCR_EL2_E0HSPE | PMSCR_EL2_E2SPE
+# SCR_EL3.FGTEn [27]: where EL3 is implemented, the fine-grained traps of HDFGRTR_EL2 act only when
+# it is 1 (D24.2.67: "either EL3 is not implemented or SCR_EL3.FGTEn == 1"). The model's firmware
+# sets it, as Linux's boot protocol asks on FEAT_FGT CPUs (Documentation/arch/arm64/booting.rst).
+SCR_EL3_FGTEN = True
 
 MASK64 = R.MASK64
 
@@ -88,6 +92,8 @@ def reset_values(features: Features) -> dict[str, int]:
 
     Fields the Arm ARM leaves UNKNOWN at reset take the worst case where it matters
     (PMSCR_EL2.E0HSPE and E2SPE: 1, so EL2 is sampled until something writes them); the rest are 0.
+    HDFGRTR_EL2 is 0 as well: UNKNOWN where EL3 is implemented (D24.2.67), but the boot code writes
+    it before any EL1 code runs, as Linux's EL2 set-up does.
     """
     values = {r.name: 0 for r in R.REGISTERS}
     values["ID_AA64DFR0_EL1"] = id_aa64dfr0_el1(features)
@@ -175,6 +181,12 @@ class CPU:
         self._absent = {r.name: f"{r.name} needs {r.needs.name}, which this CPU does not implement"
                         for r in R.REGISTERS if not r.implemented(features)}
         self._regs: dict[str, int] = reset_values(features)
+        # HDFGRTR_EL2's traps act at EL1 with FEAT_FGT, where EL3 is absent or lets them (FGTEn).
+        self._fgt = features.fgt and (not features.el3 or SCR_EL3_FGTEN)
+        self._fgt_fields = {
+            register: (R.BY_NAME["HDFGRTR_EL2"].field(name).mask, trap_when, name)
+            for register, (name, trap_when) in R.HDFGRTR_TRAPS.items()
+        }
 
     # ----------------------------------------------------------------- register access
 
@@ -206,10 +218,15 @@ class CPU:
             return self.chooser.reserved_as("MDCR_EL2", "E2PB", E2PB_ALLOCATED)
         return e2pb
 
-    def _trapped(self, register: str) -> str:
-        """Why an EL1 access to `register` traps to EL2 under the MDCR_EL2 in effect, or ''."""
+    def _trapped(self, register: str, read: bool) -> str:
+        """Why an EL1 access to `register` traps to EL2 under the HDFGRTR_EL2 and MDCR_EL2 in
+        effect, or ''. The fine-grained read trap comes first, as in the pseudocode (J1)."""
         if self.el != 1:
             return ""
+        if read and self._fgt and register in self._fgt_fields:
+            mask, trap_when, field = self._fgt_fields[register]
+            if bool(self._effective("HDFGRTR_EL2") & mask) == bool(trap_when):
+                return f"HDFGRTR_EL2.{field}={trap_when}"
         kind = R.BY_NAME[register].kind
         if kind == R.SPE_SAMPLING:
             if self._effective("MDCR_EL2") & MDCR_TPMS:
@@ -249,7 +266,7 @@ class CPU:
             self.trace.add(self.actor, self.el, Kind.UNDEF, register=name, name=name, value=value or 0,
                            where=why, vcpu=self.vcpu)
             return Access("undef", name, reason=why)
-        trap = self._trapped(target)
+        trap = self._trapped(target, value is None)
         if trap:
             self.trace.add(self.actor, self.el, Kind.TRAP, register=target, name=name, value=value or 0,
                            where=trap, vcpu=self.vcpu)

@@ -227,6 +227,16 @@ REGISTERS: tuple[Register, ...] = (
         ("VM", "0"), ("SWIO", "1"), ("FMO", "3"), ("IMO", "4"), ("AMO", "5"), ("TSC", "19"),
         ("TGE", "27"), ("RW", "31"), ("E2H", "34", VHE),
     ], min_el=2, exhaustive=False),
+    # HDFGRTR_EL2 (3 4 3 1 4, FEAT_FGT): fine-grained traps of EL1 reads to EL2 (Arm ARM D24.2.67;
+    # field positions from Linux arch/arm64/tools/sysreg, Sysreg HDFGRTR_EL2). Only the fields over
+    # SPE registers are described, each RES0 without the feature its register needs; the others
+    # (debug, trace, PMU, BRBE, TRBE) are held as a value.
+    _reg("HDFGRTR_EL2", (3, 4, 3, 1, 4), [
+        ("PMBLIMITR_EL1", "23", SPE), ("PMBPTR_EL1", "24", SPE), ("PMBSR_EL1", "25", SPE),
+        ("PMSCR_EL1", "26", SPE), ("PMSEVFR_EL1", "27", SPE), ("PMSFCR_EL1", "28", SPE),
+        ("PMSICR_EL1", "29", SPE), ("PMSIDR_EL1", "30", SPE), ("PMSIRR_EL1", "31", SPE),
+        ("PMSLATFR_EL1", "32", SPE), ("nPMSNEVFR_EL1", "62", SPE_FNE), ("PMBIDR_EL1", "63", SPE),
+    ], needs=FGT, min_el=2, exhaustive=False),
     # Stage 2 base (VTTBR_EL2, 3 4 2 1 0) and the stage 1 regimes (TTBR0/1, TCR).
     _reg("VTTBR_EL2", (3, 4, 2, 1, 0), min_el=2, exhaustive=False, kind=TRANSLATION),
     _reg("TTBR0_EL1", (3, 0, 2, 0, 0), exhaustive=False, kind=TRANSLATION),
@@ -272,6 +282,14 @@ REGISTERS: tuple[Register, ...] = (
 )
 
 BY_NAME: Mapping[str, Register] = {r.name: r for r in REGISTERS}
+
+# The HDFGRTR_EL2 field that traps an EL1 read of each SPE register, and the field value that traps
+# it: 1, except for the n-prefixed fields, which trap when 0 (nPMSNEVFR_EL1). PMSDSFR_EL1 is trapped
+# by HDFGRTR2_EL2.nPMSDSFR_EL1 (FEAT_FGT2), which the model does not have.
+HDFGRTR_TRAPS: Mapping[str, tuple[str, int]] = {
+    **{f.name: (f.name, 1) for f in BY_NAME["HDFGRTR_EL2"].fields if not f.name.startswith("n")},
+    "PMSNEVFR_EL1": ("nPMSNEVFR_EL1", 0),
+}
 
 # At EL2 with HCR_EL2.E2H = 1, these *_EL1 names reach their EL2 twin (Arm ARM, "Register
 # redirection when E2H is 1"). Of the SPE registers only PMSCR has a twin.

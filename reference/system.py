@@ -46,6 +46,14 @@ HOST_OPTIONAL_CONFIG: dict[str, int] = {
 PMSCR_EL2_BOOT = R.bits("PMSCR_EL2", PCT=1, PA=1)
 
 
+def hdfgrtr_el2_boot(features: Features) -> int:
+    """HDFGRTR_EL2 as Linux's EL2 set-up (__init_el2_fgt) writes it on a FEAT_FGT CPU: no read
+    trapped, so nPMSNEVFR_EL1 [62], whose 0 traps, is 1 where FEAT_SPE_FnE (SPEv1p2) makes it exist."""
+    if R.BY_NAME["PMSNEVFR_EL1"].implemented(features):
+        return R.bits("HDFGRTR_EL2", nPMSNEVFR_EL1=1)
+    return 0
+
+
 def host_mdcr_el2(features: Features) -> int:
     """MDCR_EL2 as the host configures it at boot: HPMN = counters; SPE: E2PB=0b11 (nVHE) or TPMS (VHE)."""
     value = R.bits("MDCR_EL2", HPMN=features.pmu_counters) if features.has_pmuv3 else 0
@@ -130,6 +138,8 @@ class System:
             cpu.msr("TTBR0_EL1", M.HOST_TTBR0)
             cpu.msr("TCR_EL1", TCR_HOST)
         cpu.msr("MDCR_EL2", self.host_mdcr_el2)
+        if self.features.fgt:
+            cpu.msr("HDFGRTR_EL2", hdfgrtr_el2_boot(self.features))
         if self.spe_usable and self.choices.boot_writes_pmscr_el2:
             cpu.msr("PMSCR_EL2", PMSCR_EL2_BOOT)
         cpu.isb()

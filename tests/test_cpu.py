@@ -263,6 +263,64 @@ def test_e2pb_never_traps_pmbidr(e2pb: int) -> None:
     assert "ok" == cpu.access("PMBIDR_EL1").outcome
 
 
+HDFGRTR_PMBIDR = 1 << 63  # HDFGRTR_EL2.PMBIDR_EL1 [63]
+HDFGRTR_PMSCR = 1 << 26  # HDFGRTR_EL2.PMSCR_EL1 [26]
+HDFGRTR_NPMSNEVFR = 1 << 62  # HDFGRTR_EL2.nPMSNEVFR_EL1 [62]: 0 traps
+
+
+def at_el1_with_fgt(features: Features, hdfgrtr: int, mdcr: int = E2PB_EL1, **kw: object) -> CPU:
+    """A CPU whose EL2 wrote HDFGRTR_EL2 and MDCR_EL2, then returned to EL1."""
+    cpu = CPU(features, kw.pop("chooser", WorstCaseChooser()), **kw)  # type: ignore[arg-type]
+    cpu.msr("MDCR_EL2", mdcr)
+    cpu.msr("HDFGRTR_EL2", hdfgrtr)
+    cpu.eret(1, "guest0", "into guest 0")
+    return cpu
+
+
+@pytest.mark.parametrize("el3", [True, False])
+@pytest.mark.parametrize(("hdfgrtr", "expected"), [(HDFGRTR_PMBIDR, "trap"), (0, "ok")])
+def test_hdfgrtr_el2_pmbidr_traps_el1_reads_of_pmbidr(el3: bool, hdfgrtr: int, expected: str) -> None:
+    """HDFGRTR_EL2.PMBIDR_EL1 = 1 traps EL1 reads of PMBIDR_EL1 to EL2, with or without EL3 (SCR_EL3.FGTEn set)."""
+    cpu = at_el1_with_fgt(Features(fgt=True, el3=el3), hdfgrtr)
+    access = cpu.access("PMBIDR_EL1")
+    assert (expected, "HDFGRTR_EL2.PMBIDR_EL1=1" if hdfgrtr else "") == (access.outcome, access.reason)
+
+
+def test_hdfgrtr_el2_is_undefined_without_feat_fgt_and_pmbidr_never_traps_then() -> None:
+    """Without FEAT_FGT HDFGRTR_EL2 does not exist, and nothing can trap a PMBIDR_EL1 read."""
+    cpu = at_el1_with_fgt(Features(), HDFGRTR_PMBIDR)
+    assert ([Kind.UNDEF], "ok") == ([e.kind for e in cpu.trace if e.register == "HDFGRTR_EL2"],
+                                    cpu.access("PMBIDR_EL1").outcome)
+
+
+def test_hdfgrtr_el2_traps_reads_only_and_only_at_el1() -> None:
+    """A read trap leaves EL1 writes alone (those are HDFGWTR_EL2's) and does nothing at EL2."""
+    cpu = at_el1_with_fgt(Features(fgt=True), 1 << 24)  # HDFGRTR_EL2.PMBPTR_EL1 [24]
+    outcomes = (cpu.access("PMBPTR_EL1").outcome, cpu.access("PMBPTR_EL1", 0x40).outcome)
+    cpu.take_exception(2, "hyp", "hvc")
+    assert ("trap", "ok", "ok") == (*outcomes, cpu.access("PMBPTR_EL1").outcome)
+
+
+def test_fine_grained_read_trap_comes_before_tpms() -> None:
+    """Where HDFGRTR_EL2 and MDCR_EL2.TPMS both trap a read, the fine-grained trap is the one taken (J1 order)."""
+    cpu = at_el1_with_fgt(Features(fgt=True), HDFGRTR_PMSCR, mdcr=E2PB_EL1 | MDCR_TPMS)
+    assert "HDFGRTR_EL2.PMSCR_EL1=1" == cpu.access("PMSCR_EL1").reason
+
+
+@pytest.mark.parametrize(("hdfgrtr", "expected"), [(0, "trap"), (HDFGRTR_NPMSNEVFR, "ok")])
+def test_npmsnevfr_traps_el1_reads_of_pmsnevfr_when_zero(hdfgrtr: int, expected: str) -> None:
+    """HDFGRTR_EL2.nPMSNEVFR_EL1 has the opposite sense: 0 traps EL1 reads of PMSNEVFR_EL1."""
+    cpu = at_el1_with_fgt(Features(fgt=True, spe=SpeLevel.V1P2), hdfgrtr)
+    assert expected == cpu.access("PMSNEVFR_EL1").outcome
+
+
+@pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), "ok"), (HoldingChooser(), "trap")])
+def test_unsynchronised_fine_grained_trap_may_not_be_in_force(chooser: Chooser, expected: str) -> None:
+    """With FEAT_ExS and EOS = 0 the ERET does not synchronise: an HDFGRTR_EL2 write just before it may not trap yet."""
+    cpu = at_el1_with_fgt(Features(fgt=True, exs=True), HDFGRTR_PMBIDR, chooser=chooser)
+    assert expected == cpu.access("PMBIDR_EL1").outcome
+
+
 @pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), "ok"), (HoldingChooser(), "trap")])
 def test_reserved_e2pb_acts_as_the_value_the_chooser_picks(chooser: Chooser, expected: str) -> None:
     """E2PB = 0b01 is reserved: it behaves as an allocated value of the chooser's picking (0b11 or 0b00 here)."""

@@ -151,6 +151,40 @@ def test_spe_register_res0_mask(register: str, features: Features, expected: int
     assert hex(expected) == hex(R.res0_mask(register, features))
 
 
+# HDFGRTR_EL2's SPE fields (Linux arch/arm64/tools/sysreg): PMBIDR_EL1 [63], nPMSNEVFR_EL1 [62],
+# PMSLATFR_EL1 [32] down to PMBLIMITR_EL1 [23]; the other fields are held as a value.
+HDFGRTR_SPE_BITS = _bits(63, (32, 23))
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        (Features(fgt=True, spe=SpeLevel.NONE), HDFGRTR_SPE_BITS | _bits(62)),
+        (Features(fgt=True), _bits(62)),  # nPMSNEVFR_EL1 needs FEAT_SPE_FnE (SPEv1p2)
+        (Features(fgt=True, spe=SpeLevel.V1P2), 0),
+    ],
+    ids=["no-spe", "spe", "spev1p2"],
+)
+def test_hdfgrtr_el2_spe_fields_are_res0_without_their_features(features: Features, expected: int) -> None:
+    """HDFGRTR_EL2's SPE trap fields are RES0 without FEAT_SPE, nPMSNEVFR_EL1 without FEAT_SPE_FnE."""
+    assert hex(expected) == hex(R.res0_mask("HDFGRTR_EL2", features))
+
+
+@pytest.mark.parametrize(
+    ("register", "field", "trap_when"),
+    [("PMBIDR_EL1", "PMBIDR_EL1", 1), ("PMSNEVFR_EL1", "nPMSNEVFR_EL1", 0), ("PMBPTR_EL1", "PMBPTR_EL1", 1)],
+)
+def test_hdfgrtr_el2_names_the_field_that_traps_each_spe_register(register: str, field: str, trap_when: int) -> None:
+    """Each SPE register a HDFGRTR_EL2 field covers maps to that field, the n-prefixed ones trapping when 0."""
+    assert (field, trap_when) == R.HDFGRTR_TRAPS[register]
+
+
+def test_hdfgrtr_el2_needs_feat_fgt() -> None:
+    """HDFGRTR_EL2 exists only with FEAT_FGT, and only EL2 reaches it."""
+    reg = R.BY_NAME["HDFGRTR_EL2"]
+    assert (False, True, 2) == (reg.implemented(Features()), reg.implemented(Features(fgt=True)), reg.min_el)
+
+
 def test_non_exhaustive_register_is_res0_only_in_absent_feature_fields() -> None:
     """HCR_EL2 is only partly described, so only E2H (bit 34) is RES0, and only without VHE."""
     assert (1 << 34, 0) == (
@@ -162,6 +196,7 @@ def test_non_exhaustive_register_is_res0_only_in_absent_feature_fields() -> None
 ENCODINGS = [
     ("MDCR_EL2", (3, 4, 1, 1, 1)),
     ("HCR_EL2", (3, 4, 1, 1, 0)),
+    ("HDFGRTR_EL2", (3, 4, 3, 1, 4)),  # Linux arch/arm64/tools/sysreg: Sysreg HDFGRTR_EL2 3 4 3 1 4
     ("ID_AA64DFR0_EL1", (3, 0, 0, 5, 0)),
     ("VTTBR_EL2", (3, 4, 2, 1, 0)),
     ("TTBR0_EL1", (3, 0, 2, 0, 0)),

@@ -49,6 +49,10 @@ EXS = Features(exs=True)
 VHE_EXS = Features(vhe=True, exs=True)
 # FEAT_SPE_FDS (the data source filter, PMSDSFR_EL1) needs FEAT_SPEv1p4.
 FDS = Features(spe=SpeLevel.V1P4, spe_fds=True)
+# FEAT_FGT: HDFGRTR_EL2 can trap the guest's PMBIDR_EL1 reads; with FEAT_ExS its write may not be in
+# force at an ERET into the guest that does not synchronise.
+FGT = Features(fgt=True)
+FGT_EXS = Features(fgt=True, exs=True)
 SYNCHRONISING = Choices(sctlr_el2_eis=True, sctlr_el2_eos=True)
 
 
@@ -65,6 +69,9 @@ GRID = [
     for spe in (SpeLevel.NONE, SpeLevel.SPE, SpeLevel.V1P2, SpeLevel.V1P4)
     for p in ((False,) if spe == SpeLevel.NONE else (False, True))
     for pmu in (PmuLevel.NONE, PmuLevel.V3, PmuLevel.V3P7)
+] + [
+    # FEAT_FGT (HDFGRTR_EL2 written at boot) and FEAT_SPE_FDS (PMSDSFR_EL1 programmed by the host).
+    Features(vhe=vhe, spe=SpeLevel.V1P4, fgt=True, spe_fds=True, exs=exs) for vhe in (False, True) for exs in (False, True)
 ]
 
 # ------------------------------------------------------------------ host scenarios
@@ -120,7 +127,7 @@ def guest_access(s: System) -> None:
     s.host_run(2)
     s.run_vcpu(0, [GuestCode(1), GuestAccess("PMSCR_EL1")])
     s.run_vcpu(0, [GuestAccess("PMBLIMITR_EL1", write=True, value=1)])
-    s.run_vcpu(1, [GuestAccess("PMSIDR_EL1"), GuestAccess("PMBIDR_EL1")])
+    s.run_vcpu(1, [GuestAccess("PMBIDR_EL1"), GuestAccess("PMSIDR_EL1")])
     s.run_vcpu(1, [GuestAccess("PMSCR_EL1", write=True, value=0b11), GuestCode(1)])
     s.finish()
 
@@ -327,6 +334,23 @@ def _restore(sync: bool = True, always: bool = False, vhe_too: bool = False) -> 
     return restore if vhe_too else _nvhe(restore)
 
 
+HDFGRTR_PMBIDR = R.bits("HDFGRTR_EL2", PMBIDR_EL1=1)
+
+
+def _fgt_pmbidr(on: bool) -> Step:
+    """Set (`on`) or clear HDFGRTR_EL2.PMBIDR_EL1, where the CPU has FEAT_FGT and FEAT_SPE."""
+
+    def step(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+        if cpu.features.fgt and S.has_spe(cpu):
+            value = cpu.mrs("HDFGRTR_EL2")
+            cpu.msr("HDFGRTR_EL2", value | HDFGRTR_PMBIDR if on else value & ~HDFGRTR_PMBIDR)
+
+    return step
+
+
+TRAP_PMBIDR, UNTRAP_PMBIDR = _fgt_pmbidr(True), _fgt_pmbidr(False)
+
+
 def _paused_run(s: System) -> None:
     """The host pauses sampling but leaves its buffer enabled, then runs a vcpu."""
     s.enable_profiling()
@@ -381,6 +405,26 @@ BROKEN: dict[str, tuple[Callable[[], S.ReferenceSwitch], Features, Scenario, Cho
         guest_access,
         WorstCaseChooser(),
         {"TRAP-COND", "ISOLATION", "HOST-STATE"},
+    ),
+    # The switch asks for the guest's PMBIDR_EL1 reads to trap, but after its ISB: on a FEAT_ExS CPU
+    # whose ERET into the guest does not synchronise, the trap is not in force and the read completes.
+    "fgt-pmbidr-trap-not-synchronised": (
+        lambda: Composed(
+            entry=(*REF_ENTRY, TRAP_PMBIDR),
+            exit_=_replace(REF_EXIT, SYNC_HOST, UNTRAP_PMBIDR, SYNC_HOST),
+        ),
+        FGT_EXS,
+        guest_access,
+        WorstCaseChooser(),
+        {"TRAP-COND"},
+    ),
+    # The switch traps the guest's PMBIDR_EL1 reads and leaves the trap set for the host.
+    "fgt-pmbidr-trap-left-for-the-host": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SYNC_GUEST, TRAP_PMBIDR, SYNC_GUEST)),
+        FGT,
+        guest_access,
+        WorstCaseChooser(),
+        {"HOST-STATE"},
     ),
     "always-res0-bit": (
         lambda: Composed(setup=_setup_with(MDCR_BIT16)),
@@ -679,8 +723,20 @@ UNUSUAL["skips-a-stopped-buffer-and-an-idle-pmscr"] = (
     lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _skip_drain_if_stopped)), None,
 )
 UNUSUAL["spe-capability-cached-at-setup"] = (_CachedCaps, None)
+# The guest's PMBIDR_EL1 reads trapped by HDFGRTR_EL2 where the CPU has FEAT_FGT, synchronised before
+# the ERET into the guest, and the host's value back before the return.
+UNUSUAL["traps-pmbidr-with-fgt"] = (
+    lambda: Composed(
+        entry=_replace(REF_ENTRY, SYNC_GUEST, TRAP_PMBIDR, SYNC_GUEST),
+        exit_=_replace(REF_EXIT, SYNC_HOST, UNTRAP_PMBIDR, SYNC_HOST),
+    ),
+    None,
+)
 
-UNUSUAL_CPUS = [NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, exs=True, el3=False)]
+UNUSUAL_CPUS = [
+    NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P2, fgt=True),
+    Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, exs=True, el3=False, fgt=True, spe_fds=True),
+]
 CORRECTNESS = [r.id for r in rules.RULES if r.severity is rules.Severity.CORRECTNESS]
 
 
@@ -1022,6 +1078,24 @@ def test_drain_order_rejects_a_psb_with_no_synchronising_point_before_it() -> No
     assert violation.message.startswith(
         "no context synchronisation event at EL2 (the exception entry where it is one, else an ISB) before a PSB CSYNC"
     )
+
+
+@pytest.mark.parametrize(("hdfgrtr", "violations"), [(0, []), (1 << 63, [1])])
+def test_trap_cond_asks_for_the_pmbidr_trap_only_where_the_switch_set_it(hdfgrtr: int, violations: list[int]) -> None:
+    """A guest's PMBIDR_EL1 read may complete, unless the switch set HDFGRTR_EL2.PMBIDR_EL1 [63]: then it had to trap."""
+    trace = _trace(
+        ("hyp", 2, Kind.MSR, {"register": "HDFGRTR_EL2", "value": hdfgrtr}),
+        ("guest0", 1, Kind.MRS, {"register": "PMBIDR_EL1", "value": 0x16}),
+    )
+    judgement = rules.BY_ID["TRAP-COND"].judge(trace, FGT)
+    assert violations == [v.event for v in judgement.violations]
+
+
+def test_trap_cond_names_the_fine_grained_trap_that_was_not_in_force() -> None:
+    """The violation names the HDFGRTR_EL2 write that asked for the trap, and the missing synchronisation."""
+    message = _messages("fgt-pmbidr-trap-not-synchronised", "TRAP-COND")[0]
+    assert "read PMBIDR_EL1 at #" in message
+    assert "set HDFGRTR_EL2.PMBIDR_EL1 (expected the read to trap to EL2" in message
 
 
 def test_undef_reports_accesses_that_trap_to_el3_and_host_accesses_trapped_to_el2() -> None:

@@ -71,6 +71,22 @@ def test_boot_leaves_the_host_running_at_its_el(vhe: bool, el: int, registers: d
 
 
 @pytest.mark.parametrize(
+    ("features", "written"),
+    [
+        (Features(), None),  # no FEAT_FGT: HDFGRTR_EL2 does not exist, and boot leaves it alone
+        (Features(fgt=True), 0),  # nothing trapped
+        (Features(fgt=True, spe=SpeLevel.V1P2), 1 << 62),  # nPMSNEVFR_EL1 = 1: PMSNEVFR_EL1 not trapped
+    ],
+    ids=["no-fgt", "fgt", "fgt-fne"],
+)
+def test_boot_writes_hdfgrtr_el2_as_linux_does(features: Features, written: int | None) -> None:
+    """On a FEAT_FGT CPU the boot code writes HDFGRTR_EL2 so that no EL1 read traps (Linux's __init_el2_fgt)."""
+    s = system(features)
+    writes = [e.value for e in s.cpu.trace if e.kind is Kind.MSR and e.register == "HDFGRTR_EL2"]
+    assert ([] if written is None else [written]) == writes
+
+
+@pytest.mark.parametrize(
     ("features", "usable"),
     [
         (Features(), True),
