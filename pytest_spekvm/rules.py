@@ -813,16 +813,70 @@ def _state_message(e: Event, reg: str, want_got: tuple[int, int], why: str, w: E
 # ------------------------------------------------------------------ ISOLATION
 
 
+# The host's SPE values ISOLATION keeps out of the guest's saved context, by register family (the
+# VHE host's PMSCR is PMSCR_EL2).
+_HOST_VALUE_FAMILY: Mapping[str, str] = {
+    "PMSCR_EL1": "PMSCR", "PMSCR_EL2": "PMSCR", **{r: r for r in HOST_SPE_STATE},
+}
+
+
+def _context_leaks(trace: Trace, features: Features) -> list[Violation]:
+    """Each value the vcpu's saved guest context holds (CONTEXT events) that is a value the host had
+    in that register by then: non-zero, and written by the host, or held by the host's register at
+    an entry, or put there by the PE for the host's own records.
+
+    Zero is never taken as a host value: a switch that keeps an all-zero guest SPE context leaks
+    nothing.
+    """
+    walk = _Walk(features)
+    own = ("PMSCR_EL2" if features.vhe else "PMSCR_EL1", *HOST_SPE_STATE)
+    seen: dict[str, dict[int, str]] = {family: {} for family in _HOST_VALUE_FAMILY.values()}
+    actors: dict[int, str] = {}
+    found: list[Violation] = []
+    for e in trace.events:
+        kind = e.kind
+        family = _HOST_VALUE_FAMILY.get(e.register, "")
+        if kind is Kind.RECORD:
+            actors[e.record] = e.actor
+        elif kind is Kind.CONTEXT:
+            origin = seen.get(family, {}).get(e.value) if e.value else None
+            if origin is not None:
+                shown = e.register if e.name in ("", e.register) else f"{e.name}->{e.register}"
+                msg = (
+                    f"the saved guest context of vcpu {e.vcpu} holds {shown}={e.value:#x} {e.where} (#{e.seq}), "
+                    f"a value the host had ({origin}): KVM shows this context to the guest, when it emulates a "
+                    f"trapped access, and to userspace (KVM_GET_ONE_REG); expected the host's SPE values kept in "
+                    f"the host's own save area, never in the guest's context"
+                )
+                found.append(Violation("ISOLATION", e.seq, msg))
+        elif family and e.value:
+            if kind is Kind.MSR and e.actor == "host":
+                seen[family].setdefault(e.value, f"written to {e.register} by the host at #{e.seq}")
+            elif (kind is Kind.HW or kind is Kind.WRITE) and (
+                walk.phase is Phase.HOST or walk.host_owns_update(e, actors)
+            ):
+                seen[family].setdefault(e.value, f"{e.register} as the PE updated it for the host at #{e.seq}")
+        walk.step(e)
+        if kind is Kind.ENTRY and walk.spe_usable:
+            for reg in own:
+                value = walk.values[reg]
+                if value:
+                    seen[_HOST_VALUE_FAMILY[reg]].setdefault(value, f"{reg} at entry #{e.seq}")
+    return found
+
+
 def _check_isolation(trace: Trace, features: Features) -> Judgement:
-    """No record lands outside the host's buffer; no guest access reaches an SPE register holding host state.
+    """No record lands outside the host's buffer; no guest access reaches an SPE register holding host
+    state; the vcpu's saved guest context holds no host SPE value.
 
     Exercised: a record was still inside the PE when an entry began, or one was written while
-    the switch or the guest ran, or a guest tried an SPE register.
+    the switch or the guest ran, or a guest tried an SPE register, or the guest's saved context
+    held an SPE register.
     """
     walk_phase = Phase.HOST
     collected: dict[int, Event] = {}
     pending = 0
-    exercised = False
+    exercised = context = False
     found: list[Violation] = []
     for e in trace.events:
         kind = e.kind
@@ -852,7 +906,12 @@ def _check_isolation(trace: Trace, features: Features) -> Judgement:
             if _guest_reached(e) and e.kind is not Kind.TRAP_EL3:
                 msg = _guest_access_message(e) + " (expected a trap to EL2: no guest reaches host SPE state)"
                 found.append(Violation("ISOLATION", e.seq, msg))
-    return Judgement("ISOLATION", exercised or bool(found), tuple(found))
+        elif kind is Kind.CONTEXT:
+            context = True
+    if context:
+        # Only a switch that keeps SPE registers in the guest's context pays for this second pass.
+        found = sorted((*found, *_context_leaks(trace, features)), key=lambda v: v.event)
+    return Judgement("ISOLATION", exercised or context or bool(found), tuple(found))
 
 
 # ------------------------------------------------------------------ NO-LOSS
@@ -1027,7 +1086,8 @@ RULES: tuple[Rule, ...] = (
         "ISOLATION",
         "No profiling record reaches guest or hypervisor memory; the guest never reaches host SPE state",
         "Patch: 'so that the host can make use of SPE without corrupting guest memory'. Judged on where "
-        "the model writes each record and on the guest's accesses. docs/rules.md#isolation",
+        "the model writes each record, on the guest's accesses, and on the SPE values the vcpu's saved "
+        "guest context holds (shown to the guest by trap emulation and to userspace). docs/rules.md#isolation",
         Severity.CORRECTNESS,
         "records",
         _check_isolation,

@@ -73,6 +73,13 @@ RECORD_DEPENDENCIES: dict[str, int] = {
     ),
 }
 
+# The SPE registers a vcpu's saved guest context (Vcpu.sysregs) may name, by the key's upper-case
+# spelling: an *_EL12 alias names the EL1 register it reaches.
+CONTEXT_SPE_KEYS: dict[str, str] = {
+    **{r.name: r.name for r in R.REGISTERS if r.kind in (R.SPE_SAMPLING, R.SPE_BUFFER)},
+    **{alias: target for alias, (_, target) in R.EL12_ALIASES.items() if R.BY_NAME[target].kind == R.SPE_SAMPLING},
+}
+
 DSB_DOMAINS = frozenset({
     "sy", "st", "ld", "ish", "ishst", "ishld", "nsh", "nshst", "nshld", "osh", "oshst", "oshld",
 })
@@ -605,8 +612,25 @@ class CPU:
                 break
         self.take_exception(2, "hyp", f"exit from guest {vcpu.vm}: {exit_reason.reason}", from_guest=True)
         self.mark(Kind.EXIT, f"vcpu {vcpu.index} exited ({exit_reason.reason})")
+        # What the guest could have been shown while it ran: its saved context as the entry left it.
+        self.record_guest_context(vcpu, "while the guest ran")
         self.run_code(1, "hyp exit vector")
         return exit_reason
+
+    def record_guest_context(self, vcpu: Vcpu, when: str) -> None:
+        """Put in the trace, as CONTEXT events, every SPE register value the vcpu's saved guest
+        context (`vcpu.sysregs`) holds now.
+
+        That context is the guest's: KVM shows it to the guest when it emulates a trapped access,
+        and to userspace through KVM_GET_ONE_REG. The rules judge these events, never the vcpu.
+        Keys that name no SPE register, and values that are no 64-bit int, are not recorded.
+        """
+        for key, value in vcpu.sysregs.items():
+            register = CONTEXT_SPE_KEYS.get(key.upper()) if isinstance(key, str) else None
+            if register is None or isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MASK64:
+                continue
+            self.trace.add(self.actor, self.el, Kind.CONTEXT, register=register, name=key, value=value,
+                           where=when, vcpu=vcpu.index)
 
     def note(self, text: str) -> None:
         """Put a software step in the trace for the reader (no architectural effect)."""

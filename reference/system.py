@@ -263,6 +263,8 @@ class System:
         if cpu.el != 2 or cpu.actor != "hyp":
             msg = f"vcpu_run must return at EL2 as the hypervisor; it returned at EL{cpu.el} as {cpu.actor}"
             raise ContractError("vcpu_run returns at EL2", msg)
+        # What userspace and the guest's next run can see of the saved guest context from now on.
+        cpu.record_guest_context(vcpu, "at the return to the host")
         if self.features.vhe:
             cpu.actor = "host"
         else:

@@ -1044,6 +1044,20 @@ def test_guest_run_is_framed_by_eret_and_exception_entry() -> None:
     assert cpu.trace.of(Kind.ERET)[-1].into_guest
 
 
+def test_guest_exit_records_the_spe_registers_of_the_saved_guest_context() -> None:
+    """At the guest's exit the model records each SPE register the vcpu's saved context holds, by its register name."""
+    cpu, vcpu = _guest_ready()
+    vcpu.sysregs.update({"pmscr_el12": 0x3, "PMBPTR_EL1": 0x40, "TTBR0_EL1": 0x1000, "PMSIRR_EL1": "x", "PMSICR_EL1": True})
+    vcpu.program = [GuestCode(0)]
+    cpu.run_guest(vcpu)
+    recorded = [(e.register, e.name, e.value, e.where, e.vcpu) for e in cpu.trace.of(Kind.CONTEXT)]
+    assert [
+        ("PMSCR_EL1", "pmscr_el12", 0x3, "while the guest ran", 0),
+        ("PMBPTR_EL1", "PMBPTR_EL1", 0x40, "while the guest ran", 0),
+    ] == recorded
+    assert "vcpu0.sysregs[pmscr_el12->PMSCR_EL1] = 0x3 (while the guest ran)" == cpu.trace.of(Kind.CONTEXT)[0].describe()
+
+
 def test_guest_can_only_be_entered_from_el2() -> None:
     """run_guest from EL1 breaks the adapter contract, naming the clause."""
     cpu = boot()

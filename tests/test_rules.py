@@ -375,6 +375,39 @@ def _profiling_off(s: System) -> None:
     s.run_vcpu(1)
 
 
+class _HostPmscrInGuestContext(S.ReferenceSwitch):
+    """Keeps the host's PMSCR_EL1 in the vcpu's saved guest context (vcpu.sysregs) instead of its own
+    save area: the restore works, but KVM shows that context to the guest and to userspace."""
+
+    def save_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's save, into vcpu.sysregs."""
+        if S.has_vhe(cpu):
+            return
+        vcpu.sysregs["PMSCR_EL1"] = 0
+        if self.buffer_live(cpu):
+            vcpu.sysregs["PMSCR_EL1"] = cpu.mrs("PMSCR_EL1")
+            self.drain(cpu, vcpu)
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's restore, from vcpu.sysregs."""
+        pmscr = vcpu.sysregs.get("PMSCR_EL1", 0)
+        if not S.has_vhe(cpu) and pmscr:
+            cpu.isb()
+            cpu.msr("PMSCR_EL1", pmscr)
+
+
+# The SPE registers a switch might keep in a guest's saved context.
+GUEST_SPE_CONTEXT = (
+    "PMSCR_EL1", "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
+    "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
+)
+
+
+def _zero_guest_spe_context(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+    """The guest's SPE context, kept as zeros: the guest never owns the buffer, so it has nothing else."""
+    vcpu.sysregs.update(dict.fromkeys(GUEST_SPE_CONTEXT, 0))
+
+
 TPMS = R.bits("MDCR_EL2", TPMS=1)
 E2PB_EL1 = R.bits("MDCR_EL2", E2PB=0b11)
 MDCR_BIT16 = 1 << 16  # MDCR_EL2 bit 16: RES0 on every CPU (DESIGN.md section 2)
@@ -425,6 +458,14 @@ BROKEN: dict[str, tuple[Callable[[], S.ReferenceSwitch], Features, Scenario, Cho
         guest_access,
         WorstCaseChooser(),
         {"HOST-STATE"},
+    ),
+    # The host's PMSCR_EL1 saved in the guest's context, where the guest and userspace can read it.
+    "host-pmscr-in-guest-context": (
+        _HostPmscrInGuestContext,
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"ISOLATION"},
     ),
     "always-res0-bit": (
         lambda: Composed(setup=_setup_with(MDCR_BIT16)),
@@ -733,6 +774,12 @@ UNUSUAL["traps-pmbidr-with-fgt"] = (
     None,
 )
 
+# A guest SPE context kept in vcpu.sysregs, all zeros, written on entry and on exit.
+UNUSUAL["keeps-an-all-zero-guest-spe-context"] = (
+    lambda: Composed(entry=(_zero_guest_spe_context, *REF_ENTRY), exit_=(_zero_guest_spe_context, *REF_EXIT)),
+    None,
+)
+
 UNUSUAL_CPUS = [
     NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P2, fgt=True),
     Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, exs=True, el3=False, fgt=True, spe_fds=True),
@@ -991,6 +1038,35 @@ class MissingDrainGuestOwns(S.ReferenceSwitch):
         """The reference's, with E2PB = 0b10."""
         super().setup_debug(cpu, vcpu, host_mdcr_el2)
         vcpu.mdcr_el2 |= R.bits("MDCR_EL2", E2PB=0b10)
+
+
+def test_isolation_message_names_the_leaked_context_value_and_its_origin() -> None:
+    """ISOLATION names the vcpu, the register the guest context holds, its value and where the host had it."""
+    messages = _messages("host-pmscr-in-guest-context", "ISOLATION")
+    assert messages[0].startswith("the saved guest context of vcpu 0 holds PMSCR_EL1=0x3 while the guest ran (#")
+    assert "a value the host had (written to PMSCR_EL1 by the host at #" in messages[0]
+
+
+@pytest.mark.parametrize(("value", "leaks"), [(0, False), (0x3, True), (0x2, False)])
+def test_isolation_takes_only_values_the_host_had_from_the_guest_context(value: int, leaks: bool) -> None:
+    """A guest context value counts as the host's only if it is non-zero and the host had it in that register."""
+    trace = _trace(
+        ("host", 1, Kind.MSR, {"register": "PMSCR_EL1", "value": 0x3}),
+        ("hyp", 2, Kind.CONTEXT, {"register": "PMSCR_EL1", "value": value, "vcpu": 0, "where": "at the return"}),
+        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x3, "vcpu": 0, "where": "at the return"}),
+    )
+    judgement = rules.BY_ID["ISOLATION"].judge(trace, NVHE)
+    assert (True, [1] if leaks else []) == (judgement.exercised, [v.event for v in judgement.violations])
+
+
+def test_isolation_sees_a_host_value_in_the_guest_context_only_once_the_host_had_it() -> None:
+    """A context value the host programs only later is no leak at the time it is recorded (the rule is causal)."""
+    trace = _trace(
+        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x40001, "vcpu": 1, "where": "then"}),
+        ("host", 1, Kind.MSR, {"register": "PMSIRR_EL1", "value": 0x40001}),
+        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x40001, "vcpu": 1, "where": "now"}),
+    )
+    assert [2] == [v.event for v in rules.BY_ID["ISOLATION"].judge(trace, NVHE).violations]
 
 
 def test_no_loss_message_names_who_disabled_the_buffer() -> None:

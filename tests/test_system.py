@@ -253,6 +253,32 @@ def test_run_vcpu_frames_the_run_with_window_markers(vhe: bool) -> None:
     )
 
 
+def test_run_vcpu_records_the_saved_guest_context_at_the_exit_and_the_return() -> None:
+    """A run records the SPE registers the guest's saved context holds while the guest runs and when the host gets control back."""
+
+    class KeepsGuestPmscr(ReferenceSwitch):
+        def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+            vcpu.sysregs["PMSCR_EL1"] = 0x1
+            reason = super().vcpu_run(cpu, vcpu)
+            vcpu.sysregs["PMSCR_EL1"] = 0x2
+            return reason
+
+    s = system(switch=KeepsGuestPmscr())
+    s.run_vcpu(0)
+    contexts = [(e.value, e.where, e.actor, e.el) for e in s.cpu.trace.of(Kind.CONTEXT)]
+    assert [(0x1, "while the guest ran", "hyp", 2), (0x2, "at the return to the host", "hyp", 2)] == contexts
+    events = s.cpu.trace.events
+    assert Kind.RETURN in [e.kind for e in events[s.cpu.trace.of(Kind.CONTEXT)[-1].seq:]]
+
+
+def test_reference_keeps_no_spe_register_in_the_guest_context() -> None:
+    """The reference's guest context is its stage 1 only: no run records a guest SPE context."""
+    s = system()
+    s.enable_profiling()
+    s.run_vcpu(0)
+    assert [] == s.cpu.trace.of(Kind.CONTEXT)
+
+
 def test_run_vcpu_sets_the_vcpu_up_once() -> None:
     """The first run prepares the vcpu; later runs reuse that preparation."""
     s = system()
