@@ -41,6 +41,9 @@ E2PB_RESERVED = 0b01  # MDCR_EL2.E2PB: reserved; behaves as an allocated value (
 E2PB_EL1_TRAP = 0b10  # MDCR_EL2.E2PB: owned by EL1, EL1 accesses trap
 E2PB_EL1 = 0b11  # MDCR_EL2.E2PB: owned by EL1, no trap
 E2PB_ALLOCATED = (E2PB_EL2, E2PB_EL1_TRAP, E2PB_EL1)
+# K1.2.19: after a direct write of a reserved value, "a subsequent read of the field returns an
+# UNKNOWN value": any of the field's values.
+E2PB_ANY = (E2PB_EL2, E2PB_RESERVED, E2PB_EL1_TRAP, E2PB_EL1)
 # E2PB values under which EL1 accesses to PMBLIMITR/PMBPTR/PMBSR trap to EL2 (pseudocode: E2PB IN {'x0'}).
 E2PB_TRAPPING = frozenset({E2PB_EL2, E2PB_EL1_TRAP})
 # Buffer registers E2PB traps (PMBIDR_EL1 is not among them: only HDFGRTR_EL2.PMBIDR_EL1 traps it).
@@ -286,6 +289,10 @@ class CPU:
         reg = R.BY_NAME[target]
         if value is None:
             result = self._pmbidr() if target == "PMBIDR_EL1" else self._regs[target]
+            if target == "MDCR_EL2" and MDCR_E2PB.get(result) == E2PB_RESERVED:
+                # The reserved E2PB reads back UNKNOWN (K1.2.19): the chooser picks what this read sees.
+                unknown = self.chooser.reserved_as("MDCR_EL2", "E2PB (read back)", E2PB_ANY)
+                result = result & ~MDCR_E2PB.mask | MDCR_E2PB.put(unknown)
             self.trace.add(self.actor, self.el, Kind.MRS, register=target, name=name, value=result,
                            vcpu=self.vcpu)
             return Access("ok", target, result)

@@ -328,6 +328,32 @@ def test_reserved_e2pb_acts_as_the_value_the_chooser_picks(chooser: Chooser, exp
     assert expected == cpu.access("PMBPTR_EL1").outcome
 
 
+@pytest.mark.parametrize(("chooser", "read_back"), [(WorstCaseChooser(), 0b11), (HoldingChooser(), 0b00)])
+def test_reserved_e2pb_reads_back_unknown(chooser: Chooser, read_back: int) -> None:
+    """After a write of the reserved E2PB 0b01, a read of MDCR_EL2 returns an UNKNOWN E2PB (K1.2.19): the chooser's pick."""
+    cpu = CPU(Features(), chooser)
+    cpu.msr("MDCR_EL2", mdcr_e2pb(0b01) | MDCR_TPMS | 6)
+    read = cpu.mrs("MDCR_EL2")
+    assert (mdcr_e2pb(read_back) | MDCR_TPMS | 6, mdcr_e2pb(0b01) | MDCR_TPMS | 6) == (read, cpu.peek("MDCR_EL2"))
+    assert read == cpu.trace[-1].value
+
+
+def test_reserved_e2pb_read_back_may_be_any_value_of_the_field() -> None:
+    """The UNKNOWN read is asked of the chooser among all four E2PB values, the reserved one included."""
+    asked: list[tuple[str, str, tuple[int, ...]]] = []
+
+    class Asking(WorstCaseChooser):
+        def reserved_as(self, register: str, field: str, allowed: tuple[int, ...]) -> int:
+            asked.append((register, field, allowed))
+            return allowed[1]
+
+    cpu = CPU(Features(), Asking())
+    cpu.msr("MDCR_EL2", mdcr_e2pb(0b01))
+    assert (mdcr_e2pb(0b01), [("MDCR_EL2", "E2PB (read back)", (0b00, 0b01, 0b10, 0b11))]) == (
+        cpu.mrs("MDCR_EL2"), asked,
+    )
+
+
 def test_tpms_does_not_trap_buffer_registers_and_e2pb_does_not_trap_sampling_registers() -> None:
     """Each trap control covers its own group of SPE registers only."""
     tpms_only = boot(mdcr=E2PB_EL1 | MDCR_TPMS)
