@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -1269,6 +1271,43 @@ def test_rules_compare_without_their_checkers() -> None:
         lambda t, f: rules.Judgement("LEAN", False),
     )
     assert rule == twin
+
+
+def test_judge_stamps_the_rule_id_on_what_its_checker_found() -> None:
+    """A checker returns breaches without naming its rule: the judgement and each violation carry the rule's id."""
+    rule = rules.Rule("PROJ-X", "t", "r", rules.Severity.LEAN, "lean", lambda t, f: rules.Found(True, [rules.Breach(2, "m")]))
+    assert rules.Judgement("PROJ-X", True, (rules.Violation("PROJ-X", 2, "m"),)) == rule.judge(Trace(), NVHE)
+
+
+def test_judge_stamps_the_rule_id_on_a_judgement_its_checker_returned() -> None:
+    """A checker that returns a whole Judgement (as project rules may) gets the rule's own id on it and its violations."""
+    made = rules.Judgement("OTHER", True, (rules.Violation("OTHER", 0, "m"),))
+    rule = rules.Rule("PROJ-Y", "t", "r", rules.Severity.LEAN, "lean", lambda t, f: made)
+    assert rules.Judgement("PROJ-Y", True, (rules.Violation("PROJ-Y", 0, "m"),)) == rule.judge(Trace(), NVHE)
+
+
+def test_walk_docstring_example_is_a_working_project_rule() -> None:
+    """The project rule the window walk's documentation shows runs as written and finds the exit window's PMSCR_EL1 writes."""
+    doc = rules.walk.__doc__ or ""
+    code = textwrap.dedent(doc.split("::\n", 1)[1].split("\nThe terms", 1)[0])
+    namespace: dict[str, object] = {}
+    exec(compile(code, "walk-example", "exec"), namespace)
+    rule = rules.Rule("PROJ-EXIT-PMSCR", "t", "r", rules.Severity.LEAN, "lean", namespace["check"])  # type: ignore[arg-type]
+    system = _run(Composed(exit_=_replace(REF_EXIT, RESTORE_SPE, _restore(always=True))), NVHE, plain)
+    writes = [e.seq for e in system.cpu.trace if e.kind is Kind.MSR and e.register == "PMSCR_EL1" and e.actor == "hyp"]
+    judgement = rule.judge(system.cpu.trace, NVHE)
+    assert (True, True) == (judgement.exercised, bool(judgement.violations))
+    assert {v.event for v in judgement.violations} < set(writes)
+
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+def test_rule_modules_mirror_the_suite_files() -> None:
+    """The rules package has one module per family, named as the suite file of that family, and each holds its family's rules."""
+    suite_families = sorted(p.stem.removeprefix("test_") for p in SUITES.glob("test_*.py") if p.stem != "test_project_rules")
+    holders = {f: importlib.import_module(f"pytest_spekvm.rules.{f}").RULES for f in rules.FAMILIES}
+    assert (suite_families, {f: rules.rules_of_family(f) for f in rules.FAMILIES}) == (sorted(rules.FAMILIES), holders)
 
 
 # ------------------------------------------------------------------ the rules' documentation

@@ -2,7 +2,7 @@
 
 The checks here judge outcomes the model observes (where records landed, what the host's registers
 hold after a run, which writes set RES0 bits). They are the project's own test of the reference;
-the suite's rules (pytest_spekvm/rules.py) are tested elsewhere.
+the suite's rules (the package pytest_spekvm/rules/) are tested in tests/test_rules.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,77 @@
+"""HOST-STATE: after every exit the host has the SPE state and trap controls it had (docs/rules.md#host-state)."""
+
+from __future__ import annotations
+
+from ..reference.features import Features
+from ..reference.trace import Event, Kind, Trace
+from .rule import Breach, Found, Rule, Severity
+from .walk import BOOT_CONTROLS, HOST_SPE_STATE, Phase, Walk, msr_text
+
+
+def check_host_state(trace: Trace, features: Features) -> Found:
+    """At every return: the host's SPE registers as at entry (plus the PE's updates for the host's
+    own records, while the limit and pointer are the host's), MDCR_EL2 (and HDFGRTR_EL2 with FEAT_FGT)
+    as at boot.
+
+    Exercised: at least one return to the host.
+    """
+    if features.has_spe and not features.spe_owned_by_higher_el:
+        tracked: tuple[str, ...] = ("PMSCR_EL2" if features.vhe else "PMSCR_EL1", *HOST_SPE_STATE)
+    else:
+        tracked = ()
+    controls = BOOT_CONTROLS if features.fgt else BOOT_CONTROLS[:1]
+    walk = Walk(features)
+    exercised = False
+    found: list[Breach] = []
+    expected: dict[str, int] = {}
+    hw: dict[str, int] = {}  # register -> how many updates the PE made for the host in this window
+    last_write: dict[str, Event] = {}  # register -> last software write in this window
+    for e in trace.events:
+        kind = e.kind
+        if walk.phase is not Phase.HOST:
+            if kind is Kind.MSR:
+                last_write[e.register] = e
+            elif (kind is Kind.HW or kind is Kind.WRITE) and e.register in expected and walk.host_owns_update(e):
+                expected[e.register] = e.value
+                hw[e.register] = hw.get(e.register, 0) + 1
+        if kind is Kind.RETURN and walk.phase is Phase.EXIT:
+            exercised = True
+            for reg in tracked:
+                got, want = walk.values[reg], expected[reg]
+                if got != want:
+                    why = f"its value at entry #{walk.entry}"
+                    if hw.get(reg):
+                        why += f", then {hw[reg]} update(s) by the PE for the host's own records"
+                    found.append(Breach(e.seq, _state_message(e, reg, (want, got), why, last_write.get(reg))))
+            for reg in controls:
+                got, want = walk.values[reg], walk.boot[reg]
+                if got != want:
+                    why = "the host's boot value"
+                    found.append(Breach(e.seq, _state_message(e, reg, (want, got), why, last_write.get(reg))))
+        walk.step(e)
+        if kind is Kind.ENTRY:
+            expected = {reg: walk.values[reg] for reg in tracked}
+            hw, last_write = {}, {}
+    return Found(exercised, found)
+
+
+def _state_message(e: Event, reg: str, want_got: tuple[int, int], why: str, w: Event | None) -> str:
+    want, got = want_got
+    last = "no software write in the window"
+    if w is not None:
+        last = f"last software write: {msr_text(w)} by {w.actor} at #{w.seq}"
+    return f"at the return to the host (#{e.seq}): {reg} expected {want:#x} ({why}), got {got:#x}; {last}"
+
+
+HOST_STATE = Rule(
+    "HOST-STATE",
+    "After every exit the host sees the SPE state and MDCR_EL2 host bits it had before entry",
+    "Patch title: 'Save/restore the host SPE state when entering/leaving a VM'; review of "
+    "__deactivate_traps: the host's MDCR_EL2 bits must come back bit for bit. Judged on the register "
+    "values the model holds at each return. docs/rules.md#host-state",
+    Severity.CORRECTNESS,
+    "host_state",
+    check_host_state,
+)
+
+RULES = (HOST_STATE,)

@@ -1,0 +1,284 @@
+"""The ordering family: DRAIN-ORDER (docs/rules.md#drain-order) and RESTORE-ORDER (docs/rules.md#restore-order)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from ..reference import registers as R
+from ..reference.cpu import dsb_completes_records
+from ..reference.features import Features
+from ..reference.trace import Event, Kind, Trace
+from .rule import Breach, Found, Rule, Severity
+from .walk import NOT_CSE, Phase, Walk, into_guest, msr_text
+
+PMSCR_EL1_SPE = R.field_mask("PMSCR_EL1", "E0SPE", "E1SPE")  # PMSCR_EL1.E0SPE [0], E1SPE [1]
+PMBLIMITR_E = R.field_mask("PMBLIMITR_EL1", "E")  # PMBLIMITR_EL1.E [0]
+PMBSR_S = R.field_mask("PMBSR_EL1", "S")  # PMBSR_EL1.S [17]
+MDCR_E2PB = R.BY_NAME["MDCR_EL2"].field("E2PB")  # MDCR_EL2.E2PB [13:12]
+HCR_VM = R.field_mask("HCR_EL2", "VM")  # HCR_EL2.VM [0]
+HOST_STAGE1 = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1")
+# Registers whose change moves the host's EL1-owned buffer to other tables (docs/rules.md#terms).
+TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
+# Written in the exit window, these must be in force before host sampling resumes (RESTORE-ORDER).
+RESTORE_REGISTERS = frozenset({*HOST_STAGE1, "VTTBR_EL2", "MDCR_EL2", "HCR_EL2"})
+
+
+# ------------------------------------------------------------------ DRAIN-ORDER
+
+_LINKS = (
+    "context synchronisation event at EL2 (the exception entry where it is one, else an ISB)",
+    "PSB CSYNC",
+    "DSB over loads and stores (NSH or wider; not *ST or *LD)",
+)
+
+
+def _profiling_off(pmscr: int, limitr: int, status: int) -> bool:
+    return not pmscr & PMSCR_EL1_SPE or not limitr & PMBLIMITR_E or bool(status & PMBSR_S)
+
+
+def _guest_profiling_off(walk: Walk, eret: Event) -> bool:
+    """Whether EL1 and EL0 profiling is certainly off under every value the PE may use at `eret`
+    (sampling off, the buffer disabled, or the buffer stopped)."""
+    v = walk.values
+    if eret.cse:
+        return _profiling_off(v["PMSCR_EL1"], v["PMBLIMITR_EL1"], v["PMBSR_EL1"])
+    return all(
+        _profiling_off(pmscr, limitr, status)
+        for pmscr in walk.in_force("PMSCR_EL1")
+        for limitr in walk.in_force("PMBLIMITR_EL1")
+        for status in walk.in_force("PMBSR_EL1")
+    )
+
+
+def _translation_change(e: Event, values: Mapping[str, int]) -> str:
+    """How `e` changes the translation the host's EL1-owned buffer uses, or '' if it does not."""
+    kind = e.kind
+    if kind is Kind.ERET:
+        return f"eret {e.where}" if e.into_guest else ""
+    if kind is not Kind.MSR:
+        return ""
+    reg = e.register
+    old = values[reg]
+    if reg in TRANSLATION_VALUES:
+        return f"{msr_text(e)} (was {old:#x})" if e.value != old else ""
+    if reg == "HCR_EL2" and (e.value ^ old) & HCR_VM:
+        return f"{msr_text(e)} (VM {old & HCR_VM} -> {e.value & HCR_VM})"
+    if reg == "MDCR_EL2":
+        was, now = MDCR_E2PB.get(old), MDCR_E2PB.get(e.value)
+        if was != now:
+            return f"{msr_text(e)} (E2PB {was:#04b} -> {now:#04b})"
+    return ""
+
+
+def _buffer_stop(e: Event, values: Mapping[str, int]) -> str:
+    """How `e` disables the host's buffer or reuses its memory, or ''."""
+    if e.kind is not Kind.MSR:
+        return ""
+    if e.register == "PMBLIMITR_EL1" and values["PMBLIMITR_EL1"] & PMBLIMITR_E and not e.value & PMBLIMITR_E:
+        return f"{msr_text(e)} (disables the buffer)"
+    if e.register == "PMBPTR_EL1" and e.value != values["PMBPTR_EL1"]:
+        return f"{msr_text(e)} (moves the buffer's write pointer)"
+    return ""
+
+
+@attrs.define
+class _Chain:
+    """Progress through the drain chain within one entry window: CSE, then PSB, then a full DSB."""
+
+    links: list[Event] = attrs.field(factory=list)  # the event that made each link
+    early: dict[int, Event] = attrs.field(factory=dict)  # link index -> an event of that kind that came too early
+    weak: Event | None = None  # a DSB that does not wait for the buffer's writes
+    judged: bool = False
+    stop_judged: bool = False
+
+    @property
+    def done(self) -> bool:
+        return len(self.links) == len(_LINKS)
+
+    def offer(self, index: int, e: Event) -> None:
+        if len(self.links) == index:
+            self.links.append(e)
+        elif len(self.links) < index:
+            self.early.setdefault(index, e)
+
+
+def _link_label(e: Event) -> str:
+    if e.kind is Kind.DSB:
+        return f"dsb {e.where}"
+    if e.kind is Kind.EXCEPTION:
+        return "exception entry"
+    return "ISB" if e.kind is Kind.ISB else "PSB CSYNC"
+
+
+def _drain_message(chain: _Chain, what: str, e: Event, walk: Walk, stop: bool) -> str:
+    """Name the first missing link of the chain before `what`."""
+    s = len(chain.links)
+    if s == 0:
+        lead = f"no {_LINKS[0]} before a PSB CSYNC (the exception entry into EL2 was {NOT_CSE})"
+    else:
+        prev = chain.links[-1]
+        lead = f"no {_LINKS[s]} after the {_link_label(prev)} at #{prev.seq}"
+    early = chain.early.get(s + 1 if s == 0 else s)
+    if early is not None:
+        lead += f" (the {_link_label(early)} at #{early.seq} came before the {_link_label(chain.links[-1]) if s else 'CSE'})"
+    if s == 2 and chain.weak is not None:
+        lead += f" (dsb {chain.weak.where} at #{chain.weak.seq} does not wait for the buffer's writes: D17.9 asks for one that applies to loads and stores)"
+    consequence = (
+        "so records not synchronised or not yet written may be discarded"
+        if stop else "so records collected before it may be translated by the new regime"
+    )
+    return (
+        f"{lead}, before the {what} at #{e.seq} while the host's buffer was live "
+        f"(PMBLIMITR_EL1.E=1 at entry #{walk.entry}), {consequence}; expected a context synchronisation "
+        f"event at EL2, PSB CSYNC, then a DSB over loads and stores, in that order"
+    )
+
+
+def check_drain_order(trace: Trace, features: Features) -> Found:
+    """nVHE, buffer live at entry: the drain chain completes before the first translation change
+    and before the buffer is stopped, and the guest's profiling is off in force at its ERET.
+
+    Exercised: an nVHE entry window with the host's buffer live reached a translation change
+    (every entry does: the ERET into the guest is one).
+    """
+    if features.vhe:
+        return Found(False)
+    walk = Walk(features)
+    exercised = False
+    found: list[Breach] = []
+    chain = _Chain()
+    for e in trace.events:
+        kind = e.kind
+        if walk.phase is Phase.ENTRY and walk.live:
+            if not chain.judged:
+                change = _translation_change(e, walk.values)
+                stop = "" if change or chain.stop_judged else _buffer_stop(e, walk.values)
+                if change:
+                    chain.judged = exercised = True
+                    if not chain.done:
+                        found.append(Breach(e.seq, _drain_message(chain, change, e, walk, False)))
+                elif stop:
+                    chain.stop_judged = True
+                    if not chain.done:
+                        found.append(Breach(e.seq, _drain_message(chain, stop, e, walk, True)))
+                elif kind is Kind.ISB:
+                    chain.offer(0, e)
+                elif kind is Kind.HW and e.register == "PMBSR_EL1" and e.value & PMBSR_S:
+                    chain.judged = exercised = True  # the buffer stopped itself: nothing is left to drain
+                elif kind is Kind.PSB:
+                    chain.offer(1, e)
+                elif kind is Kind.DSB:
+                    if dsb_completes_records(e.where):
+                        chain.offer(2, e)
+                    else:
+                        chain.weak = e
+            if into_guest(e) and not _guest_profiling_off(walk, e):
+                pmscr = "/".join(f"{v:#x}" for v in walk.in_force("PMSCR_EL1"))
+                limitr = "/".join(f"{v:#x}" for v in walk.in_force("PMBLIMITR_EL1"))
+                sync = "" if e.cse else f" (the ERET is {NOT_CSE}, so an unsynchronised write may not be in force yet)"
+                msg = (
+                    f"eret {e.where} at #{e.seq} with the guest's EL1/EL0 profiling possibly on: PMSCR_EL1 "
+                    f"{pmscr}, PMBLIMITR_EL1 {limitr} may be in force{sync}; expected PMSCR_EL1.E0SPE/E1SPE=0 "
+                    f"or PMBLIMITR_EL1.E=0 in force, so the guest is not sampled into the host's buffer"
+                )
+                found.append(Breach(e.seq, msg))
+        walk.step(e)
+        if kind is Kind.ENTRY:
+            chain = _Chain()
+        elif kind is Kind.EXCEPTION and walk.phase is Phase.ENTRY and e.el == 2 and e.cse:
+            chain.offer(0, e)  # EL2 never samples the host's EL1-owned buffer: profiling is off at this CSE
+    return Found(exercised, found)
+
+
+# ------------------------------------------------------------------ RESTORE-ORDER
+
+
+def _host_sampling_on(values: Mapping[str, int]) -> bool:
+    return bool(values["PMSCR_EL1"] & PMSCR_EL1_SPE and values["PMBLIMITR_EL1"] & PMBLIMITR_E)
+
+
+def check_restore_order(trace: Trace, features: Features) -> Found:
+    """nVHE: host sampling resumes only once the host's translation and buffer ownership are in force.
+
+    At the return to the host with host sampling on: the translation registers hold the host's
+    values, and, where that return is not context synchronising, none of the exit window's
+    writes to them is still unsynchronised.
+
+    Exercised: on nVHE, a return to the host with host sampling on.
+    """
+    if features.vhe:
+        return Found(False)
+    walk = Walk(features)
+    exercised = False
+    found: list[Breach] = []
+    writes: dict[str, Event] = {}  # the exit window's last write to each restore register
+    for e in trace.events:
+        kind = e.kind
+        if walk.phase is Phase.EXIT:
+            if kind is Kind.MSR and e.register in RESTORE_REGISTERS:
+                writes[e.register] = e
+            elif walk.returns_to_host(e) and _host_sampling_on(walk.values):
+                exercised = True
+                values, host = walk.values, walk.at_entry
+                wrong = [
+                    f"{reg}={values[reg]:#x} (expected the host's {host[reg]:#x})"
+                    for reg in (*HOST_STAGE1, "VTTBR_EL2")
+                    if values[reg] != host[reg] and (reg != "VTTBR_EL2" or values["HCR_EL2"] & HCR_VM)
+                ]
+                e2pb, host_e2pb = MDCR_E2PB.get(values["MDCR_EL2"]), MDCR_E2PB.get(walk.boot["MDCR_EL2"])
+                if e2pb != host_e2pb:
+                    wrong.append(f"MDCR_EL2.E2PB={e2pb:#04b} (expected the host's {host_e2pb:#04b})")
+                if (values["HCR_EL2"] ^ host["HCR_EL2"]) & HCR_VM:
+                    wrong.append(f"HCR_EL2.VM={values['HCR_EL2'] & HCR_VM} (expected the host's {host['HCR_EL2'] & HCR_VM})")
+                if wrong:
+                    msg = (
+                        f"the return to the host at #{e.seq} resumes host sampling (PMSCR_EL1={values['PMSCR_EL1']:#x}) "
+                        f"under a translation that is not the host's: " + "; ".join(wrong)
+                    )
+                    found.append(Breach(e.seq, msg))
+                elif not e.cse:
+                    pending = [writes[r] for r in sorted(RESTORE_REGISTERS) if r in walk.stale and r in writes]
+                    if pending:
+                        last = max(pending, key=lambda w: w.seq)
+                        msg = (
+                            f"no ISB between the {msr_text(last)} at #{last.seq} and the return to the host at #{e.seq}, "
+                            f"which is {NOT_CSE}: host sampling (PMSCR_EL1={values['PMSCR_EL1']:#x}) may resume under "
+                            f"the guest's translation (expected an ISB after the writes restoring the host's "
+                            f"translation and before the PMSCR_EL1 write or the ERET)"
+                        )
+                        found.append(Breach(e.seq, msg))
+        walk.step(e)
+        if kind is Kind.EXIT or (kind is Kind.EXCEPTION and e.guest_exit):
+            writes = {}
+    return Found(exercised, found)
+
+
+DRAIN_ORDER = Rule(
+    "DRAIN-ORDER",
+    "A CSE, PSB CSYNC and a full DSB before the live buffer's translation changes; guest profiling off",
+    "Patch: 'the EL0/1 page table may be live whilst we're executing at EL2 on non-VHE'. Arm ARM "
+    "D17.9 R_TRDTK: 'To synchronize previous profiling operations, software must execute a PSB'; a "
+    "PSB synchronises the operations before the last context synchronisation event; D17.9: the DSB "
+    "after it 'must apply to both loads and stores'; D8.1.5 I_JZRDG (informative): PSB then DSB before "
+    "the lower EL's regime changes. Outcomes: ISOLATION, NO-LOSS. docs/rules.md#drain-order",
+    Severity.CORRECTNESS,
+    "ordering",
+    check_drain_order,
+)
+
+RESTORE_ORDER = Rule(
+    "RESTORE-ORDER",
+    "Host sampling resumes only with the host's translation and buffer ownership in force",
+    "Patch: 'The host page table is installed, but not yet synchronised'; review: 'if you now depend on "
+    "the debug restore being run after the rest of the sysregs, please add a comment'. Arm ARM: a "
+    "register write affects indirect reads only after a context synchronisation event; with FEAT_ExS "
+    "and SCTLR_EL2.EOS = 0 the return to the host is not one. Outcomes: ISOLATION, NO-LOSS, UNDEF. "
+    "docs/rules.md#restore-order",
+    Severity.CORRECTNESS,
+    "ordering",
+    check_restore_order,
+)
+
+RULES = (DRAIN_ORDER, RESTORE_ORDER)

@@ -1,0 +1,99 @@
+"""What a rule is and what judging one gives: `Rule`, `Judgement`, `Violation`, and what a checker returns."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Protocol
+
+import attrs
+
+from ..reference.features import Features
+from ..reference.trace import Trace
+
+
+class Severity(enum.Enum):
+    """How bad a violation is: wrong behaviour, or needless cost on the world switch's path."""
+
+    CORRECTNESS = "correctness"
+    LEAN = "lean"
+
+
+@attrs.frozen
+class Violation:
+    """One breach of a rule: the first bad event and a message a reader needs nothing else for."""
+
+    rule: str
+    event: int  # seq of the first bad event in the trace
+    message: str
+
+
+@attrs.frozen
+class Judgement:
+    """A rule's verdict on one trace; `exercised` says whether the rule's precondition occurred."""
+
+    rule: str
+    exercised: bool
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """No violation (a rule never exercised passes vacuously: read `exercised` too)."""
+        return not self.violations
+
+
+@attrs.frozen
+class Breach:
+    """One bad event a checker found: its `seq` and the message; `Rule.judge` makes it a `Violation` of the rule."""
+
+    event: int
+    message: str
+
+
+def _as_breaches(found: Iterable[Breach]) -> tuple[Breach, ...]:
+    return tuple(found)
+
+
+@attrs.frozen
+class Found:
+    """What a checker found in one trace: whether the rule's precondition occurred, and each breach.
+
+    A checker returns this and never names its rule: `Rule.judge` stamps the rule's id on the
+    judgement and on each violation.
+    """
+
+    exercised: bool
+    breaches: tuple[Breach, ...] = attrs.field(default=(), converter=_as_breaches)
+
+
+class Checker(Protocol):
+    """A rule's checker: one pass over the trace of a run on a CPU with `features`.
+
+    It returns a `Found` (a `Judgement` is accepted too, as project rules wrote them before `Found`
+    existed: `Rule.judge` takes its verdict and stamps the rule's id on it).
+    """
+
+    def __call__(self, trace: Trace, features: Features, /) -> Found | Judgement: ...
+
+
+@attrs.frozen
+class Rule:
+    """One rule of the catalogue: a stable id, where it comes from, and its checker."""
+
+    id: str
+    title: str
+    rationale: str
+    severity: Severity
+    family: str
+    check: Checker = attrs.field(eq=False, repr=False)
+
+    def judge(self, trace: Trace, features: Features) -> Judgement:
+        """Judge `trace`, run on a CPU with `features`, against this rule: its checker's verdict, with this rule's id."""
+        found = self.check(trace, features)
+        if isinstance(found, Judgement):
+            return Judgement(self.id, found.exercised, _stamped(self.id, ((v.event, v.message) for v in found.violations)))
+        return Judgement(self.id, found.exercised, _stamped(self.id, ((b.event, b.message) for b in found.breaches)))
+
+
+def _stamped(rule: str, breaches: Iterable[tuple[int, str]]) -> tuple[Violation, ...]:
+    return tuple(Violation(rule, event, message) for event, message in breaches)
