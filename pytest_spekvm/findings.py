@@ -38,7 +38,7 @@ def event_facts(event: Event) -> dict[str, Any]:
         "seq": event.seq,
         "kind": event.kind.value,
         "register": event.register,
-        "actor": event.actor,
+        "actor": str(event.actor),
         "el": event.el,
         "text": event.describe(),
     }

@@ -20,6 +20,7 @@ from .reference.cpu import ModelError
 from .reference.features import Features
 from .reference.system import System
 from .reference.vcpu import ContractError, GuestAccess, GuestAction, GuestCode, GuestExit
+from .steps import Op
 
 if TYPE_CHECKING:
     from .target import Target
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 class Step:
     """One step of a scenario: a method of `System` and its arguments."""
 
-    op: str  # enable_profiling, disable_profiling, pause_sampling, host_run, handle_buffer_irq, setup_vcpu, run_vcpu
+    op: Op = attrs.field(converter=Op)  # a method of System (a string naming one is converted)
     vcpu: int = 0
     samples: int = 0
     el0: bool = False
@@ -38,17 +39,17 @@ class Step:
 
     def describe(self) -> str:
         """The step as a person reads it."""
-        if self.op == "host_run":
+        if self.op is Op.HOST_RUN:
             return f"host runs {'user' if self.el0 else 'kernel'} code ({self.samples} samples)"
-        if self.op == "setup_vcpu":
+        if self.op is Op.SETUP_VCPU:
             return f"host sets up vcpu {self.vcpu}"
-        if self.op == "run_vcpu":
+        if self.op is Op.RUN_VCPU:
             return f"run vcpu {self.vcpu}: guest {', '.join(_describe_action(a) for a in self.program) or 'exits at once'}"
         return {
-            "enable_profiling": f"host enables profiling (buffer, then PMSCR {_PMSCR_BITS[self.pmscr & 0b11]})",
-            "disable_profiling": "host disables profiling (drain, buffer off)",
-            "pause_sampling": "host pauses sampling (PMSCR=0, buffer left enabled)",
-            "handle_buffer_irq": "host handles the buffer interrupt",
+            Op.ENABLE_PROFILING: f"host enables profiling (buffer, then PMSCR {_PMSCR_BITS[self.pmscr & 0b11]})",
+            Op.DISABLE_PROFILING: "host disables profiling (drain, buffer off)",
+            Op.PAUSE_SAMPLING: "host pauses sampling (PMSCR=0, buffer left enabled)",
+            Op.HANDLE_BUFFER_IRQ: "host handles the buffer interrupt",
         }[self.op]
 
 
@@ -67,29 +68,29 @@ def _describe_action(action: GuestAction) -> str:
 
 # The scripted scenario every cell runs: it reaches every rule's precondition on a CPU with SPE.
 SCRIPT: tuple[Step, ...] = (
-    Step("run_vcpu", vcpu=0, program=(GuestCode(1),)),
-    Step("enable_profiling"),
-    Step("host_run", samples=3),
-    Step("run_vcpu", vcpu=0, program=(GuestCode(2), GuestAccess("PMSCR_EL1"))),
-    Step("host_run", samples=2),  # the host kernel sampled straight after a return
-    Step("host_run", samples=2, el0=True),
+    Step(Op.RUN_VCPU, vcpu=0, program=(GuestCode(1),)),
+    Step(Op.ENABLE_PROFILING),
+    Step(Op.HOST_RUN, samples=3),
+    Step(Op.RUN_VCPU, vcpu=0, program=(GuestCode(2), GuestAccess("PMSCR_EL1"))),
+    Step(Op.HOST_RUN, samples=2),  # the host kernel sampled straight after a return
+    Step(Op.HOST_RUN, samples=2, el0=True),
     # PMBIDR_EL1 first: its read completes unless the switch asked HDFGRTR_EL2 to trap it (FEAT_FGT).
-    Step("run_vcpu", vcpu=1, program=(GuestAccess("PMBIDR_EL1"), GuestAccess("PMBPTR_EL1"))),
-    Step("run_vcpu", vcpu=1, program=(GuestAccess("PMSIRR_EL1", write=True, value=0x100),)),
-    Step("pause_sampling"),
-    Step("run_vcpu", vcpu=0, program=(GuestCode(1), GuestExit("hvc"))),
-    Step("enable_profiling"),
-    Step("host_run", samples=80),  # more than the buffer holds: it fills, inside the next entry
-    Step("handle_buffer_irq"),
-    Step("host_run", samples=2),
-    Step("run_vcpu", vcpu=1, program=(GuestCode(1),)),
-    Step("disable_profiling"),
+    Step(Op.RUN_VCPU, vcpu=1, program=(GuestAccess("PMBIDR_EL1"), GuestAccess("PMBPTR_EL1"))),
+    Step(Op.RUN_VCPU, vcpu=1, program=(GuestAccess("PMSIRR_EL1", write=True, value=0x100),)),
+    Step(Op.PAUSE_SAMPLING),
+    Step(Op.RUN_VCPU, vcpu=0, program=(GuestCode(1), GuestExit("hvc"))),
+    Step(Op.ENABLE_PROFILING),
+    Step(Op.HOST_RUN, samples=80),  # more than the buffer holds: it fills, inside the next entry
+    Step(Op.HANDLE_BUFFER_IRQ),
+    Step(Op.HOST_RUN, samples=2),
+    Step(Op.RUN_VCPU, vcpu=1, program=(GuestCode(1),)),
+    Step(Op.DISABLE_PROFILING),
     # vcpu 1's last entry saved the host's live PMSCR: a save area that is not cleared when the
     # buffer is off would now hand it back to a host that turned profiling off.
-    Step("run_vcpu", vcpu=1, program=(GuestAccess("PMBLIMITR_EL1"),)),
-    Step("enable_profiling"),
-    Step("host_run", samples=1),
-    Step("run_vcpu", vcpu=0, program=(GuestCode(1),)),
+    Step(Op.RUN_VCPU, vcpu=1, program=(GuestAccess("PMBLIMITR_EL1"),)),
+    Step(Op.ENABLE_PROFILING),
+    Step(Op.HOST_RUN, samples=1),
+    Step(Op.RUN_VCPU, vcpu=0, program=(GuestCode(1),)),
 )
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
-from typing import Literal
 
 import attrs
 
 from . import registers as R
+from .actors import BOOT, HYP, PE, Actor, guest
 from .chooser import Chooser, Moment
 from .features import Features, id_aa64dfr0_el1
-from .memory import RECORD_SIZE, Landing, Memory
-from .trace import Event, Kind, Trace
+from .memory import RECORD_SIZE, Fault, Landing, Memory
+from .trace import Dsb, Event, Kind, PeUpdate, Trace
 from .vcpu import ContractError, ExitReason, GuestAccess, GuestCode, Vcpu
 
 # Field masks the model's behaviour reads, each from the register table (register.field).
@@ -57,12 +58,6 @@ SCR_EL3_FGTEN = True
 
 MASK64 = R.MASK64
 
-# Why the PE updated a register itself: the `name` of a HW event (and of the FULL event that stopped
-# the buffer), so the rules can tell the host's own buffer events from the others.
-HW_FULL = "full"  # PMBSR_EL1: the buffer filled (buffer management event, BSC full)
-HW_FAULT = "fault"  # PMBSR_EL1: a record's write faulted
-HW_COUNT = "count"  # PMSICR_EL1: the sample counter moved
-
 # The bits of each register that a collected record's translation or the buffer's enable
 # depends on: a write that changes none of them needs no decision about pending records.
 RECORD_DEPENDENCIES: dict[str, int] = {
@@ -82,20 +77,6 @@ CONTEXT_SPE_KEYS: dict[str, str] = {
     **{r.name: r.name for r in R.REGISTERS if r.kind in (R.SPE_SAMPLING, R.SPE_BUFFER)},
     **{alias: target for alias, (_, target) in R.EL12_ALIASES.items() if R.BY_NAME[target].kind == R.SPE_SAMPLING},
 }
-
-DSB_DOMAINS = frozenset({
-    "sy", "st", "ld", "ish", "ishst", "ishld", "nsh", "nshst", "nshld", "osh", "oshst", "oshld",
-})
-
-
-def dsb_completes_records(domain: str) -> bool:
-    """Whether `dsb domain` waits for the profiling buffer's writes.
-
-    D17.9: the DSB after a PSB CSYNC "must apply to both loads and stores" (not the *ST or *LD
-    forms), in a shareability domain that includes the PE: every domain does (NSH is the PE's own).
-    """
-    return not domain.endswith(("st", "ld"))
-
 
 def reset_values(features: Features) -> dict[str, int]:
     """Every register's value when the model's CPU comes out of reset.
@@ -117,25 +98,48 @@ class ModelError(ValueError):
     """The model was driven with input that cannot exist (bad register, value or EL)."""
 
 
+_DSB_BY_NAME: dict[str, Dsb] = {option.value: option for option in Dsb}
+
+
+class Fate(enum.Enum):
+    """What became of a profiling record."""
+
+    PENDING = "pending"  # collected, still inside the PE
+    IN_FLIGHT = "in flight"  # translated by a PSB CSYNC, its write not yet completed by a DSB
+    WRITTEN = "written"
+    DISCARDED = "discarded"
+    FAULTED = "faulted"
+    FULL = "full"  # turned away by a full or stopped buffer
+
+
 @attrs.define(slots=True)
 class Record:
     """A profiling record: who was sampled, and what became of it."""
 
     id: int
-    actor: str
+    actor: Actor
     el: int
     collected_at: int
     epoch: int = 0  # how many context synchronisation events came before its collection
-    fate: str = "pending"  # pending, in flight, written, discarded, faulted, full
+    fate: Fate = Fate.PENDING
     landing: Landing | None = None
-    discarded_by: str = ""
+    discarded_by: Actor | None = None
+
+
+class Outcome(enum.Enum):
+    """How an MRS or MSR ended."""
+
+    OK = "ok"  # completed
+    TRAP = "trap"  # trapped to EL2
+    UNDEF = "undef"  # UNDEFINED
+    TRAP_EL3 = "trap-el3"  # trapped to EL3
 
 
 @attrs.frozen
 class Access:
-    """The outcome of an MRS/MSR: completed, trapped to EL2, or UNDEFINED."""
+    """The outcome of an MRS/MSR: completed, trapped to EL2 or EL3, or UNDEFINED (`reason` says why, for a reader)."""
 
-    outcome: Literal["ok", "trap", "undef", "trap-el3"]
+    outcome: Outcome
     register: str
     value: int = 0
     reason: str = ""
@@ -177,14 +181,14 @@ class CPU:
         self.memory = memory if memory is not None else Memory.standard()
         self.trace = Trace()
         self.el = 2
-        self.actor = "boot"
+        self.actor = BOOT
         self.vcpu = -1
         self.records: list[Record] = []
         self._pending: list[Record] = []  # collected, not yet translated
         self._in_flight: list[Record] = []  # translated by a PSB, writes not yet completed by a DSB
         self._epoch = 0  # context synchronisation events so far
         self._stale: dict[str, int] = {}
-        self._disabled_by = ""
+        self._disabled_by: Actor | None = None  # who last disabled the buffer
         self.buffer_irq = False
         # What the features decide about each register, worked out once: the per-access cost stays small.
         self._res0 = {r.name: r.res0_mask(features) for r in R.REGISTERS}
@@ -275,17 +279,17 @@ class CPU:
         if not target:
             self.trace.add(self.actor, self.el, Kind.UNDEF, register=name, name=name, value=value or 0,
                            where=why, vcpu=self.vcpu)
-            return Access("undef", name, reason=why)
+            return Access(Outcome.UNDEF, name, reason=why)
         trap = self._trapped(target, value is None)
         if trap:
             self.trace.add(self.actor, self.el, Kind.TRAP, register=target, name=name, value=value or 0,
                            where=trap, vcpu=self.vcpu)
-            return Access("trap", target, reason=trap)
+            return Access(Outcome.TRAP, target, reason=trap)
         trap = self._trapped_to_el3(target)
         if trap:
             self.trace.add(self.actor, self.el, Kind.TRAP_EL3, register=target, name=name, value=value or 0,
                            where=trap, vcpu=self.vcpu)
-            return Access("trap-el3", target, reason=trap)
+            return Access(Outcome.TRAP_EL3, target, reason=trap)
         reg = R.BY_NAME[target]
         if value is None:
             result = self._pmbidr() if target == "PMBIDR_EL1" else self._regs[target]
@@ -295,12 +299,12 @@ class CPU:
                 result = result & ~MDCR_E2PB.mask | MDCR_E2PB.put(unknown)
             self.trace.add(self.actor, self.el, Kind.MRS, register=target, name=name, value=result,
                            vcpu=self.vcpu)
-            return Access("ok", target, result)
+            return Access(Outcome.OK, target, result)
         if not reg.writable:
             why = f"{target} is read-only"
             self.trace.add(self.actor, self.el, Kind.UNDEF, register=target, name=name, value=value,
                            where=why, vcpu=self.vcpu)
-            return Access("undef", target, reason=why)
+            return Access(Outcome.UNDEF, target, reason=why)
         old = self._regs[target]
         if (old ^ value) & RECORD_DEPENDENCIES.get(target, 0):
             self._decide_writes(Moment.MSR, f"msr {target}")
@@ -315,7 +319,7 @@ class CPU:
             self._buffer_stopped(f"msr PMBLIMITR_EL1 <- {value:#x} by {self.actor}")
         elif target == "PMBPTR_EL1" and value != old:
             self._buffer_stopped(f"msr PMBPTR_EL1 <- {value:#x} by {self.actor} (buffer memory reused)")
-        return Access("ok", target, value)
+        return Access(Outcome.OK, target, value)
 
     def mrs(self, name: str | R.Encoding | int) -> int:
         """Read a system register; an access that traps or is UNDEFINED reads as 0."""
@@ -347,7 +351,7 @@ class CPU:
         self._stale.clear()
         self._epoch += 1
         if self._pending and not self._regs["PMBLIMITR_EL1"] & PMBLIMITR_E:
-            self._discard(self._pending, "buffer disabled")
+            self._discard(self._pending, "buffer disabled", self._disabled_by)
             self._pending = []
 
     def isb(self) -> None:
@@ -355,20 +359,21 @@ class CPU:
         self.trace.add(self.actor, self.el, Kind.ISB, vcpu=self.vcpu)
         self._synchronise()
 
-    def dsb(self, domain: str = "sy") -> None:
-        """Data synchronisation barrier over `domain` (nsh, ish, osh, sy, ...).
+    def dsb(self, domain: str | Dsb = Dsb.SY) -> None:
+        """Data synchronisation barrier with option `domain` ("nsh", "ish", "osh", "sy", ..., or a `Dsb`).
 
         One that applies to loads and stores completes the writes of every record a PSB CSYNC
         translated (D17.9); the *ST and *LD forms do not.
         """
-        if domain not in DSB_DOMAINS:
-            options = ", ".join(sorted(DSB_DOMAINS))
+        option = _DSB_BY_NAME.get(domain) if isinstance(domain, str) else domain
+        if not isinstance(option, Dsb):
+            options = ", ".join(sorted(_DSB_BY_NAME))
             msg = f"Cannot issue dsb {domain!r} because that is not a DSB option (one of {options})"
             raise ModelError(msg)
-        self.trace.add(self.actor, self.el, Kind.DSB, where=domain, vcpu=self.vcpu)
-        if self._in_flight and dsb_completes_records(domain):
+        self.trace.add(self.actor, self.el, Kind.DSB, dsb=option, vcpu=self.vcpu)
+        if self._in_flight and option.completes_records:
             for rec in self._in_flight:
-                rec.fate = "written"
+                rec.fate = Fate.WRITTEN
             self._in_flight = []
 
     def psb_csync(self) -> None:
@@ -392,8 +397,8 @@ class CPU:
             late = late[count:]
         self._pending = late
         for rec in synchronised:
-            if self._write(rec) and rec.fate == "written":
-                rec.fate = "in flight"
+            if self._write(rec) and rec.fate is Fate.WRITTEN:
+                rec.fate = Fate.IN_FLIGHT
                 self._in_flight.append(rec)
 
     def hint(self, imm: int) -> None:
@@ -401,7 +406,7 @@ class CPU:
         if imm == 17:
             self.psb_csync()
 
-    def take_exception(self, to_el: int, actor: str, reason: str, *, from_guest: bool = False) -> None:
+    def take_exception(self, to_el: int, actor: Actor, reason: str, *, from_guest: bool = False) -> None:
         """Exception entry to `to_el`: a context synchronisation event unless it enters EL2 with
         FEAT_ExS and SCTLR_EL2.EIS = 0."""
         self._check_el(to_el)
@@ -413,7 +418,7 @@ class CPU:
         self.trace.add(actor, to_el, Kind.EXCEPTION, where=reason, vcpu=self.vcpu, cse=synchronises,
                        guest_exit=from_guest)
 
-    def eret(self, to_el: int, actor: str, reason: str = "", *, into_guest: bool = False) -> None:
+    def eret(self, to_el: int, actor: Actor, reason: str = "", *, into_guest: bool = False) -> None:
         """Exception return to `to_el`: a context synchronisation event unless it returns from EL2
         with FEAT_ExS and SCTLR_EL2.EOS = 0."""
         self._check_el(to_el)
@@ -475,7 +480,7 @@ class CPU:
         # PMSICR_EL1.COUNT moves with every sample taken (its exact value is the PE's business).
         count = (PMSICR_COUNT.get(self._regs["PMSICR_EL1"]) + samples) & PMSICR_COUNT.mask
         self._hw_update("PMSICR_EL1", (self._regs["PMSICR_EL1"] & ~PMSICR_COUNT.mask) | count, "sample counter",
-                        HW_COUNT)
+                        PeUpdate.COUNT)
         return new
 
     # ------------------------------------------------------------- the profiling buffer
@@ -493,13 +498,12 @@ class CPU:
             for rec in writing:
                 self._write(rec)
 
-    def _discard(self, records: list[Record], why: str, by: str | None = None) -> None:
-        """Discard `records`: the event's `owner` names who stopped the buffer (NO-LOSS reads it)."""
-        by = self._disabled_by if by is None else by
+    def _discard(self, records: list[Record], why: str, by: Actor | None) -> None:
+        """Discard `records`: the event's `by` names who stopped the buffer (NO-LOSS reads it)."""
         for rec in records:
-            rec.fate, rec.discarded_by = "discarded", by
-            self.trace.add("pe", self.el, Kind.DISCARD, record=rec.id, where=f"{why} by {by or 'nobody'}",
-                           vcpu=self.vcpu, owner=by)
+            rec.fate, rec.discarded_by = Fate.DISCARDED, by
+            self.trace.add(PE, self.el, Kind.DISCARD, record=rec.id,
+                           where=f"{why} by {by if by is not None else 'nobody'}", vcpu=self.vcpu, by=by)
 
     def _buffer_stopped(self, detail: str) -> None:
         """The buffer was disabled or its pointer moved while PSB-started writes had not completed:
@@ -509,18 +513,18 @@ class CPU:
         count = self.chooser.records_to_write(len(self._in_flight), Moment.BUFFER_STOPPED, detail)
         count = max(0, min(count, len(self._in_flight)))
         for rec in self._in_flight[:count]:
-            rec.fate = "written"
+            rec.fate = Fate.WRITTEN
         self._discard(self._in_flight[count:], "write not completed (no DSB) when the buffer was stopped", self.actor)
         self._in_flight = []
 
-    def _hw_update(self, register: str, value: int, why: str, cause: str, record: int = -1) -> None:
+    def _hw_update(self, register: str, value: int, why: str, cause: PeUpdate, record: int = -1) -> None:
         """The PE updates a register itself: in effect at once, and an event for the rules."""
         self._regs[register] = value
         self._stale.pop(register, None)
-        self.trace.add("pe", self.el, Kind.HW, register=register, name=cause, value=value, where=why,
+        self.trace.add(PE, self.el, Kind.HW, register=register, update=cause, value=value, where=why,
                        record=record, vcpu=self.vcpu)
 
-    def _stop_buffer(self, ec: int, mss: int, why: str, cause: str, rec: Record) -> None:
+    def _stop_buffer(self, ec: int, mss: int, why: str, cause: PeUpdate, rec: Record) -> None:
         value = self._regs["PMBSR_EL1"] | PMBSR_S | PMBSR_EC.put(ec) | PMBSR_MSS.put(mss)
         self.buffer_irq = True
         self._hw_update("PMBSR_EL1", value, why, cause, rec.id)
@@ -528,34 +532,34 @@ class CPU:
     def _write(self, rec: Record) -> bool:
         """Translate and write one record through the regime that owns the buffer now; False if it was not written."""
         if not self._effective("PMBLIMITR_EL1") & PMBLIMITR_E:
-            self._discard([rec], "buffer disabled")
+            self._discard([rec], "buffer disabled", self._disabled_by)
             return False
         if self._effective("PMBSR_EL1") & PMBSR_S:
-            rec.fate = "full"
-            self.trace.add("pe", self.el, Kind.FULL, record=rec.id, where="buffer stopped (PMBSR_EL1.S=1)",
+            rec.fate = Fate.FULL
+            self.trace.add(PE, self.el, Kind.FULL, record=rec.id, where="buffer stopped (PMBSR_EL1.S=1)",
                            vcpu=self.vcpu)
             return False
         ptr = self._effective("PMBPTR_EL1")
         limit = self._effective("PMBLIMITR_EL1") & PMBLIMITR_LIMIT
         if ptr + RECORD_SIZE > limit:
-            rec.fate = "full"
-            self._stop_buffer(PMBSR_EC_BUF, PMBSR_BSC_FULL, "buffer full", HW_FULL, rec)
-            self.trace.add("pe", self.el, Kind.FULL, record=rec.id, name=HW_FULL, where="buffer full",
+            rec.fate = Fate.FULL
+            self._stop_buffer(PMBSR_EC_BUF, PMBSR_BSC_FULL, "buffer full", PeUpdate.FULL, rec)
+            self.trace.add(PE, self.el, Kind.FULL, record=rec.id, update=PeUpdate.FULL, where="buffer full",
                            vcpu=self.vcpu)
             return False
         landing = self.translate(ptr)
         rec.landing = landing
-        if landing.fault:
-            rec.fate = "faulted"
-            ec = PMBSR_EC_FAULT_S1 if landing.fault == "stage 1" else PMBSR_EC_FAULT_S2
-            self._stop_buffer(ec, 0, f"{landing.fault} fault", HW_FAULT, rec)
-            self.trace.add("pe", self.el, Kind.FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
+        if landing.fault is not None:
+            rec.fate = Fate.FAULTED
+            ec = PMBSR_EC_FAULT_S1 if landing.fault is Fault.STAGE1 else PMBSR_EC_FAULT_S2
+            self._stop_buffer(ec, 0, f"{landing.fault.value} fault", PeUpdate.FAULT, rec)
+            self.trace.add(PE, self.el, Kind.FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
             return False
-        rec.fate = "written"
+        rec.fate = Fate.WRITTEN
         self.memory.store(landing, RECORD_SIZE)
         self._regs["PMBPTR_EL1"] = ptr + RECORD_SIZE
         self._stale.pop("PMBPTR_EL1", None)
-        self.trace.add("pe", self.el, Kind.WRITE, record=rec.id, register="PMBPTR_EL1",
+        self.trace.add(PE, self.el, Kind.WRITE, record=rec.id, register="PMBPTR_EL1",
                        value=ptr + RECORD_SIZE, where=str(landing), vcpu=self.vcpu, owner=landing.owner)
         return True
 
@@ -580,7 +584,7 @@ class CPU:
         regime = f"EL2 stage 1 (TTBR0_EL2={ttbr:#x})"
         if upper:
             # D8.1.2: the EL2 regime without E2H has a single, lower VA range.
-            return Landing(0, "", "stage 1", regime + ", which has no upper VA range")
+            return Landing(0, None, Fault.STAGE1, regime + ", which has no upper VA range")
         return self.memory.walk(va, ttbr, None, regime)
 
     # ------------------------------------------------------------------------ the guest
@@ -595,9 +599,8 @@ class CPU:
         if self.el != 2:
             msg = f"Cannot enter the guest from EL{self.el} because only EL2 can ERET into a guest"
             raise ContractError("run_guest is called at EL2", msg)
-        guest = f"guest{vcpu.vm}"
         self.run_code(1, "hyp guest entry code")
-        self.eret(1, guest, f"into guest {vcpu.vm}", into_guest=True)
+        self.eret(1, guest(vcpu.vm), f"into guest {vcpu.vm}", into_guest=True)
         self.mark(Kind.GUEST, f"vcpu {vcpu.index} running")
         exit_reason = ExitReason("irq")
         program, vcpu.program = vcpu.program, []
@@ -611,13 +614,13 @@ class CPU:
                     self.run_code(action.samples, "guest code")
             elif isinstance(action, GuestAccess):
                 outcome = self.access(action.register, action.value if action.write else None)
-                if outcome.outcome in ("trap", "trap-el3"):
+                if outcome.outcome is Outcome.TRAP or outcome.outcome is Outcome.TRAP_EL3:
                     exit_reason = ExitReason("trap", outcome.register)
                     break
             else:
                 exit_reason = ExitReason(action.reason)
                 break
-        self.take_exception(2, "hyp", f"exit from guest {vcpu.vm}: {exit_reason.reason}", from_guest=True)
+        self.take_exception(2, HYP, f"exit from guest {vcpu.vm}: {exit_reason.reason}", from_guest=True)
         self.mark(Kind.EXIT, f"vcpu {vcpu.index} exited ({exit_reason.reason})")
         # What the guest could have been shown while it ran: its saved context as the entry left it.
         self.record_guest_context(vcpu, "while the guest ran")
@@ -647,7 +650,7 @@ class CPU:
         """Put a window marker (ENTRY, GUEST, EXIT, RETURN) in the trace."""
         return self.trace.add(self.actor, self.el, kind, where=text, vcpu=self.vcpu)
 
-    def records_of(self, actors: Iterable[str]) -> list[Record]:
+    def records_of(self, actors: Iterable[Actor]) -> list[Record]:
         """The records collected while one of `actors` was running."""
         wanted = set(actors)
         return [r for r in self.records if r.actor in wanted]

@@ -2,21 +2,70 @@
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 PAGE_SHIFT = 12  # 4KB translation granule
 PAGE_SIZE = 1 << PAGE_SHIFT
 RECORD_SIZE = 64  # bytes a profiling record takes in the buffer (the model's choice)
 
-# Owners of physical pages: a record that lands anywhere but the host buffer is corruption (docs/rules.md).
-HOST_KERNEL = "host kernel"
-HOST_BUFFER = "host buffer"
-HYP = "hypervisor"
 
 
-def guest_owner(vm: int) -> str:
-    """The owner name of guest `vm`'s pages."""
-    return f"guest {vm}"
+class Region(enum.Enum):
+    """Whose memory a physical page is."""
+
+    HOST_KERNEL = "host kernel"
+    HOST_BUFFER = "host buffer"  # the host's profiling buffer: the one place a record may land
+    HYP = "hypervisor"
+    GUEST = "guest"  # a guest's memory, one per VM
+
+
+@attrs.frozen(eq=False)
+class Owner:
+    """The owner of a physical page: its region, and for a guest's memory the VM (`vm`, -1 for the others).
+
+    A record that lands anywhere but the host buffer is corruption (docs/rules.md#isolation). Owners
+    compare with owners only: comparing one with a string raises TypeError (compare with
+    `HOST_BUFFER`, `guest_owner(vm)`, ...).
+    """
+
+    region: Region
+    vm: int = -1
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Owner):
+            return self.region is other.region and self.vm == other.vm
+        if isinstance(other, str):
+            msg = (
+                f"Cannot compare the owner {self} with the string {other!r} because owners are values: compare "
+                "with pytest_spekvm.reference.memory.HOST_BUFFER, HOST_KERNEL, HYP or guest_owner(vm)"
+            )
+            raise TypeError(msg)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.region, self.vm))
+
+    def __str__(self) -> str:
+        return f"guest {self.vm}" if self.region is Region.GUEST else self.region.value
+
+
+HOST_KERNEL = Owner(Region.HOST_KERNEL)
+HOST_BUFFER = Owner(Region.HOST_BUFFER)
+HYP = Owner(Region.HYP)
+
+
+def guest_owner(vm: int) -> Owner:
+    """The owner of guest `vm`'s pages."""
+    return Owner(Region.GUEST, vm)
+
+
+class Fault(enum.Enum):
+    """The stage of translation at which a write faulted."""
+
+    STAGE1 = "stage 1"
+    STAGE2 = "stage 2"
 
 
 # The model's address map. Table bases stand for translation tables: a TTBR or VTTBR holds one.
@@ -52,16 +101,16 @@ def vttbr(vm: int) -> int:
 
 @attrs.frozen
 class Landing:
-    """Where a translated write went: a physical address and its owner, or a fault."""
+    """Where a translated write went: a physical address and its owner, or a fault (no owner)."""
 
     pa: int
-    owner: str
-    fault: str = ""  # "stage 1" / "stage 2" when the translation faulted
+    owner: Owner | None
+    fault: Fault | None = None  # the stage that faulted, when the translation did
     regime: str = ""  # the regime and tables used, for the reader
 
     def __str__(self) -> str:
-        if self.fault:
-            return f"{self.fault} translation fault via {self.regime}"
+        if self.fault is not None:
+            return f"{self.fault.value} translation fault via {self.regime}"
         return f"{self.owner} (PA {self.pa:#x}) via {self.regime}"
 
 
@@ -69,10 +118,10 @@ class Landing:
 class Memory:
     """Page owners and translation tables. Tables map page numbers to page numbers."""
 
-    owners: dict[int, str] = attrs.field(factory=dict)  # PA page number -> owner
+    owners: dict[int, Owner] = attrs.field(factory=dict)  # PA page number -> owner
     stage1: dict[int, dict[int, int]] = attrs.field(factory=dict)  # table base -> VA page -> OA page
     stage2: dict[int, dict[int, int]] = attrs.field(factory=dict)  # table base -> IPA page -> PA page
-    contents: dict[str, int] = attrs.field(factory=dict)  # owner -> profiling bytes written there
+    contents: dict[Owner, int] = attrs.field(factory=dict)  # owner -> profiling bytes written there
 
     @classmethod
     def standard(cls, vms: int = 2) -> Memory:
@@ -119,16 +168,17 @@ class Memory:
         table = self.stage1.get(ttbr & TTBR_BADDR_MASK, {})
         out = table.get(va >> PAGE_SHIFT)
         if out is None:
-            return Landing(0, "", "stage 1", regime)
+            return Landing(0, None, Fault.STAGE1, regime)
         if vttbr_value is not None:
             s2 = self.stage2.get(vttbr_value & TTBR_BADDR_MASK, {})
             pa_page = s2.get(out)
             if pa_page is None:
-                return Landing(0, "", "stage 2", regime)
+                return Landing(0, None, Fault.STAGE2, regime)
             out = pa_page
         pa = out << PAGE_SHIFT | offset
-        return Landing(pa, self.owners.get(out, HOST_KERNEL), "", regime)
+        return Landing(pa, self.owners.get(out, HOST_KERNEL), None, regime)
 
     def store(self, landing: Landing, size: int) -> None:
-        """Account `size` bytes of profiling data written at `landing`."""
-        self.contents[landing.owner] = self.contents.get(landing.owner, 0) + size
+        """Account `size` bytes of profiling data written at `landing` (a landing that faulted stores nothing)."""
+        if landing.owner is not None:
+            self.contents[landing.owner] = self.contents.get(landing.owner, 0) + size

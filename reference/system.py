@@ -9,6 +9,7 @@ import attrs
 
 from . import memory as M
 from . import registers as R
+from .actors import BOOT, HOST, HYP
 from .chooser import Chooser
 from .cpu import CPU, ModelError
 from .features import Features
@@ -124,7 +125,7 @@ class System:
     def boot(self) -> None:
         """EL2 set-up at boot, then the host kernel takes over at its EL."""
         cpu = self.cpu
-        cpu.el, cpu.actor = 2, "boot"
+        cpu.el, cpu.actor = 2, BOOT
         if self.features.vhe:
             cpu.msr("HCR_EL2", HCR_HOST_VHE)
             cpu.isb()
@@ -144,9 +145,9 @@ class System:
             cpu.msr("PMSCR_EL2", PMSCR_EL2_BOOT)
         cpu.isb()
         if self.features.vhe:
-            cpu.actor = "host"
+            cpu.actor = HOST
         else:
-            cpu.eret(1, "host", "to host kernel")
+            cpu.eret(1, HOST, "to host kernel")
 
     # ------------------------------------------------------------------ the host's SPE driver
 
@@ -212,14 +213,14 @@ class System:
         self._in_host()
         cpu = self.cpu
         if el0:
-            cpu.eret(0, "host", "to host user space")
+            cpu.eret(0, HOST, "to host user space")
             cpu.run_code(samples, "host user code")
-            cpu.take_exception(self.host_el, "host", "irq from host user space")
+            cpu.take_exception(self.host_el, HOST, "irq from host user space")
         else:
             cpu.run_code(samples, "host kernel code")
 
     def _in_host(self) -> None:
-        if self.cpu.actor != "host":
+        if self.cpu.actor != HOST:
             msg = f"Cannot run host code because the CPU is running {self.cpu.actor} at EL{self.cpu.el}"
             raise ModelError(msg)
 
@@ -248,9 +249,9 @@ class System:
         cpu.vcpu = index
         entry = cpu.mark(Kind.ENTRY, f"run vcpu {index}")
         if self.features.vhe:
-            cpu.actor = "hyp"
+            cpu.actor = HYP
         else:
-            cpu.take_exception(2, "hyp", "hvc from host: __kvm_vcpu_run")
+            cpu.take_exception(2, HYP, "hvc from host: __kvm_vcpu_run")
         result = self.switch.vcpu_run(cpu, vcpu)
         # Counted from the model's own events: nothing the adapter assigns stands in for an entry.
         entered = sum(1 for e in cpu.trace.events[entry.seq:] if e.kind is Kind.GUEST)
@@ -260,15 +261,15 @@ class System:
                 f"it entered {entered} times"
             )
             raise ContractError("vcpu_run enters the guest once", msg)
-        if cpu.el != 2 or cpu.actor != "hyp":
+        if cpu.el != 2 or cpu.actor != HYP:
             msg = f"vcpu_run must return at EL2 as the hypervisor; it returned at EL{cpu.el} as {cpu.actor}"
             raise ContractError("vcpu_run returns at EL2", msg)
         # What userspace and the guest's next run can see of the saved guest context from now on.
         cpu.record_guest_context(vcpu, "at the return to the host")
         if self.features.vhe:
-            cpu.actor = "host"
+            cpu.actor = HOST
         else:
-            cpu.eret(1, "host", "return to host")
+            cpu.eret(1, HOST, "return to host")
         cpu.mark(Kind.RETURN, f"vcpu {index} back in host")
         cpu.vcpu = -1
         vcpu.runs += 1
@@ -290,5 +291,5 @@ class System:
 
     def finish(self) -> None:
         """End of the scenario: the host stops profiling, draining whatever is still collected."""
-        if self.cpu.actor == "host" and self.profiling:
+        if self.cpu.actor == HOST and self.profiling:
             self.disable_profiling()

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import attrs
 
+from .actors import HOST, Actor
+from .memory import Owner
 from .registers import BY_NAME
 
 
@@ -38,16 +40,57 @@ class Kind(enum.Enum):
     RETURN = "return"  # back in the host: the exit window ends
 
 
+class Dsb(enum.Enum):
+    """The option of a DSB: its shareability domain and the accesses it waits for (`dsb nsh`, `dsb ishst`)."""
+
+    SY = "sy"
+    ST = "st"
+    LD = "ld"
+    ISH = "ish"
+    ISHST = "ishst"
+    ISHLD = "ishld"
+    NSH = "nsh"
+    NSHST = "nshst"
+    NSHLD = "nshld"
+    OSH = "osh"
+    OSHST = "oshst"
+    OSHLD = "oshld"
+
+    @property
+    def completes_records(self) -> bool:
+        """Whether this DSB waits for the profiling buffer's writes.
+
+        D17.9: the DSB after a PSB CSYNC "must apply to both loads and stores" (not the *ST or *LD
+        forms), in a shareability domain that includes the PE: every domain does (NSH is the PE's own).
+        """
+        return self not in _LOADS_OR_STORES_ONLY
+
+
+_LOADS_OR_STORES_ONLY = frozenset({Dsb.ST, Dsb.LD, Dsb.ISHST, Dsb.ISHLD, Dsb.NSHST, Dsb.NSHLD, Dsb.OSHST, Dsb.OSHLD})
+
+
+class PeUpdate(enum.Enum):
+    """Why the PE updated a register by itself (a HW event), or why a record met a full buffer (FULL)."""
+
+    FULL = "full"  # PMBSR_EL1: the buffer filled (buffer management event, BSC full)
+    FAULT = "fault"  # PMBSR_EL1: a record's write faulted
+    COUNT = "count"  # PMSICR_EL1: the sample counter moved
+
+
 @attrs.define(slots=True)
 class Event:
     """One architectural event.
 
     `register` is the register actually reached (after VHE redirection), `name` the name the
     code used. For MSR, `res0` holds the RES0 bits the value set, `old` the value replaced.
+
+    The facts the rules decide on are typed fields (`kind`, `actor`, `register`, `value`, `owner`,
+    `by`, `update`, `dsb`, `cse`, `into_guest`, `guest_exit`, ...); `where` is text for the reader
+    only, rendered from those facts when the event is made, and nothing decides on it.
     """
 
     seq: int
-    actor: str
+    actor: Actor
     el: int
     kind: Kind
     register: str = ""
@@ -56,9 +99,12 @@ class Event:
     old: int = 0
     res0: int = 0
     record: int = -1  # record id, for RECORD/WRITE/DISCARD/FAULT/FULL
-    where: str = ""  # landing place of a WRITE, DSB domain, trap/undef reason, note text
+    where: str = ""  # for the reader: a WRITE's landing, a trap's reason, a note, an exception's cause, ...
     vcpu: int = -1
-    owner: str = ""  # WRITE: owner of the page the record landed in (memory.HOST_BUFFER, ...); DISCARD: who stopped the buffer
+    owner: Owner | None = None  # WRITE: the owner of the page the record landed in
+    by: Actor | None = None  # DISCARD: who stopped the buffer (None: nobody did, the buffer was off)
+    update: PeUpdate | None = None  # HW (and FULL, when the buffer filled): why the PE acted
+    dsb: Dsb | None = None  # DSB: its option
     cse: bool = True  # EXCEPTION/ERET: whether it was a context synchronisation event
     into_guest: bool = False  # ERET: the return into a guest
     guest_exit: bool = False  # EXCEPTION: a guest's exit to EL2
@@ -81,7 +127,7 @@ class Event:
         if k in (Kind.TRAP, Kind.UNDEF, Kind.TRAP_EL3):
             return f"{k.value}: {self.name or self.register} ({self.where})"
         if k is Kind.DSB:
-            return f"dsb {self.where}"
+            return f"dsb {self.dsb.value if self.dsb is not None else self.where}"
         if k is Kind.HW:
             return f"pe    {self.register} <- {self.value:#x} ({self.where})"
         if k in (Kind.RECORD, Kind.WRITE, Kind.DISCARD, Kind.FAULT, Kind.FULL):
@@ -120,7 +166,7 @@ class Trace:
 
     events: list[Event] = attrs.field(factory=list)
 
-    def add(self, actor: str, el: int, kind: Kind, **kw: object) -> Event:
+    def add(self, actor: Actor, el: int, kind: Kind, **kw: object) -> Event:
         """Append an event and return it."""
         event = Event(len(self.events), actor, el, kind, **kw)  # type: ignore[arg-type]
         self.events.append(event)
@@ -148,7 +194,7 @@ class Trace:
             events = events[lo:hi]
         lines = []
         for e in events:
-            indent = "  " if e.kind in (Kind.ENTRY, Kind.RETURN, Kind.NOTE) and e.actor == "host" else "    "
+            indent = "  " if e.kind in (Kind.ENTRY, Kind.RETURN, Kind.NOTE) and e.actor == HOST else "    "
             marker = ">>" if around is not None and e.seq == around else "  "
             lines.append(f"{marker}{e.seq:5d} {indent}{e.actor:<6} EL{e.el} {e.describe()}")
         return "\n".join(lines)

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_spekvm.reference import memory as M
 from pytest_spekvm.reference import registers as R
+from pytest_spekvm.reference.actors import BOOT, HOST, HYP, PE, Actor, Role, guest
 from pytest_spekvm.reference.chooser import (
     Chooser,
     EagerChooser,
@@ -19,9 +20,9 @@ from pytest_spekvm.reference.chooser import (
     SplitChooser,
     WorstCaseChooser,
 )
-from pytest_spekvm.reference.cpu import CPU, ModelError
+from pytest_spekvm.reference.cpu import CPU, Fate, ModelError, Outcome
 from pytest_spekvm.reference.features import Features, SpeLevel
-from pytest_spekvm.reference.trace import Event, Kind, Trace
+from pytest_spekvm.reference.trace import Dsb, Event, Kind, Trace
 from pytest_spekvm.reference.vcpu import ContractError, ExitReason, GuestAccess, GuestCode, GuestExit, Vcpu
 
 # Values written out from the Arm ARM field positions, not taken from the model's constants.
@@ -89,13 +90,13 @@ def boot(
         cpu.msr("TTBR1_EL2", M.HOST_TTBR1)
         cpu.msr("MDCR_EL2", MDCR_TPMS if mdcr is None else mdcr)
         cpu.isb()
-        cpu.actor = "host"
+        cpu.actor = HOST
     else:
         cpu.msr("HCR_EL2", HCR_RW)
         cpu.msr("TTBR0_EL2", M.HYP_TTBR0)
         cpu.msr("TTBR1_EL1", M.HOST_TTBR1)
         cpu.msr("MDCR_EL2", (E2PB_EL1 if features.has_spe else 0) if mdcr is None else mdcr)
-        cpu.eret(1, "host", "to host kernel")
+        cpu.eret(1, HOST, "to host kernel")
     return cpu
 
 
@@ -128,7 +129,7 @@ def test_spe_registers_are_undefined_without_spe(register: str, write: bool) -> 
     before = cpu.peek(register)
     access = cpu.access(register, 1 if write else None)
     expected_reason = f"{register} needs FEAT_SPE, which this CPU does not implement"
-    assert ("undef", expected_reason) == (access.outcome, access.reason)
+    assert (Outcome.UNDEF, expected_reason) == (access.outcome, access.reason)
     event = cpu.trace[-1]
     assert (Kind.UNDEF, register, expected_reason) == (event.kind, event.register, event.where)
     assert before == cpu.peek(register)
@@ -140,9 +141,9 @@ def test_buffer_registers_trap_to_el3_when_another_security_state_owns_the_buffe
     """With MDCR_EL3.NSPB giving the buffer away, every buffer register but PMBIDR_EL1 traps to EL3, from EL1 and EL2."""
     cpu = boot(Features(spe_owned_by_higher_el=True))
     if el == 2:
-        cpu.take_exception(2, "hyp", "hvc")
+        cpu.take_exception(2, HYP, "hvc")
     access = cpu.access(register)
-    assert ("trap-el3", "MDCR_EL3.NSPB gives the profiling buffer to another Security state") == (
+    assert (Outcome.TRAP_EL3, "MDCR_EL3.NSPB gives the profiling buffer to another Security state") == (
         access.outcome, access.reason,
     )
     assert Kind.TRAP_EL3 is cpu.trace[-1].kind
@@ -151,7 +152,7 @@ def test_buffer_registers_trap_to_el3_when_another_security_state_owns_the_buffe
 def test_el2_traps_come_before_the_el3_trap_at_el1() -> None:
     """At EL1 an access MDCR_EL2 traps goes to EL2 first, even when EL3 has given the buffer away."""
     cpu = boot(Features(spe_owned_by_higher_el=True), mdcr=MDCR_TPMS)
-    assert ("trap", "trap") == (cpu.access("PMSCR_EL1").outcome, cpu.access("PMBPTR_EL1").outcome)
+    assert (Outcome.TRAP, Outcome.TRAP) == (cpu.access("PMSCR_EL1").outcome, cpu.access("PMBPTR_EL1").outcome)
 
 
 def test_pmbidr_stays_readable_and_reports_p_when_owned_by_a_higher_el() -> None:
@@ -171,7 +172,7 @@ def test_pmbidr_p_reads_one_at_el1_when_el2_owns_the_buffer() -> None:
     """PMBIDR_EL1.P is relative to the reader: at EL1 it reads 1 under E2PB = 0b00, at EL2 it reads 0."""
     cpu = boot(mdcr=mdcr_e2pb(0b00))
     at_el1 = cpu.mrs("PMBIDR_EL1")
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     assert (1 << 4 | 6, 6) == (at_el1, cpu.mrs("PMBIDR_EL1"))
 
 
@@ -180,14 +181,14 @@ def test_el2_registers_are_undefined_from_el1(register: str) -> None:
     """An EL1 access to an EL2 register is UNDEFINED, and says which EL it came from."""
     cpu = boot()
     access = cpu.access(register, 0)
-    assert ("undef", f"{register} is not accessible from EL1") == (access.outcome, access.reason)
+    assert (Outcome.UNDEF, f"{register} is not accessible from EL1") == (access.outcome, access.reason)
 
 
 def test_el1_registers_are_undefined_from_el0() -> None:
     """An EL0 access to PMSCR_EL1 is UNDEFINED."""
     cpu = boot()
-    cpu.eret(0, "host", "to user space")
-    assert ("undef", "PMSCR_EL1 is not accessible from EL0") == (
+    cpu.eret(0, HOST, "to user space")
+    assert (Outcome.UNDEF, "PMSCR_EL1 is not accessible from EL0") == (
         cpu.access("PMSCR_EL1").outcome, cpu.access("PMSCR_EL1").reason,
     )
 
@@ -199,7 +200,7 @@ def test_writing_a_read_only_register_is_undefined(register: str) -> None:
     before = cpu.peek(register)
     access = cpu.access(register, 0x1234)
     event = cpu.trace[-1]
-    assert ("undef", f"{register} is read-only") == (access.outcome, access.reason)
+    assert (Outcome.UNDEF, f"{register} is read-only") == (access.outcome, access.reason)
     assert (Kind.UNDEF, 0x1234, before) == (event.kind, event.value, cpu.peek(register))
 
 
@@ -213,8 +214,8 @@ def test_ttbr1_el2_needs_vhe() -> None:
 
 
 @pytest.mark.parametrize("register", SAMPLING_REGISTERS)
-@pytest.mark.parametrize(("tpms", "expected"), [(1, "trap"), (0, "ok")])
-def test_tpms_traps_el1_sampling_register_accesses(register: str, tpms: int, expected: str) -> None:
+@pytest.mark.parametrize(("tpms", "expected"), [(1, Outcome.TRAP), (0, Outcome.OK)])
+def test_tpms_traps_el1_sampling_register_accesses(register: str, tpms: int, expected: Outcome) -> None:
     """MDCR_EL2.TPMS = 1 traps every EL1 access to a sampling control register to EL2."""
     cpu = boot(mdcr=E2PB_EL1 | tpms << 14)
     access = cpu.access(register)
@@ -224,15 +225,15 @@ def test_tpms_traps_el1_sampling_register_accesses(register: str, tpms: int, exp
 FDS = Features(spe=SpeLevel.V1P4, spe_fds=True)  # FEAT_SPE_FDS needs FEAT_SPEv1p4
 
 
-@pytest.mark.parametrize(("features", "expected"), [(Features(spe=SpeLevel.V1P4), "undef"), (FDS, "ok")])
-def test_pmsdsfr_exists_only_with_feat_spe_fds(features: Features, expected: str) -> None:
+@pytest.mark.parametrize(("features", "expected"), [(Features(spe=SpeLevel.V1P4), Outcome.UNDEF), (FDS, Outcome.OK)])
+def test_pmsdsfr_exists_only_with_feat_spe_fds(features: Features, expected: Outcome) -> None:
     """PMSDSFR_EL1 (3 0 9 10 4) is UNDEFINED without FEAT_SPE_FDS, even on an SPEv1p4 CPU."""
     cpu = CPU(features, WorstCaseChooser())
     assert expected == cpu.access(R.Encoding(3, 0, 9, 10, 4), 0xF0).outcome
 
 
-@pytest.mark.parametrize(("tpms", "expected"), [(1, "trap"), (0, "ok")])
-def test_tpms_traps_el1_accesses_to_pmsdsfr(tpms: int, expected: str) -> None:
+@pytest.mark.parametrize(("tpms", "expected"), [(1, Outcome.TRAP), (0, Outcome.OK)])
+def test_tpms_traps_el1_accesses_to_pmsdsfr(tpms: int, expected: Outcome) -> None:
     """MDCR_EL2.TPMS traps the data source filter from EL1 like the other sampling controls."""
     cpu = boot(FDS, mdcr=E2PB_EL1 | tpms << 14)
     assert expected == cpu.access("PMSDSFR_EL1", 1).outcome
@@ -241,17 +242,17 @@ def test_tpms_traps_el1_accesses_to_pmsdsfr(tpms: int, expected: str) -> None:
 def test_pmsdsfr_traps_to_el3_when_another_security_state_owns_the_buffer() -> None:
     """MDCR_EL3.NSPB giving the buffer away traps PMSDSFR_EL1 to EL3 from EL2 as well."""
     cpu = boot(FDS.evolve(spe_owned_by_higher_el=True))
-    cpu.take_exception(2, "hyp", "hvc")
-    assert "trap-el3" == cpu.access("PMSDSFR_EL1").outcome
+    cpu.take_exception(2, HYP, "hvc")
+    assert Outcome.TRAP_EL3 == cpu.access("PMSDSFR_EL1").outcome
 
 
 @pytest.mark.parametrize("register", ["PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"])
-@pytest.mark.parametrize(("e2pb", "expected"), [(0b00, "trap"), (0b10, "trap"), (0b11, "ok")])
-def test_e2pb_traps_el1_buffer_register_accesses(register: str, e2pb: int, expected: str) -> None:
+@pytest.mark.parametrize(("e2pb", "expected"), [(0b00, Outcome.TRAP), (0b10, Outcome.TRAP), (0b11, Outcome.OK)])
+def test_e2pb_traps_el1_buffer_register_accesses(register: str, e2pb: int, expected: Outcome) -> None:
     """MDCR_EL2.E2PB 0b00 and 0b10 trap EL1 accesses to PMBLIMITR/PMBPTR/PMBSR (the pseudocode's E2PB IN {'x0'})."""
     cpu = boot(mdcr=mdcr_e2pb(e2pb))
     access = cpu.access(register)
-    assert (expected, f"MDCR_EL2.E2PB={e2pb:#04b}" if expected == "trap" else "") == (
+    assert (expected, f"MDCR_EL2.E2PB={e2pb:#04b}" if expected == Outcome.TRAP else "") == (
         access.outcome, access.reason,
     )
 
@@ -260,7 +261,7 @@ def test_e2pb_traps_el1_buffer_register_accesses(register: str, e2pb: int, expec
 def test_e2pb_never_traps_pmbidr(e2pb: int) -> None:
     """PMBIDR_EL1 is trapped only by the fine-grained trap HDFGRTR_EL2.PMBIDR_EL1, never by E2PB."""
     cpu = boot(mdcr=mdcr_e2pb(e2pb))
-    assert "ok" == cpu.access("PMBIDR_EL1").outcome
+    assert Outcome.OK == cpu.access("PMBIDR_EL1").outcome
 
 
 HDFGRTR_PMBIDR = 1 << 63  # HDFGRTR_EL2.PMBIDR_EL1 [63]
@@ -273,13 +274,13 @@ def at_el1_with_fgt(features: Features, hdfgrtr: int, mdcr: int = E2PB_EL1, **kw
     cpu = CPU(features, kw.pop("chooser", WorstCaseChooser()), **kw)  # type: ignore[arg-type]
     cpu.msr("MDCR_EL2", mdcr)
     cpu.msr("HDFGRTR_EL2", hdfgrtr)
-    cpu.eret(1, "guest0", "into guest 0")
+    cpu.eret(1, guest(0), "into guest 0")
     return cpu
 
 
 @pytest.mark.parametrize("el3", [True, False])
-@pytest.mark.parametrize(("hdfgrtr", "expected"), [(HDFGRTR_PMBIDR, "trap"), (0, "ok")])
-def test_hdfgrtr_el2_pmbidr_traps_el1_reads_of_pmbidr(el3: bool, hdfgrtr: int, expected: str) -> None:
+@pytest.mark.parametrize(("hdfgrtr", "expected"), [(HDFGRTR_PMBIDR, Outcome.TRAP), (0, Outcome.OK)])
+def test_hdfgrtr_el2_pmbidr_traps_el1_reads_of_pmbidr(el3: bool, hdfgrtr: int, expected: Outcome) -> None:
     """HDFGRTR_EL2.PMBIDR_EL1 = 1 traps EL1 reads of PMBIDR_EL1 to EL2, with or without EL3 (SCR_EL3.FGTEn set)."""
     cpu = at_el1_with_fgt(Features(fgt=True, el3=el3), hdfgrtr)
     access = cpu.access("PMBIDR_EL1")
@@ -289,7 +290,7 @@ def test_hdfgrtr_el2_pmbidr_traps_el1_reads_of_pmbidr(el3: bool, hdfgrtr: int, e
 def test_hdfgrtr_el2_is_undefined_without_feat_fgt_and_pmbidr_never_traps_then() -> None:
     """Without FEAT_FGT HDFGRTR_EL2 does not exist, and nothing can trap a PMBIDR_EL1 read."""
     cpu = at_el1_with_fgt(Features(), HDFGRTR_PMBIDR)
-    assert ([Kind.UNDEF], "ok") == ([e.kind for e in cpu.trace if e.register == "HDFGRTR_EL2"],
+    assert ([Kind.UNDEF], Outcome.OK) == ([e.kind for e in cpu.trace if e.register == "HDFGRTR_EL2"],
                                     cpu.access("PMBIDR_EL1").outcome)
 
 
@@ -297,8 +298,8 @@ def test_hdfgrtr_el2_traps_reads_only_and_only_at_el1() -> None:
     """A read trap leaves EL1 writes alone (those are HDFGWTR_EL2's) and does nothing at EL2."""
     cpu = at_el1_with_fgt(Features(fgt=True), 1 << 24)  # HDFGRTR_EL2.PMBPTR_EL1 [24]
     outcomes = (cpu.access("PMBPTR_EL1").outcome, cpu.access("PMBPTR_EL1", 0x40).outcome)
-    cpu.take_exception(2, "hyp", "hvc")
-    assert ("trap", "ok", "ok") == (*outcomes, cpu.access("PMBPTR_EL1").outcome)
+    cpu.take_exception(2, HYP, "hvc")
+    assert (Outcome.TRAP, Outcome.OK, Outcome.OK) == (*outcomes, cpu.access("PMBPTR_EL1").outcome)
 
 
 def test_fine_grained_read_trap_comes_before_tpms() -> None:
@@ -307,22 +308,22 @@ def test_fine_grained_read_trap_comes_before_tpms() -> None:
     assert "HDFGRTR_EL2.PMSCR_EL1=1" == cpu.access("PMSCR_EL1").reason
 
 
-@pytest.mark.parametrize(("hdfgrtr", "expected"), [(0, "trap"), (HDFGRTR_NPMSNEVFR, "ok")])
-def test_npmsnevfr_traps_el1_reads_of_pmsnevfr_when_zero(hdfgrtr: int, expected: str) -> None:
+@pytest.mark.parametrize(("hdfgrtr", "expected"), [(0, Outcome.TRAP), (HDFGRTR_NPMSNEVFR, Outcome.OK)])
+def test_npmsnevfr_traps_el1_reads_of_pmsnevfr_when_zero(hdfgrtr: int, expected: Outcome) -> None:
     """HDFGRTR_EL2.nPMSNEVFR_EL1 has the opposite sense: 0 traps EL1 reads of PMSNEVFR_EL1."""
     cpu = at_el1_with_fgt(Features(fgt=True, spe=SpeLevel.V1P2), hdfgrtr)
     assert expected == cpu.access("PMSNEVFR_EL1").outcome
 
 
-@pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), "ok"), (HoldingChooser(), "trap")])
-def test_unsynchronised_fine_grained_trap_may_not_be_in_force(chooser: Chooser, expected: str) -> None:
+@pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), Outcome.OK), (HoldingChooser(), Outcome.TRAP)])
+def test_unsynchronised_fine_grained_trap_may_not_be_in_force(chooser: Chooser, expected: Outcome) -> None:
     """With FEAT_ExS and EOS = 0 the ERET does not synchronise: an HDFGRTR_EL2 write just before it may not trap yet."""
     cpu = at_el1_with_fgt(Features(fgt=True, exs=True), HDFGRTR_PMBIDR, chooser=chooser)
     assert expected == cpu.access("PMBIDR_EL1").outcome
 
 
-@pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), "ok"), (HoldingChooser(), "trap")])
-def test_reserved_e2pb_acts_as_the_value_the_chooser_picks(chooser: Chooser, expected: str) -> None:
+@pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), Outcome.OK), (HoldingChooser(), Outcome.TRAP)])
+def test_reserved_e2pb_acts_as_the_value_the_chooser_picks(chooser: Chooser, expected: Outcome) -> None:
     """E2PB = 0b01 is reserved: it behaves as an allocated value of the chooser's picking (0b11 or 0b00 here)."""
     cpu = boot(chooser=chooser, mdcr=mdcr_e2pb(0b01))
     assert expected == cpu.access("PMBPTR_EL1").outcome
@@ -358,7 +359,7 @@ def test_tpms_does_not_trap_buffer_registers_and_e2pb_does_not_trap_sampling_reg
     """Each trap control covers its own group of SPE registers only."""
     tpms_only = boot(mdcr=E2PB_EL1 | MDCR_TPMS)
     e2pb_only = boot(mdcr=mdcr_e2pb(0b00))
-    assert ("ok", "ok") == (tpms_only.access("PMBPTR_EL1").outcome, e2pb_only.access("PMSCR_EL1").outcome)
+    assert (Outcome.OK, Outcome.OK) == (tpms_only.access("PMBPTR_EL1").outcome, e2pb_only.access("PMSCR_EL1").outcome)
 
 
 def test_a_trapped_access_does_not_complete() -> None:
@@ -376,8 +377,8 @@ def test_a_trapped_access_does_not_complete() -> None:
 def test_nothing_traps_at_el2() -> None:
     """TPMS and E2PB trap EL1 accesses only: the same accesses at EL2 complete."""
     cpu = boot(mdcr=mdcr_e2pb(0b00) | MDCR_TPMS)
-    cpu.take_exception(2, "hyp", "hvc")
-    assert ["ok", "ok"] == [cpu.access("PMSCR_EL1").outcome, cpu.access("PMBPTR_EL1").outcome]
+    cpu.take_exception(2, HYP, "hvc")
+    assert [Outcome.OK, Outcome.OK] == [cpu.access("PMSCR_EL1").outcome, cpu.access("PMBPTR_EL1").outcome]
 
 
 # ------------------------------------------------------------------------- VHE redirection
@@ -422,20 +423,20 @@ def test_el12_names_are_undefined_without_e2h(name: str) -> None:
     """Without E2H (a non-VHE CPU at EL2) the *_EL12 names are UNDEFINED."""
     cpu = CPU(Features(), WorstCaseChooser())
     access = cpu.access(name)
-    assert ("undef", f"{name} needs EL2 with HCR_EL2.E2H=1") == (access.outcome, access.reason)
+    assert (Outcome.UNDEF, f"{name} needs EL2 with HCR_EL2.E2H=1") == (access.outcome, access.reason)
 
 
 def test_el12_names_are_undefined_at_el1_even_with_e2h() -> None:
     """A guest at EL1 of a VHE CPU cannot use the *_EL12 names."""
     cpu = boot(Features(vhe=True), mdcr=0)
-    cpu.eret(1, "guest0", "into guest")
-    assert "undef" == cpu.access("PMSCR_EL12").outcome
+    cpu.eret(1, guest(0), "into guest")
+    assert Outcome.UNDEF == cpu.access("PMSCR_EL12").outcome
 
 
 def test_el1_names_are_not_redirected_at_el1() -> None:
     """A guest at EL1 of a VHE CPU writing PMSCR_EL1 reaches PMSCR_EL1, not the host's PMSCR_EL2."""
     cpu = boot(Features(vhe=True), mdcr=0)
-    cpu.eret(1, "guest0", "into guest")
+    cpu.eret(1, guest(0), "into guest")
     before = cpu.peek("PMSCR_EL2")
     cpu.msr("PMSCR_EL1", PMSCR_E0_E1)
     assert (PMSCR_E0_E1, before) == (cpu.peek("PMSCR_EL1"), cpu.peek("PMSCR_EL2"))
@@ -447,7 +448,7 @@ def test_e2h_written_on_a_cpu_without_vhe_redirects_nothing() -> None:
     cpu.msr("HCR_EL2", HCR_VHE_HOST)
     res0 = cpu.trace[-1].res0
     cpu.msr("PMSCR_EL1", 1)
-    assert (1 << 34, "PMSCR_EL1", "undef") == (res0, cpu.trace[-1].register, cpu.access("PMSCR_EL12").outcome)
+    assert (1 << 34, "PMSCR_EL1", Outcome.UNDEF) == (res0, cpu.trace[-1].register, cpu.access("PMSCR_EL12").outcome)
 
 
 def test_e2h_written_on_a_cpu_without_vhe_changes_neither_sampling_nor_translation() -> None:
@@ -459,19 +460,19 @@ def test_e2h_written_on_a_cpu_without_vhe_changes_neither_sampling_nor_translati
     cpu.msr("PMBPTR_EL1", M.BUFFER_VA)
     cpu.msr("PMBLIMITR_EL1", BUFFER_LIMIT | PMBLIMITR_E)
     cpu.msr("PMSCR_EL1", 0b01)  # E0SPE
-    cpu.eret(0, "host", "to user space")
+    cpu.eret(0, HOST, "to user space")
     cpu.run_code(1)
     cpu.isb()
     cpu.psb_csync()
     landing = cpu.records[0].landing
     assert landing is not None
-    assert ("stage 1", "EL2 stage 1 (TTBR0_EL2=0x30000), which has no upper VA range") == (landing.fault, landing.regime)
+    assert (M.Fault.STAGE1, "EL2 stage 1 (TTBR0_EL2=0x30000), which has no upper VA range") == (landing.fault, landing.regime)
 
 
 def test_pmscr_el1_at_el2_without_e2h_is_pmscr_el1() -> None:
     """On a non-VHE CPU the hypervisor's PMSCR_EL1 access reaches PMSCR_EL1."""
     cpu = boot()
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     before = cpu.peek("PMSCR_EL2")
     cpu.msr("PMSCR_EL1", 1)
     assert (1, before) == (cpu.peek("PMSCR_EL1"), cpu.peek("PMSCR_EL2"))
@@ -542,7 +543,7 @@ def test_unsynchronised_table_change_may_translate_either_way(chooser: Chooser, 
     cpu = boot(chooser=chooser)
     start_buffer(cpu)
     cpu.run_code(1)
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     cpu.msr("TTBR1_EL1", M.guest_ttbr1(0))  # guest stage 1, no stage 2: IPAs are host PAs
     cpu.psb_csync()
     (record,) = cpu.records
@@ -558,7 +559,7 @@ def _record_under_host_tables(chooser: Chooser) -> CPU:
     cpu = boot(chooser=chooser)
     start_buffer(cpu)
     cpu.run_code(1, "host kernel code")
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     cpu.msr("VTTBR_EL2", M.vttbr(0))
     cpu.msr("HCR_EL2", HCR_RW | HCR_VM)
     cpu.msr("TTBR1_EL1", M.guest_ttbr1(0))
@@ -573,7 +574,7 @@ def test_record_is_translated_by_the_tables_in_force_when_it_is_written() -> Non
     cpu.psb_csync()
     cpu.dsb("nsh")
     (record,) = cpu.records
-    assert ("written", M.guest_owner(0)) == (record.fate, record.landing.owner if record.landing else "")
+    assert (Fate.WRITTEN, M.guest_owner(0)) == (record.fate, record.landing.owner if record.landing else None)
     assert {M.guest_owner(0): M.RECORD_SIZE} == cpu.memory.contents
 
 
@@ -593,7 +594,7 @@ def test_each_record_is_translated_on_its_own() -> None:
     cpu = boot(chooser=chooser)
     start_buffer(cpu)
     cpu.run_code(2)
-    cpu.take_exception(2, "hyp", "hvc")  # the chooser lets the oldest record out here
+    cpu.take_exception(2, HYP, "hvc")  # the chooser lets the oldest record out here
     chooser.write = 0
     cpu.msr("TTBR1_EL1", M.guest_ttbr1(0))
     cpu.isb()
@@ -607,7 +608,7 @@ def test_buffer_owned_by_el2_is_translated_by_the_hypervisor_tables() -> None:
     cpu = boot()
     start_buffer(cpu)
     cpu.run_code(1)
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     cpu.msr("MDCR_EL2", mdcr_e2pb(0b00))
     cpu.isb()
     cpu.psb_csync()
@@ -623,7 +624,7 @@ def test_lower_buffer_address_goes_through_the_hypervisor_tables() -> None:
     cpu.msr("PMSCR_EL1", PMSCR_E0_E1)
     cpu.isb()
     cpu.run_code(1)
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     cpu.msr("MDCR_EL2", mdcr_e2pb(0b00))
     cpu.isb()
     cpu.psb_csync()
@@ -670,8 +671,8 @@ def test_psb_csync_writes_every_collected_record_before_the_dsb() -> None:
     in_flight = [r.fate for r in cpu.records]
     cpu.dsb("nsh")
     assert [Kind.PSB, Kind.WRITE, Kind.WRITE, Kind.WRITE, Kind.DSB] == kinds(cpu, mark)
-    assert (0, "nsh") == (cpu.pending_records, cpu.trace[-1].where)
-    assert (["in flight"] * 3, ["written"] * 3) == (in_flight, [r.fate for r in cpu.records])
+    assert (0, Dsb.NSH) == (cpu.pending_records, cpu.trace[-1].dsb)
+    assert ([Fate.IN_FLIGHT] * 3, [Fate.WRITTEN] * 3) == (in_flight, [r.fate for r in cpu.records])
     assert M.BUFFER_VA + 3 * M.RECORD_SIZE == cpu.peek("PMBPTR_EL1")
 
 
@@ -681,7 +682,7 @@ def test_psb_csync_does_not_synchronise_records_after_the_last_cse() -> None:
     start_buffer(cpu)
     cpu.run_code(2)
     cpu.psb_csync()
-    assert (2, ["pending", "pending"]) == (cpu.pending_records, [r.fate for r in cpu.records])
+    assert (2, [Fate.PENDING, Fate.PENDING]) == (cpu.pending_records, [r.fate for r in cpu.records])
 
 
 @pytest.mark.parametrize(("domain", "completes"), [("nsh", True), ("sy", True), ("ish", True), ("nshst", False), ("ishld", False)])
@@ -690,11 +691,11 @@ def test_only_a_dsb_over_loads_and_stores_completes_the_buffer_writes(domain: st
     cpu = boot()
     start_buffer(cpu)
     cpu.run_code(2)
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     cpu.psb_csync()
     cpu.dsb(domain)
     cpu.msr("PMBLIMITR_EL1", 0)
-    fates = ["written"] * 2 if completes else ["discarded"] * 2
+    fates = [Fate.WRITTEN] * 2 if completes else [Fate.DISCARDED] * 2
     assert fates == [r.fate for r in cpu.records]
 
 
@@ -705,10 +706,10 @@ def test_exception_entry_to_el2_synchronises_only_with_eis_on_a_feat_exs_cpu(eis
     cpu.msr("HCR_EL2", HCR_RW)
     cpu.msr("TTBR1_EL1", M.HOST_TTBR1)
     cpu.msr("MDCR_EL2", E2PB_EL1)
-    cpu.eret(1, "host", "to host kernel")
+    cpu.eret(1, HOST, "to host kernel")
     start_buffer(cpu)
     cpu.run_code(1)
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     cpu.psb_csync()
     assert (0 if synchronised else 1) == cpu.pending_records
     assert synchronised == cpu.trace.of(Kind.EXCEPTION)[-1].cse
@@ -735,7 +736,7 @@ def test_dsb_records_its_domain(domain: str) -> None:
     cpu = CPU(Features(), WorstCaseChooser())
     cpu.dsb(domain)
     event = cpu.trace[-1]
-    assert (Kind.DSB, domain, f"dsb {domain}") == (event.kind, event.where, event.describe())
+    assert (Kind.DSB, Dsb(domain), f"dsb {domain}") == (event.kind, event.dsb, event.describe())
 
 
 def test_dsb_with_a_bad_domain_is_refused() -> None:
@@ -756,7 +757,7 @@ def test_disabling_the_buffer_discards_unwritten_records() -> None:
     cpu.run_code(2)
     cpu.msr("PMBLIMITR_EL1", 0)
     cpu.isb()
-    assert [("discarded", "host"), ("discarded", "host")] == [(r.fate, r.discarded_by) for r in cpu.records]
+    assert [(Fate.DISCARDED, HOST), (Fate.DISCARDED, HOST)] == [(r.fate, r.discarded_by) for r in cpu.records]
     assert ["discard #0 buffer disabled by host", "discard #1 buffer disabled by host"] == [
         e.describe() for e in cpu.trace.of(Kind.DISCARD)
     ]
@@ -770,7 +771,7 @@ def test_records_written_before_the_disable_survive() -> None:
     cpu.run_code(2)
     cpu.msr("PMBLIMITR_EL1", 0)
     cpu.isb()
-    assert ["written", "written"] == [r.fate for r in cpu.records]
+    assert [Fate.WRITTEN, Fate.WRITTEN] == [r.fate for r in cpu.records]
 
 
 def test_write_after_a_visible_unsynchronised_disable_is_discarded() -> None:
@@ -781,7 +782,7 @@ def test_write_after_a_visible_unsynchronised_disable_is_discarded() -> None:
     cpu.msr("PMBLIMITR_EL1", BUFFER_LIMIT)  # E = 0, not yet synchronised
     cpu.isb()  # (a CSE: the PSB below synchronises the record; the disable is then in effect for certain)
     cpu.psb_csync()
-    assert [("discarded", "host")] == [(r.fate, r.discarded_by) for r in cpu.records]
+    assert [(Fate.DISCARDED, HOST)] == [(r.fate, r.discarded_by) for r in cpu.records]
 
 
 def test_exception_entry_synchronises_a_disable() -> None:
@@ -790,8 +791,8 @@ def test_exception_entry_synchronises_a_disable() -> None:
     start_buffer(cpu)
     cpu.run_code(1)
     cpu.msr("PMBLIMITR_EL1", 0)
-    cpu.take_exception(2, "hyp", "hvc")
-    assert ["discarded"] == [r.fate for r in cpu.records]
+    cpu.take_exception(2, HYP, "hvc")
+    assert [Fate.DISCARDED] == [r.fate for r in cpu.records]
 
 
 # ---------------------------------------------------------------------------- buffer full
@@ -805,7 +806,7 @@ def test_buffer_full_stops_the_buffer_and_raises_the_interrupt() -> None:
     cpu.isb()
     cpu.psb_csync()
     cpu.dsb("nsh")
-    assert ["written", "written", "full"] == [r.fate for r in cpu.records]
+    assert [Fate.WRITTEN, Fate.WRITTEN, Fate.FULL] == [r.fate for r in cpu.records]
     # PMBSR_EL1: S [17], EC [31:26] = 0b000000, MSS [15:0] BSC = 0b000001 (buffer filled).
     assert (1 << 17 | 0b1, True) == (cpu.peek("PMBSR_EL1"), cpu.buffer_irq)
     assert BUFFER_LIMIT == cpu.peek("PMBPTR_EL1")
@@ -822,7 +823,7 @@ def test_records_behind_a_full_one_are_not_written() -> None:
     cpu.isb()
     cpu.psb_csync()
     cpu.dsb("sy")
-    assert ["written", "full", "full"] == [r.fate for r in cpu.records]
+    assert [Fate.WRITTEN, Fate.FULL, Fate.FULL] == [r.fate for r in cpu.records]
     assert "full #2 buffer stopped (PMBSR_EL1.S=1)" == cpu.trace.of(Kind.FULL)[-1].describe()
 
 
@@ -848,7 +849,7 @@ def test_stage1_fault_stops_the_buffer() -> None:
     cpu.run_code(1)
     cpu.isb()
     cpu.psb_csync()
-    assert (["faulted"], 1 << 17 | 0b100100 << 26, True) == (
+    assert ([Fate.FAULTED], 1 << 17 | 0b100100 << 26, True) == (
         [r.fate for r in cpu.records], cpu.peek("PMBSR_EL1"), cpu.buffer_irq,
     )
     assert cpu.trace.of(Kind.FAULT)[0].describe().startswith("fault #0 stage 1 translation fault via EL1&0")
@@ -859,12 +860,12 @@ def test_stage2_fault_stops_the_buffer() -> None:
     cpu = boot()
     start_buffer(cpu)
     cpu.run_code(1)
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     cpu.msr("HCR_EL2", HCR_RW | HCR_VM)
     cpu.msr("VTTBR_EL2", 0)  # no stage 2 tables there
     cpu.isb()
     cpu.psb_csync()
-    assert (["faulted"], 1 << 17 | 0b100101 << 26) == ([r.fate for r in cpu.records], cpu.peek("PMBSR_EL1"))
+    assert ([Fate.FAULTED], 1 << 17 | 0b100101 << 26) == ([r.fate for r in cpu.records], cpu.peek("PMBSR_EL1"))
 
 
 # -------------------------------------------------------------------------------- sampling
@@ -921,9 +922,9 @@ def test_sampled_code_collects_records_in_the_trace() -> None:
     records = cpu.run_code(2, "host kernel code")
     assert [Kind.CODE, Kind.RECORD, Kind.RECORD, Kind.HW] == kinds(cpu, mark)
     assert ("PMSICR_EL1", 2) == (cpu.trace[-1].register, cpu.peek("PMSICR_EL1"))
-    assert [("host", 1, "pending")] * 2 == [(r.actor, r.el, r.fate) for r in records]
-    assert records == cpu.records_of(["host"])
-    assert [] == cpu.records_of(["guest0"])
+    assert [(HOST, 1, Fate.PENDING)] * 2 == [(r.actor, r.el, r.fate) for r in records]
+    assert records == cpu.records_of([HOST])
+    assert [] == cpu.records_of([guest(0)])
 
 
 def test_unsampled_code_collects_nothing() -> None:
@@ -986,7 +987,7 @@ def test_el_outside_the_model_is_refused(el: int, operation: str) -> None:
     cpu = CPU(Features(), WorstCaseChooser())
     expected = rf"Cannot move to EL{el} because the model has EL0, EL1 and EL2 only"
     with pytest.raises(ModelError, match=expected):
-        getattr(cpu, operation)(el, "host", "why")
+        getattr(cpu, operation)(el, HOST, "why")
 
 
 def test_negative_sample_count_is_refused() -> None:
@@ -1034,7 +1035,7 @@ def test_write_records_the_old_value() -> None:
 
 def _guest_ready(mdcr: int = MDCR_TPMS) -> tuple[CPU, Vcpu]:
     cpu = boot(mdcr=E2PB_EL1)
-    cpu.take_exception(2, "hyp", "hvc")
+    cpu.take_exception(2, HYP, "hvc")
     cpu.msr("MDCR_EL2", mdcr)
     return cpu, Vcpu(index=0, vm=0)
 
@@ -1044,7 +1045,7 @@ def test_guest_access_that_traps_ends_the_run() -> None:
     cpu, vcpu = _guest_ready()
     vcpu.program = [GuestAccess("PMSCR_EL1", write=True, value=3), GuestCode(1)]
     result = cpu.run_guest(vcpu)
-    assert (ExitReason("trap", "PMSCR_EL1"), 2, "hyp", 1, []) == (
+    assert (ExitReason("trap", "PMSCR_EL1"), 2, HYP, 1, []) == (
         result, cpu.el, cpu.actor, len(cpu.trace.of(Kind.GUEST)), vcpu.program,
     )
     assert ["hyp guest entry code", "hyp exit vector"] == [e.where for e in cpu.trace.of(Kind.CODE)]
@@ -1055,7 +1056,7 @@ def test_guest_access_that_completes_lets_the_guest_go_on() -> None:
     cpu, vcpu = _guest_ready(mdcr=E2PB_EL1)
     vcpu.program = [GuestAccess("PMBIDR_EL1"), GuestExit("hvc")]
     assert ExitReason("hvc") == cpu.run_guest(vcpu)
-    assert ["guest0"] == [e.actor for e in cpu.trace.of(Kind.MRS) if e.register == "PMBIDR_EL1"]
+    assert [guest(0)] == [e.actor for e in cpu.trace.of(Kind.MRS) if e.register == "PMBIDR_EL1"]
 
 
 def test_guest_run_is_framed_by_eret_and_exception_entry() -> None:
@@ -1109,22 +1110,22 @@ def test_note_and_mark_add_events_without_effect() -> None:
 @pytest.mark.parametrize(
     ("event", "text"),
     [
-        (Event(0, "hyp", 2, Kind.MSR, register="VTTBR_EL2", value=0x10), "msr VTTBR_EL2 <- 0x10"),
-        (Event(0, "hyp", 2, Kind.MSR, register="MDCR_EL2", name="MDCR_EL2", value=0x4000),
+        (Event(0, HYP, 2, Kind.MSR, register="VTTBR_EL2", value=0x10), "msr VTTBR_EL2 <- 0x10"),
+        (Event(0, HYP, 2, Kind.MSR, register="MDCR_EL2", name="MDCR_EL2", value=0x4000),
          "msr MDCR_EL2 <- 0x4000  = TPMS"),
-        (Event(0, "hyp", 2, Kind.MSR, register="S3_0_C9_C9_1", value=1, res0=1),
+        (Event(0, HYP, 2, Kind.MSR, register="S3_0_C9_C9_1", value=1, res0=1),
          "msr S3_0_C9_C9_1 <- 0x1   RES0 bits set: bit 0"),
-        (Event(0, "hyp", 2, Kind.MRS, register="PMBIDR_EL1", value=6), "mrs PMBIDR_EL1 -> 0x6"),
-        (Event(0, "guest0", 1, Kind.TRAP, register="PMSCR_EL1", where="MDCR_EL2.TPMS=1"),
+        (Event(0, HYP, 2, Kind.MRS, register="PMBIDR_EL1", value=6), "mrs PMBIDR_EL1 -> 0x6"),
+        (Event(0, guest(0), 1, Kind.TRAP, register="PMSCR_EL1", where="MDCR_EL2.TPMS=1"),
          "trap: PMSCR_EL1 (MDCR_EL2.TPMS=1)"),
-        (Event(0, "hyp", 2, Kind.UNDEF, register="PMSCR_EL1", name="PMSCR_EL12", where="why"),
+        (Event(0, HYP, 2, Kind.UNDEF, register="PMSCR_EL1", name="PMSCR_EL12", where="why"),
          "undef: PMSCR_EL12 (why)"),
-        (Event(0, "hyp", 2, Kind.ISB), "isb"),
-        (Event(0, "hyp", 2, Kind.PSB), "psb csync"),
-        (Event(0, "pe", 2, Kind.RECORD, record=4), "record #4"),
-        (Event(0, "hyp", 2, Kind.ERET, where=""), "eret"),
-        (Event(0, "host", 1, Kind.CODE, where="host kernel code"), "code host kernel code"),
-        (Event(0, "hyp", 2, Kind.RETURN, where="vcpu 0 back in host"), "return vcpu 0 back in host"),
+        (Event(0, HYP, 2, Kind.ISB), "isb"),
+        (Event(0, HYP, 2, Kind.PSB), "psb csync"),
+        (Event(0, PE, 2, Kind.RECORD, record=4), "record #4"),
+        (Event(0, HYP, 2, Kind.ERET, where=""), "eret"),
+        (Event(0, HOST, 1, Kind.CODE, where="host kernel code"), "code host kernel code"),
+        (Event(0, HYP, 2, Kind.RETURN, where="vcpu 0 back in host"), "return vcpu 0 back in host"),
     ],
 )
 def test_event_describes_itself_in_one_line(event: Event, text: str) -> None:
@@ -1136,8 +1137,8 @@ def test_timeline_marks_the_event_of_interest_and_keeps_context() -> None:
     """A timeline around an event shows `context` events either side and marks that event."""
     trace = Trace()
     for i in range(10):
-        trace.add("hyp", 2, Kind.NOTE if i == 0 else Kind.ISB, where=f"note {i}")
-    trace.add("host", 1, Kind.NOTE, where="host note")
+        trace.add(HYP, 2, Kind.NOTE if i == 0 else Kind.ISB, where=f"note {i}")
+    trace.add(HOST, 1, Kind.NOTE, where="host note")
     lines = trace.timeline(around=5, context=2).splitlines()
     assert ["      3     hyp    EL2 isb", "      4     hyp    EL2 isb", ">>    5     hyp    EL2 isb",
             "      6     hyp    EL2 isb", "      7     hyp    EL2 isb"] == lines
@@ -1147,8 +1148,8 @@ def test_timeline_marks_the_event_of_interest_and_keeps_context() -> None:
 def test_trace_is_a_sequence_of_events() -> None:
     """The trace numbers its events in order and can be indexed, iterated and filtered by kind."""
     trace = Trace()
-    trace.add("hyp", 2, Kind.ISB)
-    trace.add("hyp", 2, Kind.DSB, where="sy")
+    trace.add(HYP, 2, Kind.ISB)
+    trace.add(HYP, 2, Kind.DSB, dsb=Dsb.SY)
     assert ([0, 1], 2, Kind.DSB, [1]) == (
         [e.seq for e in trace], len(trace), trace[1].kind, [e.seq for e in trace.of(Kind.DSB)],
     )
@@ -1157,20 +1158,42 @@ def test_trace_is_a_sequence_of_events() -> None:
 # --------------------------------------------------------------------------------- memory
 
 
+def test_actors_are_values_rendered_for_the_reader() -> None:
+    """Actors compare by role and VM, and render as the timeline shows them: host, hyp, guest0."""
+    assert (True, False, ["boot", "host", "hyp", "pe", "guest0"]) == (
+        guest(1) == Actor(Role.GUEST, 1), guest(0) == guest(1), [str(a) for a in (BOOT, HOST, HYP, PE, guest(0))],
+    )
+
+
+@pytest.mark.parametrize("value", [HOST, M.HOST_BUFFER], ids=["actor", "owner"])
+def test_actors_and_owners_refuse_to_be_compared_with_text(value: object) -> None:
+    """Comparing an actor or a memory owner with a string raises instead of silently never matching."""
+    with pytest.raises(TypeError, match=r"because (actors|owners) are values"):
+        _ = value == "host"
+
+
+def test_owners_are_values_rendered_for_the_reader() -> None:
+    """Memory owners compare by region and VM, and render as the messages show them: host buffer, guest 0."""
+    assert (True, ["host buffer", "host kernel", "hypervisor", "guest 0"]) == (
+        M.guest_owner(0) == M.Owner(M.Region.GUEST, 0),
+        [str(o) for o in (M.HOST_BUFFER, M.HOST_KERNEL, M.HYP, M.guest_owner(0))],
+    )
+
+
 def test_memory_walk_through_stage1_and_stage2() -> None:
     """Guest 1's stage 1 and stage 2 take the buffer's VA to guest 1's own pages."""
     mem = M.Memory.standard(vms=2)
     landing = mem.walk(M.BUFFER_VA + 0x48, M.guest_ttbr1(1), M.vttbr(1), "guest")
-    expected = (M.GUEST_PA + M.GUEST_PA_STRIDE + 0x48, "guest 1", "")
+    expected = (M.GUEST_PA + M.GUEST_PA_STRIDE + 0x48, M.guest_owner(1), None)
     assert expected == (landing.pa, landing.owner, landing.fault)
     assert f"guest 1 (PA {landing.pa:#x}) via guest" == str(landing)
 
 
 @pytest.mark.parametrize(
     ("ttbr", "vttbr", "fault"),
-    [(0xDEAD_0000, None, "stage 1"), (M.HOST_TTBR1, None, ""), (M.guest_ttbr1(0), 0xDEAD_0000, "stage 2")],
+    [(0xDEAD_0000, None, M.Fault.STAGE1), (M.HOST_TTBR1, None, None), (M.guest_ttbr1(0), 0xDEAD_0000, M.Fault.STAGE2)],
 )
-def test_memory_walk_faults_without_a_mapping(ttbr: int, vttbr: int | None, fault: str) -> None:
+def test_memory_walk_faults_without_a_mapping(ttbr: int, vttbr: int | None, fault: M.Fault | None) -> None:
     """A missing table or entry at either stage is a fault of that stage."""
     landing = M.Memory.standard().walk(M.BUFFER_VA, ttbr, vttbr, "r")
     assert fault == landing.fault

@@ -9,6 +9,7 @@ import pytest
 from verdict_table import verdicts
 
 from pytest_spekvm import rules
+from pytest_spekvm.reference.actors import HYP
 from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
 from pytest_spekvm.reference.trace import Kind
@@ -76,7 +77,7 @@ def test_stale_save_area_restores_an_earlier_pmscr() -> None:
     """After the host disables its buffer, the next exit restores the PMSCR_EL1 an earlier entry saved: HOST-STATE and LEAN."""
     run = _run(Features(), STALE)
     failing = {rid for rid, j in rules.judge_all(run.system.cpu.trace, run.system.features).items() if j.violations}
-    restore = [e for e in run.system.cpu.trace if e.kind is Kind.MSR and e.register == "PMSCR_EL1" and e.actor == "hyp"]
+    restore = [e for e in run.system.cpu.trace if e.kind is Kind.MSR and e.register == "PMSCR_EL1" and e.actor == HYP]
     assert ({"HOST-STATE", "LEAN"}, [0x0, 0x3, 0x3]) == (failing, [e.value for e in restore])
 
 

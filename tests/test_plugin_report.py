@@ -21,11 +21,12 @@ from pytest_spekvm.rules import Severity
 # nVHE CPUs whose buffer the host owns; a switch that never drains never exercises it.
 DRAINS_RULE = """
 from pytest_spekvm import Judgement, Rule, Severity
+from pytest_spekvm.reference.actors import HYP
 from pytest_spekvm.reference.trace import Kind
 
 
 def _check(trace, features):
-    return Judgement("DRAINS", any(e.kind is Kind.PSB and e.actor == "hyp" for e in trace), ())
+    return Judgement("DRAINS", any(e.kind is Kind.PSB and e.actor == HYP for e in trace), ())
 
 
 def pytest_spekvm_add_rules(config):

@@ -12,6 +12,7 @@ import pytest
 from pytest_spekvm import rules
 from pytest_spekvm.reference import registers as R
 from pytest_spekvm.reference import switch as S
+from pytest_spekvm.reference.actors import BOOT, HOST, HYP, PE, Actor, guest
 from pytest_spekvm.reference.chooser import (
     ADVERSARIES,
     Chooser,
@@ -24,7 +25,7 @@ from pytest_spekvm.reference.chooser import (
 from pytest_spekvm.reference.cpu import CPU, PMBIDR_P, PMBLIMITR_E
 from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
 from pytest_spekvm.reference.system import HCR_HOST_NVHE, HCR_HOST_VHE, Choices, System
-from pytest_spekvm.reference.trace import Kind, Trace
+from pytest_spekvm.reference.trace import Dsb, Kind, Trace
 from pytest_spekvm.reference.vcpu import ExitReason, GuestAccess, GuestCode, GuestExit, Vcpu
 
 RULE_IDS = (
@@ -995,7 +996,7 @@ def test_drain_order_names_the_psb_that_came_too_early() -> None:
     make, features, scenario, chooser, _ = BROKEN["drain-without-isb-on-exs"]
     trace = _run(make(), features, scenario, chooser).cpu.trace
     message = rules.BY_ID["DRAIN-ORDER"].judge(trace, features).violations[0].message
-    psb = next(e for e in trace if e.kind is Kind.PSB and e.actor == "hyp")
+    psb = next(e for e in trace if e.kind is Kind.PSB and e.actor == HYP)
     assert f"(the PSB CSYNC at #{psb.seq} came before the CSE)" in message
 
 
@@ -1053,9 +1054,9 @@ def test_isolation_message_names_the_leaked_context_value_and_its_origin() -> No
 def test_isolation_takes_only_values_the_host_had_from_the_guest_context(value: int, leaks: bool) -> None:
     """A guest context value counts as the host's only if it is non-zero and the host had it in that register."""
     trace = _trace(
-        ("host", 1, Kind.MSR, {"register": "PMSCR_EL1", "value": 0x3}),
-        ("hyp", 2, Kind.CONTEXT, {"register": "PMSCR_EL1", "value": value, "vcpu": 0, "where": "at the return"}),
-        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x3, "vcpu": 0, "where": "at the return"}),
+        (HOST, 1, Kind.MSR, {"register": "PMSCR_EL1", "value": 0x3}),
+        (HYP, 2, Kind.CONTEXT, {"register": "PMSCR_EL1", "value": value, "vcpu": 0, "where": "at the return"}),
+        (HYP, 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x3, "vcpu": 0, "where": "at the return"}),
     )
     judgement = rules.BY_ID["ISOLATION"].judge(trace, NVHE)
     assert (True, [1] if leaks else []) == (judgement.exercised, [v.event for v in judgement.violations])
@@ -1064,9 +1065,9 @@ def test_isolation_takes_only_values_the_host_had_from_the_guest_context(value: 
 def test_isolation_sees_a_host_value_in_the_guest_context_only_once_the_host_had_it() -> None:
     """A context value the host programs only later is no leak at the time it is recorded (the rule is causal)."""
     trace = _trace(
-        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x40001, "vcpu": 1, "where": "then"}),
-        ("host", 1, Kind.MSR, {"register": "PMSIRR_EL1", "value": 0x40001}),
-        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x40001, "vcpu": 1, "where": "now"}),
+        (HYP, 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x40001, "vcpu": 1, "where": "then"}),
+        (HOST, 1, Kind.MSR, {"register": "PMSIRR_EL1", "value": 0x40001}),
+        (HYP, 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x40001, "vcpu": 1, "where": "now"}),
     )
     assert [2] == [v.event for v in rules.BY_ID["ISOLATION"].judge(trace, NVHE).violations]
 
@@ -1081,7 +1082,7 @@ def test_no_loss_message_names_who_disabled_the_buffer() -> None:
 # ------------------------------------------------------------------ hand-made traces for edge cases
 
 
-def _trace(*events: tuple[str, int, Kind, dict[str, object]]) -> Trace:
+def _trace(*events: tuple[Actor, int, Kind, dict[str, object]]) -> Trace:
     trace = Trace()
     for actor, el, kind, kw in events:
         trace.add(actor, el, kind, **kw)
@@ -1091,10 +1092,10 @@ def _trace(*events: tuple[str, int, Kind, dict[str, object]]) -> Trace:
 def test_no_loss_allows_full_buffer_and_host_disable() -> None:
     """A host record meeting a full buffer, or discarded because the host disabled its buffer, is no loss."""
     trace = _trace(
-        ("host", 1, Kind.RECORD, {"record": 0}),
-        ("host", 1, Kind.RECORD, {"record": 1}),
-        ("pe", 1, Kind.FULL, {"record": 0, "where": "buffer full"}),
-        ("pe", 1, Kind.DISCARD, {"record": 1, "where": "buffer disabled by host", "owner": "host"}),
+        (HOST, 1, Kind.RECORD, {"record": 0}),
+        (HOST, 1, Kind.RECORD, {"record": 1}),
+        (PE, 1, Kind.FULL, {"record": 0, "where": "buffer full"}),
+        (PE, 1, Kind.DISCARD, {"record": 1, "where": "buffer disabled by host", "by": HOST}),
     )
     assert rules.Judgement("NO-LOSS", True, ()) == rules.BY_ID["NO-LOSS"].judge(trace, NVHE)
 
@@ -1102,8 +1103,8 @@ def test_no_loss_allows_full_buffer_and_host_disable() -> None:
 def test_no_loss_reports_a_fault() -> None:
     """A host record whose write faults is lost."""
     trace = _trace(
-        ("host", 1, Kind.RECORD, {"record": 0}),
-        ("pe", 1, Kind.FAULT, {"record": 0, "where": "stage 2 translation fault via EL1&0"}),
+        (HOST, 1, Kind.RECORD, {"record": 0}),
+        (PE, 1, Kind.FAULT, {"record": 0, "where": "stage 2 translation fault via EL1&0"}),
     )
     assert [1] == [v.event for v in rules.BY_ID["NO-LOSS"].judge(trace, NVHE).violations]
 
@@ -1111,16 +1112,16 @@ def test_no_loss_reports_a_fault() -> None:
 def test_drain_order_accepts_other_instructions_between_links_and_one_wide_dsb() -> None:
     """Links may have other events between them, and a DSB SY serves as well as a DSB NSH."""
     trace = _trace(
-        ("boot", 2, Kind.MSR, {"register": "PMBLIMITR_EL1", "value": 1}),
-        ("host", 1, Kind.ENTRY, {}),
-        ("hyp", 2, Kind.MSR, {"register": "PMSCR_EL1", "value": 0}),
-        ("hyp", 2, Kind.MRS, {"register": "TTBR0_EL1"}),
-        ("hyp", 2, Kind.ISB, {}),
-        ("hyp", 2, Kind.ISB, {}),
-        ("hyp", 2, Kind.PSB, {}),
-        ("hyp", 2, Kind.MSR, {"register": "HCR_EL2", "value": 0}),  # VM unchanged: no translation change
-        ("hyp", 2, Kind.DSB, {"where": "sy"}),
-        ("hyp", 2, Kind.MSR, {"register": "VTTBR_EL2", "value": 5}),
+        (BOOT, 2, Kind.MSR, {"register": "PMBLIMITR_EL1", "value": 1}),
+        (HOST, 1, Kind.ENTRY, {}),
+        (HYP, 2, Kind.MSR, {"register": "PMSCR_EL1", "value": 0}),
+        (HYP, 2, Kind.MRS, {"register": "TTBR0_EL1"}),
+        (HYP, 2, Kind.ISB, {}),
+        (HYP, 2, Kind.ISB, {}),
+        (HYP, 2, Kind.PSB, {}),
+        (HYP, 2, Kind.MSR, {"register": "HCR_EL2", "value": 0}),  # VM unchanged: no translation change
+        (HYP, 2, Kind.DSB, {"dsb": Dsb.SY}),
+        (HYP, 2, Kind.MSR, {"register": "VTTBR_EL2", "value": 5}),
     )
     assert rules.Judgement("DRAIN-ORDER", True, ()) == rules.BY_ID["DRAIN-ORDER"].judge(trace, NVHE)
 
@@ -1128,14 +1129,14 @@ def test_drain_order_accepts_other_instructions_between_links_and_one_wide_dsb()
 def test_drain_order_accepts_an_isb_before_the_pmscr_write() -> None:
     """At EL2 the host's EL1-owned buffer is not sampled: an ISB there is the synchronising point, whatever PMSCR_EL1 holds."""
     trace = _trace(
-        ("boot", 2, Kind.MSR, {"register": "PMBLIMITR_EL1", "value": 1}),
-        ("host", 1, Kind.ENTRY, {}),
-        ("hyp", 2, Kind.EXCEPTION, {"where": "hvc", "cse": False}),
-        ("hyp", 2, Kind.ISB, {}),
-        ("hyp", 2, Kind.MSR, {"register": "PMSCR_EL1", "value": 0}),
-        ("hyp", 2, Kind.PSB, {}),
-        ("hyp", 2, Kind.DSB, {"where": "nsh"}),
-        ("hyp", 2, Kind.ERET, {"where": "into guest 0", "into_guest": True}),
+        (BOOT, 2, Kind.MSR, {"register": "PMBLIMITR_EL1", "value": 1}),
+        (HOST, 1, Kind.ENTRY, {}),
+        (HYP, 2, Kind.EXCEPTION, {"where": "hvc", "cse": False}),
+        (HYP, 2, Kind.ISB, {}),
+        (HYP, 2, Kind.MSR, {"register": "PMSCR_EL1", "value": 0}),
+        (HYP, 2, Kind.PSB, {}),
+        (HYP, 2, Kind.DSB, {"dsb": Dsb.NSH}),
+        (HYP, 2, Kind.ERET, {"where": "into guest 0", "into_guest": True}),
     )
     assert rules.Judgement("DRAIN-ORDER", True, ()) == rules.BY_ID["DRAIN-ORDER"].judge(trace, NVHE)
 
@@ -1143,13 +1144,13 @@ def test_drain_order_accepts_an_isb_before_the_pmscr_write() -> None:
 def test_drain_order_rejects_a_psb_with_no_synchronising_point_before_it() -> None:
     """With an entry that does not synchronise and no ISB, the PSB synchronises nothing: the message says so."""
     trace = _trace(
-        ("boot", 2, Kind.MSR, {"register": "PMBLIMITR_EL1", "value": 1}),
-        ("host", 1, Kind.ENTRY, {}),
-        ("hyp", 2, Kind.EXCEPTION, {"where": "hvc", "cse": False}),
-        ("hyp", 2, Kind.MSR, {"register": "PMSCR_EL1", "value": 0}),
-        ("hyp", 2, Kind.PSB, {}),
-        ("hyp", 2, Kind.DSB, {"where": "nsh"}),
-        ("hyp", 2, Kind.ERET, {"where": "into guest 0", "into_guest": True}),
+        (BOOT, 2, Kind.MSR, {"register": "PMBLIMITR_EL1", "value": 1}),
+        (HOST, 1, Kind.ENTRY, {}),
+        (HYP, 2, Kind.EXCEPTION, {"where": "hvc", "cse": False}),
+        (HYP, 2, Kind.MSR, {"register": "PMSCR_EL1", "value": 0}),
+        (HYP, 2, Kind.PSB, {}),
+        (HYP, 2, Kind.DSB, {"dsb": Dsb.NSH}),
+        (HYP, 2, Kind.ERET, {"where": "into guest 0", "into_guest": True}),
     )
     (violation,) = rules.BY_ID["DRAIN-ORDER"].judge(trace, NVHE).violations
     assert 6 == violation.event
@@ -1162,8 +1163,8 @@ def test_drain_order_rejects_a_psb_with_no_synchronising_point_before_it() -> No
 def test_trap_cond_asks_for_the_pmbidr_trap_only_where_the_switch_set_it(hdfgrtr: int, violations: list[int]) -> None:
     """A guest's PMBIDR_EL1 read may complete, unless the switch set HDFGRTR_EL2.PMBIDR_EL1 [63]: then it had to trap."""
     trace = _trace(
-        ("hyp", 2, Kind.MSR, {"register": "HDFGRTR_EL2", "value": hdfgrtr}),
-        ("guest0", 1, Kind.MRS, {"register": "PMBIDR_EL1", "value": 0x16}),
+        (HYP, 2, Kind.MSR, {"register": "HDFGRTR_EL2", "value": hdfgrtr}),
+        (guest(0), 1, Kind.MRS, {"register": "PMBIDR_EL1", "value": 0x16}),
     )
     judgement = rules.BY_ID["TRAP-COND"].judge(trace, FGT)
     assert violations == [v.event for v in judgement.violations]
@@ -1179,10 +1180,10 @@ def test_trap_cond_names_the_fine_grained_trap_that_was_not_in_force() -> None:
 def test_undef_reports_accesses_that_trap_to_el3_and_host_accesses_trapped_to_el2() -> None:
     """UNDEF reports a hypervisor access that trapped to EL3 and a host access that trapped to EL2, not a guest's trap."""
     trace = _trace(
-        ("hyp", 2, Kind.TRAP_EL3, {"register": "PMSCR_EL1", "where": "MDCR_EL3.NSPB"}),
-        ("hyp", 2, Kind.MRS, {"register": "PMBIDR_EL1"}),
-        ("host", 1, Kind.TRAP, {"register": "PMBPTR_EL1", "where": "MDCR_EL2.E2PB=0b00"}),
-        ("guest0", 1, Kind.TRAP, {"register": "PMBPTR_EL1", "where": "MDCR_EL2.E2PB=0b00"}),
+        (HYP, 2, Kind.TRAP_EL3, {"register": "PMSCR_EL1", "where": "MDCR_EL3.NSPB"}),
+        (HYP, 2, Kind.MRS, {"register": "PMBIDR_EL1"}),
+        (HOST, 1, Kind.TRAP, {"register": "PMBPTR_EL1", "where": "MDCR_EL2.E2PB=0b00"}),
+        (guest(0), 1, Kind.TRAP, {"register": "PMBPTR_EL1", "where": "MDCR_EL2.E2PB=0b00"}),
     )
     assert [0, 2] == [v.event for v in rules.BY_ID["UNDEF"].judge(trace, OWNED).violations]
 
@@ -1294,7 +1295,7 @@ def test_walk_docstring_example_is_a_working_project_rule() -> None:
     exec(compile(code, "walk-example", "exec"), namespace)
     rule = rules.Rule("PROJ-EXIT-PMSCR", "t", "r", rules.Severity.LEAN, "lean", namespace["check"])  # type: ignore[arg-type]
     system = _run(Composed(exit_=_replace(REF_EXIT, RESTORE_SPE, _restore(always=True))), NVHE, plain)
-    writes = [e.seq for e in system.cpu.trace if e.kind is Kind.MSR and e.register == "PMSCR_EL1" and e.actor == "hyp"]
+    writes = [e.seq for e in system.cpu.trace if e.kind is Kind.MSR and e.register == "PMSCR_EL1" and e.actor == HYP]
     judgement = rule.judge(system.cpu.trace, NVHE)
     assert (True, True) == (judgement.exercised, bool(judgement.violations))
     assert {v.event for v in judgement.violations} < set(writes)

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from pytest_spekvm.reference import memory as M
 from pytest_spekvm.reference import switch as S
+from pytest_spekvm.reference.actors import HOST, HYP
 from pytest_spekvm.reference.chooser import Chooser, EagerChooser, RandomChooser, WorstCaseChooser
-from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.cpu import CPU, Fate
 from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
 from pytest_spekvm.reference.switch import ReferenceSwitch
 from pytest_spekvm.reference.system import System
@@ -100,12 +101,12 @@ def record_problems(s: System) -> list[str]:
         if owner != M.HOST_BUFFER
     ]
     for r in s.cpu.records:
-        if r.fate == "written" and r.landing is not None and r.landing.owner != M.HOST_BUFFER:
+        if r.fate is Fate.WRITTEN and r.landing is not None and r.landing.owner != M.HOST_BUFFER:
             problems.append(f"record #{r.id} of {r.actor} landed in {r.landing.owner}")
-        elif r.fate == "faulted":
+        elif r.fate is Fate.FAULTED:
             problems.append(f"record #{r.id} of {r.actor} faulted: {r.landing}")
-        elif r.fate == "discarded" and r.discarded_by != "host":
-            problems.append(f"record #{r.id} of {r.actor} discarded by {r.discarded_by or 'nobody'}")
+        elif r.fate is Fate.DISCARDED and r.discarded_by != HOST:
+            problems.append(f"record #{r.id} of {r.actor} discarded by {r.discarded_by if r.discarded_by is not None else 'nobody'}")
     return problems
 
 
@@ -114,12 +115,12 @@ def trace_problems(s: System, since: int = 0) -> list[str]:
     problems = []
     for e in s.cpu.trace.events[since:]:
         res0_write = e.kind is Kind.MSR and bool(e.res0)
-        host_or_hyp = not e.actor.startswith("guest")
-        refused = e.kind in (Kind.UNDEF, Kind.TRAP_EL3) or (e.kind is Kind.TRAP and e.actor == "host")
+        host_or_hyp = not e.actor.is_guest
+        refused = e.kind in (Kind.UNDEF, Kind.TRAP_EL3) or (e.kind is Kind.TRAP and e.actor == HOST)
         if res0_write or (host_or_hyp and refused):
             problems.append(f"{e.actor}: {e.describe()}")
         elif (
-            e.kind in (Kind.MRS, Kind.MSR) and e.actor.startswith("guest")
+            e.kind in (Kind.MRS, Kind.MSR) and e.actor.is_guest
             and e.register in SPE_REGISTERS and e.register != "PMBIDR_EL1"
         ):
             problems.append(f"{e.actor} accessed {e.register} without a trap")
@@ -135,7 +136,7 @@ def checked_run(s: System, index: int, program: Sequence[GuestAction]) -> list[s
     problems = host_state_problems(before, snapshot(s), written)
     problems += record_problems(s) + trace_problems(s, mark)
     for e in s.cpu.trace.events[mark:]:
-        if e.kind is Kind.UNDEF and e.actor.startswith("guest") and traps_to_el2(s.features, e.register):
+        if e.kind is Kind.UNDEF and e.actor.is_guest and traps_to_el2(s.features, e.register):
             problems.append(f"{e.actor} access to {e.register} was UNDEFINED, not trapped to EL2")
     if result.reason == "trap" and not traps_to_el2(s.features, result.register):
         problems.append(f"the run ended with a trap of {result.register}, which cannot trap here")
@@ -190,7 +191,7 @@ def play(s: System, steps: Iterable[Step]) -> list[str]:
         problems += [f"step {n} ({step}): {p}" for p in found]
     s.finish()
     problems += [f"at the end: {p}" for p in record_problems(s) + trace_problems(s)]
-    problems += [f"record #{r.id} still pending at the end" for r in s.cpu.records if r.fate == "pending"]
+    problems += [f"record #{r.id} still pending at the end" for r in s.cpu.records if r.fate is Fate.PENDING]
     return problems
 
 
@@ -242,8 +243,8 @@ def test_the_script_exercises_what_it_claims() -> None:
     s = System(Features(), ReferenceSwitch(), WorstCaseChooser())
     play(s, SCRIPT)
     fates = {r.fate for r in s.cpu.records}
-    drains = [e for e in s.cpu.trace.of(Kind.PSB) if e.actor == "hyp"]
-    assert ({"written", "full"}, True) == (fates, len(drains) >= 3)
+    drains = [e for e in s.cpu.trace.of(Kind.PSB) if e.actor == HYP]
+    assert ({Fate.WRITTEN, Fate.FULL}, True) == (fates, len(drains) >= 3)
     assert 2 <= len([e for e in s.cpu.trace.of(Kind.HW) if e.where == "buffer full"])
 
 
@@ -308,7 +309,7 @@ def test_vhe_switch_touches_no_spe_register(vhe: bool) -> None:
     s.host_run(3)
     mark = len(s.cpu.trace)
     s.run_vcpu(0)
-    hyp = [e for e in s.cpu.trace.events[mark:] if e.actor == "hyp"]
+    hyp = [e for e in s.cpu.trace.events[mark:] if e.actor == HYP]
     spe_work = [e.describe() for e in hyp if e.register in SPE_REGISTERS or e.kind is Kind.PSB]
     expected = [] if vhe else [
         "mrs PMBIDR_EL1 -> 0x6", "mrs PMBLIMITR_EL1 -> 0xffff800010001001", "mrs PMBSR_EL1 -> 0x0", "mrs PMSCR_EL1 -> 0x3",
@@ -350,7 +351,7 @@ def test_missing_drain_puts_host_records_in_the_guests_memory() -> None:
     s.enable_profiling()
     s.host_run(3)
     problems = checked_run(s, 0, [GuestCode(0)])
-    host_records = s.cpu.records_of(["host"])
+    host_records = s.cpu.records_of([HOST])
     owner = M.guest_owner(0)
     assert [owner] * 3 == [r.landing.owner for r in host_records if r.landing]
     assert f"{3 * M.RECORD_SIZE} bytes of profiling data in {owner}" in problems
@@ -362,7 +363,7 @@ def test_missing_drain_loses_host_records_to_the_el2_regime() -> None:
     s.enable_profiling()
     s.host_run(3)
     checked_run(s, 0, [GuestCode(0)])
-    assert ["faulted", "full", "full"] == [r.fate for r in s.cpu.records_of(["host"])]
+    assert [Fate.FAULTED, Fate.FULL, Fate.FULL] == [r.fate for r in s.cpu.records_of([HOST])]
 
 
 def test_missing_drain_is_harmless_on_vhe() -> None:

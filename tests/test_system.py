@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from pytest_spekvm.reference import memory as M
+from pytest_spekvm.reference.actors import HOST, HYP
 from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.reference.contract import WorldSwitch
-from pytest_spekvm.reference.cpu import CPU, ModelError
+from pytest_spekvm.reference.cpu import CPU, Fate, ModelError
 from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
 from pytest_spekvm.reference.switch import ReferenceSwitch
 from pytest_spekvm.reference.system import Choices, System, host_mdcr_el2
@@ -65,7 +66,7 @@ def test_host_mdcr_el2_is_what_the_host_configures_at_boot(features: Features, e
 def test_boot_leaves_the_host_running_at_its_el(vhe: bool, el: int, registers: dict[str, int]) -> None:
     """After boot the host runs at EL1 (nVHE) or EL2 (VHE) with its tables and MDCR_EL2 in place."""
     s = system(Features(vhe=vhe))
-    assert ("host", el, el) == (s.cpu.actor, s.cpu.el, s.host_el)
+    assert (HOST, el, el) == (s.cpu.actor, s.cpu.el, s.host_el)
     assert registers == {name: s.cpu.peek(name) for name in registers}
     assert s.host_mdcr_el2 == s.cpu.peek("MDCR_EL2")
 
@@ -129,7 +130,7 @@ def test_enable_profiling_programs_the_newer_filters_where_they_exist(
     """The host's driver programs the inverted event filter and the data source filter only where the CPU has them."""
     s = system(features)
     s.enable_profiling()
-    written = {e.register: e.value for e in s.cpu.trace if e.kind is Kind.MSR and e.actor == "host"}
+    written = {e.register: e.value for e in s.cpu.trace if e.kind is Kind.MSR and e.actor == HOST}
     assert programmed == {r: v for r, v in written.items() if r in ("PMSNEVFR_EL1", "PMSDSFR_EL1")}
     assert [] == [e.describe() for e in s.cpu.trace if e.kind is Kind.UNDEF]
 
@@ -159,7 +160,7 @@ def test_disable_profiling_drains_before_turning_the_buffer_off() -> None:
         f"write #0 host buffer (PA {M.BUFFER_PA:#x}) via EL1&0 stage 1 (TTBR1_EL1={M.HOST_TTBR1:#x})",
         "dsb nsh", "msr PMBLIMITR_EL1 <- 0x0  = 0", "isb",
     ] == events_since(s, mark)
-    assert (False, ["written"]) == (s.profiling, [r.fate for r in s.cpu.records])
+    assert (False, [Fate.WRITTEN]) == (s.profiling, [r.fate for r in s.cpu.records])
 
 
 def test_pause_sampling_leaves_the_buffer_enabled() -> None:
@@ -198,7 +199,7 @@ def test_buffer_irq_handler_restarts_a_full_buffer() -> None:
     assert s.handle_buffer_irq()
     assert (False, 0, M.BUFFER_VA) == (s.cpu.buffer_irq, s.cpu.peek("PMBSR_EL1"), s.cpu.peek("PMBPTR_EL1"))
     s.host_run(1)  # sampling is back on
-    assert (RECORDS_PER_BUFFER + 2, "pending") == (len(s.cpu.records), s.cpu.records[-1].fate)
+    assert (RECORDS_PER_BUFFER + 2, Fate.PENDING) == (len(s.cpu.records), s.cpu.records[-1].fate)
 
 
 def test_buffer_irq_handler_ignores_a_spurious_interrupt() -> None:
@@ -224,7 +225,7 @@ def test_host_user_space_is_sampled_through_e0(vhe: bool) -> None:
 def test_host_code_cannot_run_while_the_hypervisor_is() -> None:
     """Driving the host while the CPU runs something else is a ModelError naming who runs."""
     s = system()
-    s.cpu.take_exception(2, "hyp", "hvc")
+    s.cpu.take_exception(2, HYP, "hvc")
     with pytest.raises(ModelError, match="Cannot run host code because the CPU is running hyp at EL2"):
         s.enable_profiling()
 
@@ -248,7 +249,7 @@ def test_run_vcpu_frames_the_run_with_window_markers(vhe: bool) -> None:
     markers = [e.where for e in s.cpu.trace.of(Kind.ENTRY, Kind.GUEST, Kind.EXIT, Kind.RETURN)]
     assert ExitReason("hvc") == result
     assert ["run vcpu 1", "vcpu 1 running", "vcpu 1 exited (hvc)", "vcpu 1 back in host"] == markers
-    assert (1, True, "host", s.host_el, -1) == (
+    assert (1, True, HOST, s.host_el, -1) == (
         s.vcpus[1].runs, s.vcpus[1].prepared, s.cpu.actor, s.cpu.el, s.cpu.vcpu,
     )
 
@@ -266,7 +267,7 @@ def test_run_vcpu_records_the_saved_guest_context_at_the_exit_and_the_return() -
     s = system(switch=KeepsGuestPmscr())
     s.run_vcpu(0)
     contexts = [(e.value, e.where, e.actor, e.el) for e in s.cpu.trace.of(Kind.CONTEXT)]
-    assert [(0x1, "while the guest ran", "hyp", 2), (0x2, "at the return to the host", "hyp", 2)] == contexts
+    assert [(0x1, "while the guest ran", HYP, 2), (0x2, "at the return to the host", HYP, 2)] == contexts
     events = s.cpu.trace.events
     assert Kind.RETURN in [e.kind for e in events[s.cpu.trace.of(Kind.CONTEXT)[-1].seq:]]
 
@@ -314,7 +315,7 @@ class ReturnsAtEl1(ReferenceSwitch):
 
     def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
         result = super().vcpu_run(cpu, vcpu)
-        cpu.eret(1, "host", "too early")
+        cpu.eret(1, HOST, "too early")
         return result
 
 
@@ -372,7 +373,7 @@ def test_finish_drains_a_profiling_host() -> None:
     s.enable_profiling()
     s.host_run(3)
     s.finish()
-    assert (False, ["written"] * 3) == (s.profiling, [r.fate for r in s.cpu.records])
+    assert (False, [Fate.WRITTEN] * 3) == (s.profiling, [r.fate for r in s.cpu.records])
 
 
 @pytest.mark.parametrize("in_host", [True, False])
@@ -381,7 +382,7 @@ def test_finish_without_profiling_does_nothing(in_host: bool) -> None:
     s = system()
     if not in_host:
         s.enable_profiling()
-        s.cpu.take_exception(2, "hyp", "hvc")
+        s.cpu.take_exception(2, HYP, "hvc")
     mark = len(s.cpu.trace)
     s.finish()
     assert [] == events_since(s, mark)
@@ -400,8 +401,8 @@ def test_an_undrained_record_translated_by_the_nvhe_el2_regime_faults() -> None:
     s.enable_profiling()
     s.host_run(2)
     s.run_vcpu(0, [GuestExit("hvc")])
-    fates = {(r.fate, r.landing.owner if r.landing else "") for r in s.cpu.records if r.actor == "host"}
-    assert {("faulted", ""), ("full", "")} == fates
+    fates = {(r.fate, r.landing.owner if r.landing else None) for r in s.cpu.records if r.actor == HOST}
+    assert {(Fate.FAULTED, None), (Fate.FULL, None)} == fates
 
 
 @pytest.mark.parametrize(
@@ -415,7 +416,7 @@ def test_el2_code_is_sampled_only_where_pmscr_el2_is_left_unknown(choices: Choic
     s.enable_profiling()
     s.host_run(1)
     s.run_vcpu(0, [GuestExit("hvc")])
-    assert hyp_records == sum(1 for r in s.cpu.records if r.actor == "hyp")
+    assert hyp_records == sum(1 for r in s.cpu.records if r.actor == HYP)
 
 
 def test_choices_reject_a_non_boolean() -> None:

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 import attrs
 
 from ..reference import registers as R
-from ..reference.cpu import dsb_completes_records
 from ..reference.features import Features
 from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
@@ -106,7 +105,7 @@ class _Chain:
 
 def _link_label(e: Event) -> str:
     if e.kind is Kind.DSB:
-        return f"dsb {e.where}"
+        return e.describe()
     if e.kind is Kind.EXCEPTION:
         return "exception entry"
     return "ISB" if e.kind is Kind.ISB else "PSB CSYNC"
@@ -124,7 +123,7 @@ def _drain_message(chain: _Chain, what: str, e: Event, walk: Walk, stop: bool) -
     if early is not None:
         lead += f" (the {_link_label(early)} at #{early.seq} came before the {_link_label(chain.links[-1]) if s else 'CSE'})"
     if s == 2 and chain.weak is not None:
-        lead += f" (dsb {chain.weak.where} at #{chain.weak.seq} does not wait for the buffer's writes: D17.9 asks for one that applies to loads and stores)"
+        lead += f" ({chain.weak.describe()} at #{chain.weak.seq} does not wait for the buffer's writes: D17.9 asks for one that applies to loads and stores)"
     consequence = (
         "so records not synchronised or not yet written may be discarded"
         if stop else "so records collected before it may be translated by the new regime"
@@ -170,7 +169,7 @@ def check_drain_order(trace: Trace, features: Features) -> Found:
                 elif kind is Kind.PSB:
                     chain.offer(1, e)
                 elif kind is Kind.DSB:
-                    if dsb_completes_records(e.where):
+                    if e.dsb is not None and e.dsb.completes_records:
                         chain.offer(2, e)
                     else:
                         chain.weak = e

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 from ..reference import memory as M
 from ..reference import registers as R
-from ..reference.cpu import HW_FULL
+from ..reference.actors import HOST
 from ..reference.features import Features
-from ..reference.trace import Event, Kind, Trace
+from ..reference.trace import Event, Kind, PeUpdate, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import (
     ACCESSES,
@@ -17,7 +17,6 @@ from .walk import (
     Walk,
     guest_access_message,
     guest_reached,
-    is_guest,
     is_spe,
 )
 
@@ -61,7 +60,7 @@ def _context_leaks(trace: Trace, features: Features) -> list[Breach]:
                 )
                 found.append(Breach(e.seq, msg))
         elif family and e.value:
-            if kind is Kind.MSR and e.actor == "host":
+            if kind is Kind.MSR and e.actor == HOST:
                 seen[family].setdefault(e.value, f"written to {e.register} by the host at #{e.seq}")
             elif (kind is Kind.HW or kind is Kind.WRITE) and (walk.phase is Phase.HOST or walk.host_owns_update(e)):
                 seen[family].setdefault(e.value, f"{e.register} as the PE updated it for the host at #{e.seq}")
@@ -102,7 +101,7 @@ def check_isolation(trace: Trace, features: Features) -> Found:
                     origin = f"collected at #{rec.seq} while {rec.actor} ran" if rec else "of unknown origin"
                     msg = (
                         f"record #{e.record} ({origin}) was written at #{e.seq} to {e.where}: expected the "
-                        f"host's profiling buffer, got {e.owner or 'unowned'} memory"
+                        f"host's profiling buffer, got {e.owner if e.owner is not None else 'unowned'} memory"
                     )
                     found.append(Breach(e.seq, msg))
         elif kind is Kind.ENTRY:
@@ -110,7 +109,7 @@ def check_isolation(trace: Trace, features: Features) -> Found:
             exercised = exercised or pending > 0
         elif kind is Kind.RETURN:
             phase = Phase.HOST
-        elif kind in ACCESSES and is_guest(e.actor) and is_spe(e.register):
+        elif kind in ACCESSES and e.actor.is_guest and is_spe(e.register):
             exercised = True
             if guest_reached(e) and e.kind is not Kind.TRAP_EL3:
                 msg = guest_access_message(e) + " (expected a trap to EL2: no guest reaches host SPE state)"
@@ -139,7 +138,7 @@ def check_no_loss(trace: Trace, features: Features) -> Found:
     for e in trace.events:
         kind = e.kind
         if kind is Kind.RECORD:
-            if e.actor == "host":
+            if e.actor == HOST:
                 host[e.record] = e
         elif kind is Kind.HW and e.register == "PMBSR_EL1":
             stop_is_hosts = walk.host_owns_update(e)
@@ -149,10 +148,10 @@ def check_no_loss(trace: Trace, features: Features) -> Found:
             rec = host.get(e.record)
             if rec is not None:
                 if kind is Kind.DISCARD:
-                    lost = "" if e.owner == "host" else f"discarded ({e.where})"
+                    lost = "" if e.by == HOST else f"discarded ({e.where})"
                 elif kind is Kind.FAULT:
                     lost = f"lost to a {e.where}"
-                elif e.name == HW_FULL:
+                elif e.update is PeUpdate.FULL:
                     lost = "" if not walk.foreign else "lost as 'buffer full' while the switch had moved the buffer's limit or pointer"
                 else:
                     lost = "" if stop_is_hosts else "lost: the buffer had been stopped by an event that was not the host's own"

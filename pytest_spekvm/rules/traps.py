@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..reference import registers as R
+from ..reference.actors import HOST
 from ..reference.features import Features
 from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
@@ -15,7 +16,6 @@ from .walk import (
     guest_access_message,
     guest_reached,
     into_guest,
-    is_guest,
     is_spe,
     msr_text,
 )
@@ -95,7 +95,7 @@ def check_trap_cond(trace: Trace, features: Features) -> Found:
                     break
         elif kind is Kind.MSR and e.register == "HDFGRTR_EL2" and e.actor in SOFTWARE:
             fgt_write = e
-        if kind in ACCESSES and is_guest(e.actor) and is_spe(e.register):
+        if kind in ACCESSES and e.actor.is_guest and is_spe(e.register):
             if e.register not in GUEST_READABLE:
                 accessed = True
                 if guest_reached(e):
@@ -148,7 +148,7 @@ def check_undef(trace: Trace, features: Features) -> Found:
                 f"PMBIDR_EL1.P reads 1 at EL2 (check it first, as the patch does: 'is it owned by EL3?')"
             )
             found.append(Breach(e.seq, msg))
-        elif kind is Kind.TRAP and e.actor == "host":
+        elif kind is Kind.TRAP and e.actor == HOST:
             msg = (
                 f"the host's own access to {who} trapped to EL2 ({e.where}): the hypervisor's trap "
                 f"configuration is still in force after the return to the host (expected the host's "

@@ -34,9 +34,10 @@ from collections.abc import Iterator, Mapping
 
 from ..reference import memory as M
 from ..reference import registers as R
-from ..reference.cpu import HW_COUNT, HW_FULL, reset_values
+from ..reference.actors import BOOT, SOFTWARE
+from ..reference.cpu import reset_values
 from ..reference.features import Features
-from ..reference.trace import Event, Kind, Trace
+from ..reference.trace import Event, Kind, PeUpdate, Trace
 
 __all__ = [
     "ACCESSES",
@@ -52,7 +53,6 @@ __all__ = [
     "guest_reached",
     "into_guest",
     "is_cse",
-    "is_guest",
     "is_spe",
     "msr_text",
     "registers_after",
@@ -77,14 +77,7 @@ HOST_SPE_STATE = (
     "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1", "PMSNEVFR_EL1", "PMSDSFR_EL1",
     "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
 )
-# The code under test runs as these actors; "boot" is the harness's set-up, "pe" the hardware.
-SOFTWARE = frozenset({"host", "hyp"})
 ACCESSES = frozenset({Kind.MRS, Kind.MSR, Kind.TRAP, Kind.UNDEF, Kind.TRAP_EL3})
-
-
-def is_guest(actor: str) -> bool:
-    """Whether `actor` is a guest."""
-    return actor.startswith("guest")
 
 
 def is_spe(name: str) -> bool:
@@ -108,7 +101,7 @@ def guest_reached(e: Event) -> bool:
     """A guest access to an SPE register holding host state that completed (or went past EL2 to EL3)."""
     return (
         (e.kind is Kind.MRS or e.kind is Kind.MSR or e.kind is Kind.TRAP_EL3)
-        and is_guest(e.actor)
+        and e.actor.is_guest
         and is_spe(e.register)
         and e.register not in GUEST_READABLE
     )
@@ -235,7 +228,7 @@ class Walk(RegisterReplay):
                     self.foreign = event.value != values[register] or self.foreign
                     if register == "PMBLIMITR_EL1" and event.value == self.at_entry[register]:
                         self.foreign = False
-            elif event.actor == "boot" and register in self.boot:
+            elif event.actor == BOOT and register in self.boot:
                 self.boot[register] = event.value
             if register not in self.stale:
                 self.stale[register] = values[register]
@@ -276,7 +269,7 @@ class Walk(RegisterReplay):
             return False
         if event.kind is Kind.WRITE:
             return event.owner == M.HOST_BUFFER
-        return event.name in (HW_FULL, HW_COUNT)
+        return event.update is PeUpdate.FULL or event.update is PeUpdate.COUNT
 
 
 _BUFFER_POINTERS = frozenset({"PMBPTR_EL1", "PMBLIMITR_EL1"})
