@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from pytest_spekvm.reference import registers as R
 from pytest_spekvm.reference import switch as S
-from pytest_spekvm.reference.cpu import CPU, PMBIDR_P, PMBLIMITR_E
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.registers import PMBIDR_P, PMBLIMITR_E
 from pytest_spekvm.reference.system import Choices
 from pytest_spekvm.reference.vcpu import Vcpu
 

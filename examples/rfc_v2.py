@@ -114,7 +114,8 @@ from __future__ import annotations
 from pytest_spekvm.reference import registers as R
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
-from pytest_spekvm.reference.system import HCR_HOST_NVHE, HCR_HOST_VHE, Choices
+from pytest_spekvm.reference.kvm import HCR_HOST_NVHE, HCR_HOST_VHE
+from pytest_spekvm.reference.system import Choices
 from pytest_spekvm.reference.vcpu import ExitReason, Vcpu
 
 

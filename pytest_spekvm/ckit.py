@@ -47,6 +47,7 @@ from typing import Any, NoReturn
 import attrs
 
 from .reference.cpu import CPU
+from .reference.registers import EL1_STAGE1
 from .reference.vcpu import ContractError, ExitReason, Vcpu
 from .space import FeatureSpace
 
@@ -78,7 +79,7 @@ _COVERAGE_BUILDS: dict[Path, tuple[Any, _Spec]] = {}
 WARNINGS = ("-Wall",)  # user sources only: the code cffi generates is not the user's to fix
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNDEFINED = re.compile(r"undefined symbol: (\S+)")
-_CTXT_KEYS = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1")  # struct spekvm_ctxt, field = key.lower()
+_CTXT_KEYS = EL1_STAGE1  # struct spekvm_ctxt, field = key.lower()
 
 
 class CBuildError(Exception):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import hookspecs
+from .timeouts import DEFAULT_TIMEOUT
 
 # This module is imported in every pytest run of an environment where the package is installed,
 # whether or not a target is given: it imports nothing beyond pytest and the standard library.
@@ -58,7 +59,7 @@ OPTIONS: tuple[Option, ...] = (
         "spekvm_adapter. Without it the conformance suites do not run.",
     ),
     Option(
-        TIMEOUT_OPTION, "spekvm_timeout", "spekvm_timeout", "SPEKVM_TIMEOUT", "10",
+        TIMEOUT_OPTION, "spekvm_timeout", "spekvm_timeout", "SPEKVM_TIMEOUT", f"{DEFAULT_TIMEOUT:g}",
         "seconds one call into the adapter (setup_vcpu, vcpu_run) may take before it is reported "
         "as hanging; 0 disables the limit.",
     ),

@@ -21,6 +21,7 @@ from .reference.features import Features
 from .reference.system import System
 from .reference.vcpu import ContractError, GuestAccess, GuestAction, GuestCode, GuestExit
 from .steps import Op
+from .timeouts import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from .target import Target
@@ -156,10 +157,10 @@ class Run:
 
     system: System
     steps: list[Step] = attrs.field(factory=list)
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
-    def start(cls, target: Target, features: Features, chooser: Chooser, timeout: float = 10.0) -> Run:
+    def start(cls, target: Target, features: Features, chooser: Chooser, timeout: float = DEFAULT_TIMEOUT) -> Run:
         """Boot a system with a fresh adapter from `target`."""
         try:
             with time_limit(timeout):

@@ -25,6 +25,7 @@ from .scenario import SCRIPT, AdapterFailure, Run, Step
 from .space import FeatureSpace, cell_id
 from .strategies import HypothesisChooser, features, guest_programs
 from .target import Target
+from .timeouts import DEFAULT_TIMEOUT
 from .verdicts import Verdicts
 
 FAST_EXAMPLES = 40
@@ -78,7 +79,7 @@ class SpekvmSession:
     target: Target
     space: FeatureSpace
     rules: dict[str, Rule]
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT
     reproduce: tuple[str, bytes] | None = None  # --spekvm-reproduce: (hypothesis version, blob)
     # False when the user chose the budget (--hypothesis-profile, a profile their conftest loaded,
     # or the CI profile); hypothesis' verbosity and explain options do not choose a budget.

@@ -7,10 +7,13 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from .reference.features import FEATURE_NAMES, Features, PmuLevel, SpeLevel, flag_possible
+from .reference.features import DIMENSIONS, FEATURE_NAMES, Decided, Features, PmuLevel, SpeLevel, possible
 
 OPTIONAL_FLAGS: tuple[str, ...] = tuple(FEATURE_NAMES)
 """Boolean features (FEAT_TRF, FEAT_FGT, ...) that only decide whether MDCR_EL2 fields exist."""
+
+CELL_COUNTERS = 6
+"""PMCR_EL0.N of a cell's CPU wherever it has PMUv3 (the counters change no rule's verdict)."""
 
 
 def _bools(values: Iterable[bool]) -> frozenset[bool]:
@@ -33,15 +36,18 @@ def _names(values: Iterable[str]) -> frozenset[str]:
 class FeatureSpace:
     """Which values of each feature dimension an implementation supports (default: all).
 
-    `flags` are the optional boolean features that may be on.
+    The dimensions and their values are `reference.features.DIMENSIONS`, one field each; `flags`
+    are the optional boolean features that may be on.
     """
 
-    vhe: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=_bools)
-    spe: frozenset[SpeLevel] = attrs.field(default=frozenset(SpeLevel), converter=_spe_levels)
-    spe_owned_by_higher_el: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=_bools)
-    pmu: frozenset[PmuLevel] = attrs.field(default=frozenset(PmuLevel), converter=_pmu_levels)
+    vhe: frozenset[bool] = attrs.field(default=frozenset(DIMENSIONS["vhe"]), converter=_bools)
+    spe: frozenset[SpeLevel] = attrs.field(default=frozenset(DIMENSIONS["spe"]), converter=_spe_levels)
+    spe_owned_by_higher_el: frozenset[bool] = attrs.field(
+        default=frozenset(DIMENSIONS["spe_owned_by_higher_el"]), converter=_bools
+    )
+    pmu: frozenset[PmuLevel] = attrs.field(default=frozenset(DIMENSIONS["pmu"]), converter=_pmu_levels)
     flags: frozenset[str] = attrs.field(default=frozenset(OPTIONAL_FLAGS), converter=_names)
-    el3: frozenset[bool] = attrs.field(default=frozenset({False, True}), converter=_bools)
+    el3: frozenset[bool] = attrs.field(default=frozenset(DIMENSIONS["el3"]), converter=_bools)
 
     @flags.validator
     def _check_flags(self, attribute: attrs.Attribute[frozenset[str]], value: frozenset[str]) -> None:
@@ -51,7 +57,7 @@ class FeatureSpace:
             raise ValueError(msg)
 
     def __attrs_post_init__(self) -> None:
-        if not self.vhe or not self.spe or not self.pmu or not self.spe_owned_by_higher_el or not self.el3:
+        if not all(getattr(self, dimension) for dimension in DIMENSIONS):
             msg = f"Cannot use feature space {self.describe()} because a dimension has no value left"
             raise ValueError(msg)
         if not any(True for _ in self.cells()):
@@ -59,37 +65,34 @@ class FeatureSpace:
             raise ValueError(msg)
 
     def contains(self, features: Features) -> bool:
-        """Whether `features` lies in this space."""
-        if features.vhe not in self.vhe or features.spe not in self.spe or features.pmu not in self.pmu:
-            return False
-        if features.has_spe and features.spe_owned_by_higher_el not in self.spe_owned_by_higher_el:
-            return False
-        if features.el3 not in self.el3:
-            return False
-        return all(f in self.flags for f in OPTIONAL_FLAGS if getattr(features, f))
+        """Whether `features` lies in this space: each dimension's value is allowed, unless the CPU could
+        not have that dimension on (PMBIDR_EL1.P counts only with SPE and EL3), and each flag it has is."""
+        values = attrs.asdict(features, recurse=False)
+        for dimension in DIMENSIONS:
+            value = values[dimension]
+            if value not in getattr(self, dimension) and (value or possible(dimension, values)):
+                return False
+        return all(f in self.flags for f in OPTIONAL_FLAGS if values[f])
 
     def intersect(self, other: FeatureSpace) -> FeatureSpace:
         """The CPUs in both spaces."""
-        return FeatureSpace(
-            vhe=self.vhe & other.vhe,
-            spe=self.spe & other.spe,
-            spe_owned_by_higher_el=self.spe_owned_by_higher_el & other.spe_owned_by_higher_el,
-            pmu=self.pmu & other.pmu,
-            flags=self.flags & other.flags,
-            el3=self.el3 & other.el3,
-        )
+        return FeatureSpace(**{name: getattr(self, name) & getattr(other, name) for name in (*DIMENSIONS, "flags")})
+
+    def allowed(self, dimension: str, decided: Decided) -> list[bool]:
+        """The values of a boolean `dimension` this space allows on a CPU with the features `decided` before it
+        (`reference.features.ORDER`): on only where the dependencies let it be."""
+        on = possible(dimension, decided)
+        return [value for value in sorted(getattr(self, dimension)) if not value or on]
 
     def owner_values(self, spe: SpeLevel, el3: bool = True) -> list[bool]:
         """PMBIDR_EL1.P values possible with `spe` (and EL3 or not) in this space (only 0 without SPE or EL3)."""
-        if spe == SpeLevel.NONE or not el3:
-            return [False] if False in self.spe_owned_by_higher_el else []
-        return sorted(self.spe_owned_by_higher_el)
+        return self.allowed("spe_owned_by_higher_el", {"spe": spe, "el3": el3})
 
     def flags_for(self, spe: SpeLevel, pmu: PmuLevel) -> dict[str, bool]:
         """Every flag of this space that a CPU with `spe` and `pmu` can have, on."""
         flags: dict[str, bool] = {}
         for flag in sorted(self.flags, key=OPTIONAL_FLAGS.index):
-            if flag_possible(flag, spe, pmu, flags):
+            if possible(flag, {"spe": spe, "pmu": pmu, **flags}):
                 flags[flag] = True
         return flags
 
@@ -104,8 +107,7 @@ class FeatureSpace:
         el3 = True in self.el3
         for vhe, spe, pmu in itertools.product(sorted(self.vhe), sorted(self.spe), sorted(self.pmu)):
             for owned in self.owner_values(spe, el3):
-                yield Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=owned, pmu=pmu,
-                               pmu_counters=6 if pmu != PmuLevel.NONE else 0, el3=el3)
+                yield Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=owned, pmu=pmu, pmu_counters=_counters(pmu), el3=el3)
         if not self.flags:
             return
         top = max(self.pmu)
@@ -114,11 +116,10 @@ class FeatureSpace:
             for owned in self.owner_values(spe, el3):
                 cpu = Features(vhe=vhe, spe=spe, spe_owned_by_higher_el=owned, el3=el3)
                 if "exs" in self.flags:
-                    yield cpu.evolve(pmu=base, pmu_counters=6 if base != PmuLevel.NONE else 0, exs=True)
-                yield cpu.evolve(pmu=top, pmu_counters=6 if top != PmuLevel.NONE else 0, **self.flags_for(spe, top))
+                    yield cpu.evolve(pmu=base, pmu_counters=_counters(base), exs=True)
+                yield cpu.evolve(pmu=top, pmu_counters=_counters(top), **self.flags_for(spe, top))
             if el3 and False in self.el3 and False in self.spe_owned_by_higher_el:
-                yield Features(vhe=vhe, spe=spe, pmu=top, pmu_counters=6 if top != PmuLevel.NONE else 0,
-                               el3=False, **self.flags_for(spe, top))
+                yield Features(vhe=vhe, spe=spe, pmu=top, pmu_counters=_counters(top), el3=False, **self.flags_for(spe, top))
 
     def describe(self) -> str:
         """One line: 'VHE {nVHE,VHE} x SPE {0..5} x P {0,1} x PMU {...} x flags {...}'."""
@@ -131,6 +132,10 @@ class FeatureSpace:
         return (
             f"{{{vhe}}} x PMSVer {{{spe}}} x PMBIDR.P {{{owned}}} x PMU {{{pmu}}} x EL3 {{{el3}}} x flags {{{flags}}}"
         )
+
+
+def _counters(pmu: PmuLevel) -> int:
+    return CELL_COUNTERS if possible("pmu_counters", {"pmu": pmu}) else 0
 
 
 def cell_id(features: Features) -> str:

@@ -7,12 +7,12 @@ from typing import Any
 from hypothesis import strategies as st
 
 from .reference.chooser import Moment, WorstCaseChooser
-from .reference.features import Features, PmuLevel, SpeLevel, flag_possible
-from .reference.registers import REGISTERS, SPE_BUFFER, SPE_SAMPLING
+from .reference.features import Features, PmuLevel, SpeLevel, possible
+from .reference.registers import BY_NAME, SPE_REGISTERS
 from .reference.vcpu import GuestAccess, GuestAction, GuestCode, GuestExit
 from .space import FULL_SPACE, OPTIONAL_FLAGS, FeatureSpace
 
-SPE_REGISTERS = tuple(sorted(r.name for r in REGISTERS if r.kind in (SPE_SAMPLING, SPE_BUFFER) and r.min_el == 1))
+GUEST_SPE_REGISTERS = tuple(sorted(name for name in SPE_REGISTERS if BY_NAME[name].min_el == 1))
 """The SPE registers a guest may try to touch (all but PMBIDR_EL1 trap when the switch is right)."""
 
 
@@ -37,10 +37,10 @@ def features(draw: Any, space: FeatureSpace = FULL_SPACE) -> Features:
     # PMBIDR_EL1.P=1 leaves nothing to switch: one CPU in four, so most runs have a buffer to use.
     owned = owners[0] if len(owners) == 1 else draw(st.integers(0, 3), label="PMBIDR_EL1.P (3: set)") == 3
     pmu = draw(st.sampled_from(sorted(space.pmu)), label="PMU level (PMUVer)")
-    counters = 0 if pmu == PmuLevel.NONE else draw(st.integers(0, 31), label="PMU counters (HPMN)")
+    counters = draw(st.integers(0, 31), label="PMU counters (HPMN)") if possible("pmu_counters", {"pmu": pmu}) else 0
     flags: dict[str, bool] = {}
     for flag in sorted(space.flags, key=OPTIONAL_FLAGS.index):
-        if flag_possible(flag, SpeLevel(spe), PmuLevel(pmu), flags):
+        if possible(flag, {"spe": SpeLevel(spe), "pmu": PmuLevel(pmu), **flags}):
             flags[flag] = draw(st.booleans(), label=f"FEAT {flag}")
     return Features(vhe=vhe, spe=SpeLevel(spe), spe_owned_by_higher_el=owned, pmu=PmuLevel(pmu),
                     pmu_counters=counters, el3=el3, **flags)
@@ -52,7 +52,7 @@ def guest_actions() -> st.SearchStrategy[GuestAction]:
         st.builds(GuestCode, samples=st.integers(0, 4), el0=st.booleans()),
         st.builds(
             GuestAccess,
-            register=st.sampled_from(SPE_REGISTERS),
+            register=st.sampled_from(GUEST_SPE_REGISTERS),
             write=st.booleans(),
             value=st.sampled_from([0, 1, 3, 0xFFFF]),
         ),

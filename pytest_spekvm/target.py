@@ -20,6 +20,7 @@ from .reference.switch import ReferenceSwitch
 from .reference.system import Choices
 from .scenario import _Timeout, time_limit
 from .space import FULL_SPACE, FeatureSpace
+from .timeouts import DEFAULT_TIMEOUT
 
 ENTRY_POINT_GROUP = "spekvm_targets"
 """Entry-point group through which installed packages offer targets."""
@@ -180,7 +181,7 @@ def _declared_text(adapter: object, attribute: str, spec: str) -> str:
         raise TargetError(f"{attribute} is a str", msg) from exc
 
 
-def from_factory(spec: str, name: str, origin: str, factory: object, timeout: float = 10.0) -> Target:
+def from_factory(spec: str, name: str, origin: str, factory: object, timeout: float = DEFAULT_TIMEOUT) -> Target:
     """Validate `factory` against the contract and wrap it as a Target (`timeout`: seconds `factory()` may take)."""
     if not callable(factory):
         msg = f"Cannot use target {spec!r} because {ADAPTER_ATTRIBUTE} is {factory!r}, not a callable (expected a class or function returning a fresh adapter)"
@@ -207,7 +208,7 @@ def from_factory(spec: str, name: str, origin: str, factory: object, timeout: fl
     )
 
 
-def load(spec: str, timeout: float = 10.0) -> Target:
+def load(spec: str, timeout: float = DEFAULT_TIMEOUT) -> Target:
     """Load the target `spec`: 'reference', an entry-point name, a dotted module, or a .py path.
 
     `timeout` bounds the call that makes the first adapter (0: no limit).

@@ -1,129 +1,56 @@
-"""The CPU: system registers with synchronisation, traps, UNDEFINED, VHE redirection, and SPE."""
+"""The CPU: system registers with synchronisation, traps, UNDEFINED and VHE redirection, and the guest's run.
+
+Sampling and the profiling buffer are the other half of the CPU, in `profiling.py`.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 
 import attrs
 
 from . import registers as R
-from .actors import BOOT, HYP, PE, Actor, guest
+from .actors import BOOT, HYP, Actor, guest
 from .chooser import Chooser, Moment
-from .features import Features, id_aa64dfr0_el1
-from .memory import RECORD_SIZE, Fault, Landing, Memory
-from .trace import Dsb, Event, Kind, PeUpdate, Trace
+from .errors import ModelError
+from .features import Features
+from .memory import Memory
+from .profiling import RECORD_DEPENDENCIES, Profiling, Record
+from .registers import (
+    E2PB_ALLOCATED,
+    E2PB_ANY,
+    E2PB_EL2,
+    E2PB_RESERVED,
+    E2PB_TRAPPED,
+    E2PB_TRAPPING,
+    HCR_E2H,
+    MASK64,
+    MDCR_E2PB,
+    MDCR_TPMS,
+    PMBIDR_P,
+    PMBLIMITR_E,
+    reset_values,
+)
+from .trace import Dsb, Event, Kind, Trace
 from .vcpu import ContractError, ExitReason, GuestAccess, GuestCode, Vcpu
 
-# Field masks the model's behaviour reads, each from the register table (register.field).
-PMBLIMITR_E = R.field_mask("PMBLIMITR_EL1", "E")
-PMBLIMITR_LIMIT = R.field_mask("PMBLIMITR_EL1", "LIMIT")
-PMBSR_S = R.field_mask("PMBSR_EL1", "S")
-PMBSR_EC = R.BY_NAME["PMBSR_EL1"].field("EC")
-PMBSR_MSS = R.BY_NAME["PMBSR_EL1"].field("MSS")
-PMBSR_EC_BUF = 0b000000  # PMBSR_EL1.EC: buffer management event
-PMBSR_EC_FAULT_S1 = 0b100100  # PMBSR_EL1.EC: stage 1 data abort on write to buffer
-PMBSR_EC_FAULT_S2 = 0b100101  # PMBSR_EL1.EC: stage 2 data abort on write to buffer
-PMBSR_BSC_FULL = 0b000001  # PMBSR_EL1.MSS.BSC for EC=0: buffer filled
-PMBIDR_P = R.field_mask("PMBIDR_EL1", "P")
-PMBIDR_ALIGN_64 = 6  # PMBIDR_EL1.ALIGN: 2^6 = 64-byte aligned, matching the model's record size
-MDCR_E2PB = R.BY_NAME["MDCR_EL2"].field("E2PB")
-MDCR_TPMS = R.field_mask("MDCR_EL2", "TPMS")
-HCR_VM = R.field_mask("HCR_EL2", "VM")
-HCR_TGE = R.field_mask("HCR_EL2", "TGE")
-HCR_E2H = R.field_mask("HCR_EL2", "E2H")
-PMSCR_EL1_E0SPE = R.field_mask("PMSCR_EL1", "E0SPE")
-PMSCR_EL1_E1SPE = R.field_mask("PMSCR_EL1", "E1SPE")
-PMSCR_EL2_E0HSPE = R.field_mask("PMSCR_EL2", "E0HSPE")
-PMSCR_EL2_E2SPE = R.field_mask("PMSCR_EL2", "E2SPE")
-PMSICR_COUNT = R.BY_NAME["PMSICR_EL1"].field("COUNT")
-E2PB_EL2 = 0b00  # MDCR_EL2.E2PB: buffer owned by EL2, EL1 accesses trap
-E2PB_RESERVED = 0b01  # MDCR_EL2.E2PB: reserved; behaves as an allocated value (K1.2.19)
-E2PB_EL1_TRAP = 0b10  # MDCR_EL2.E2PB: owned by EL1, EL1 accesses trap
-E2PB_EL1 = 0b11  # MDCR_EL2.E2PB: owned by EL1, no trap
-E2PB_ALLOCATED = (E2PB_EL2, E2PB_EL1_TRAP, E2PB_EL1)
-# K1.2.19: after a direct write of a reserved value, "a subsequent read of the field returns an
-# UNKNOWN value": any of the field's values.
-E2PB_ANY = (E2PB_EL2, E2PB_RESERVED, E2PB_EL1_TRAP, E2PB_EL1)
-# E2PB values under which EL1 accesses to PMBLIMITR/PMBPTR/PMBSR trap to EL2 (pseudocode: E2PB IN {'x0'}).
-E2PB_TRAPPING = frozenset({E2PB_EL2, E2PB_EL1_TRAP})
-# Buffer registers E2PB traps (PMBIDR_EL1 is not among them: only HDFGRTR_EL2.PMBIDR_EL1 traps it).
-E2PB_TRAPPED = frozenset({"PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"})
-# PMSCR_EL2 reset: E0HSPE [0] and E2SPE [1] are architecturally UNKNOWN (D24.7); the model takes 1.
-PMSCR_EL2_RESET = PMSCR_EL2_E0HSPE | PMSCR_EL2_E2SPE
+# ModelError is defined in errors.py (profiling.py raises it too) and is the CPU's to export.
+__all__ = ["CONTEXT_SPE_KEYS", "CPU", "SCR_EL3_FGTEN", "Access", "ModelError", "Outcome"]
+
 # SCR_EL3.FGTEn [27]: where EL3 is implemented, the fine-grained traps of HDFGRTR_EL2 act only when
 # it is 1 (D24.2.67: "either EL3 is not implemented or SCR_EL3.FGTEn == 1"). The model's firmware
 # sets it, as Linux's boot protocol asks on FEAT_FGT CPUs (Documentation/arch/arm64/booting.rst).
 SCR_EL3_FGTEN = True
 
-MASK64 = R.MASK64
-
-# The bits of each register that a collected record's translation or the buffer's enable
-# depends on: a write that changes none of them needs no decision about pending records.
-RECORD_DEPENDENCIES: dict[str, int] = {
-    "MDCR_EL2": MDCR_E2PB.mask,
-    "HCR_EL2": HCR_VM | HCR_E2H | HCR_TGE,
-    "PMBLIMITR_EL1": PMBLIMITR_E | PMBLIMITR_LIMIT,
-    "PMBSR_EL1": PMBSR_S,
-    **dict.fromkeys(
-        ("VTTBR_EL2", "TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "TTBR0_EL2", "TTBR1_EL2", "TCR_EL2", "PMBPTR_EL1"),
-        MASK64,
-    ),
-}
-
 # The SPE registers a vcpu's saved guest context (Vcpu.sysregs) may name, by the key's upper-case
 # spelling: an *_EL12 alias names the EL1 register it reaches.
 CONTEXT_SPE_KEYS: dict[str, str] = {
-    **{r.name: r.name for r in R.REGISTERS if r.kind in (R.SPE_SAMPLING, R.SPE_BUFFER)},
+    **{name: name for name in R.SPE_REGISTERS},
     **{alias: target for alias, (_, target) in R.EL12_ALIASES.items() if R.BY_NAME[target].kind == R.SPE_SAMPLING},
 }
 
-def reset_values(features: Features) -> dict[str, int]:
-    """Every register's value when the model's CPU comes out of reset.
-
-    Fields the Arm ARM leaves UNKNOWN at reset take the worst case where it matters
-    (PMSCR_EL2.E0HSPE and E2SPE: 1, so EL2 is sampled until something writes them); the rest are 0.
-    HDFGRTR_EL2 is 0 as well: UNKNOWN where EL3 is implemented (D24.2.67), but the boot code writes
-    it before any EL1 code runs, as Linux's EL2 set-up does.
-    """
-    values = {r.name: 0 for r in R.REGISTERS}
-    values["ID_AA64DFR0_EL1"] = id_aa64dfr0_el1(features)
-    values["PMBIDR_EL1"] = PMBIDR_ALIGN_64
-    if features.has_spe:
-        values["PMSCR_EL2"] = PMSCR_EL2_RESET
-    return values
-
-
-class ModelError(ValueError):
-    """The model was driven with input that cannot exist (bad register, value or EL)."""
-
 
 _DSB_BY_NAME: dict[str, Dsb] = {option.value: option for option in Dsb}
-
-
-class Fate(enum.Enum):
-    """What became of a profiling record."""
-
-    PENDING = "pending"  # collected, still inside the PE
-    IN_FLIGHT = "in flight"  # translated by a PSB CSYNC, its write not yet completed by a DSB
-    WRITTEN = "written"
-    DISCARDED = "discarded"
-    FAULTED = "faulted"
-    FULL = "full"  # turned away by a full or stopped buffer
-
-
-@attrs.define(slots=True)
-class Record:
-    """A profiling record: who was sampled, and what became of it."""
-
-    id: int
-    actor: Actor
-    el: int
-    collected_at: int
-    epoch: int = 0  # how many context synchronisation events came before its collection
-    fate: Fate = Fate.PENDING
-    landing: Landing | None = None
-    discarded_by: Actor | None = None
 
 
 class Outcome(enum.Enum):
@@ -155,7 +82,7 @@ def _check_value(register: str, value: int) -> int:
     return value
 
 
-class CPU:
+class CPU(Profiling):
     """One PE. Code acts on it through `mrs`, `msr`, barriers, and exception entry and return.
 
     Register writes are seen by later reads at once, but take effect on the PE's behaviour
@@ -350,9 +277,7 @@ class CPU:
         """A context synchronisation event: every earlier write is in effect from here on."""
         self._stale.clear()
         self._epoch += 1
-        if self._pending and not self._regs["PMBLIMITR_EL1"] & PMBLIMITR_E:
-            self._discard(self._pending, "buffer disabled", self._disabled_by)
-            self._pending = []
+        self._discard_pending_if_disabled()
 
     def isb(self) -> None:
         """Instruction synchronisation barrier: every earlier register write is now in effect."""
@@ -371,35 +296,8 @@ class CPU:
             msg = f"Cannot issue dsb {domain!r} because that is not a DSB option (one of {options})"
             raise ModelError(msg)
         self.trace.add(self.actor, self.el, Kind.DSB, dsb=option, vcpu=self.vcpu)
-        if self._in_flight and option.completes_records:
-            for rec in self._in_flight:
-                rec.fate = Fate.WRITTEN
-            self._in_flight = []
-
-    def psb_csync(self) -> None:
-        """PSB CSYNC (hint #17): synchronise the profiling operations of every instruction before
-        the last context synchronisation event (D17.9).
-
-        Those records are translated now, with the registers in force now, and their writes
-        started; later register writes cannot change where they land (D17.9 I_MLGHW), and a DSB
-        completes them. Records collected after the last context synchronisation event are not
-        guaranteed to be synchronised: the chooser says how many of them the PE writes anyway.
-        """
-        self.trace.add(self.actor, self.el, Kind.PSB, vcpu=self.vcpu)
-        if not self.features.has_spe:
-            return  # a hint: a NOP without SPE
-        synchronised = [r for r in self._pending if r.epoch < self._epoch]
-        late = [r for r in self._pending if r.epoch >= self._epoch]
-        if late:
-            count = self.chooser.records_to_write(len(late), Moment.PSB, "psb csync, for records collected after the last context synchronisation event")
-            count = max(0, min(count, len(late)))
-            synchronised += late[:count]
-            late = late[count:]
-        self._pending = late
-        for rec in synchronised:
-            if self._write(rec) and rec.fate is Fate.WRITTEN:
-                rec.fate = Fate.IN_FLIGHT
-                self._in_flight.append(rec)
+        if option.completes_records:
+            self._complete_writes()
 
     def hint(self, imm: int) -> None:
         """HINT #imm: 17 is PSB CSYNC; other hints the model does not model are NOPs."""
@@ -435,157 +333,6 @@ class CPU:
         if el not in (0, 1, 2):
             msg = f"Cannot move to EL{el} because the model has EL0, EL1 and EL2 only"
             raise ModelError(msg)
-
-    # --------------------------------------------------------------------- sampling
-
-    def sampling_enabled(self) -> bool:
-        """Whether code running now at the current EL is sampled (D17.4, StatisticalProfilingEnabled())."""
-        f = self.features
-        if not f.has_spe or f.spe_owned_by_higher_el:
-            return False
-        if not self._effective("PMBLIMITR_EL1") & PMBLIMITR_E:
-            return False
-        if self._effective("PMBSR_EL1") & PMBSR_S:
-            return False
-        owner_el = 2 if self._e2pb() == E2PB_EL2 else 1
-        if self.el > owner_el:
-            return False  # never sampled above the owning EL: an EL1-owned buffer is idle at EL2
-        hcr = self._effective("HCR_EL2")
-        tge = bool(hcr & HCR_TGE)
-        if owner_el == 1 and tge and self.el < 2:
-            return False  # with TGE = 1 the EL1&0 regime is not in use
-        if self.el == 2:
-            return bool(self._effective("PMSCR_EL2") & PMSCR_EL2_E2SPE)
-        if self.el == 1:
-            return bool(self._effective("PMSCR_EL1") & PMSCR_EL1_E1SPE)
-        if self._e2h(hcr) and tge:
-            return bool(self._effective("PMSCR_EL2") & PMSCR_EL2_E0HSPE)
-        return bool(self._effective("PMSCR_EL1") & PMSCR_EL1_E0SPE)
-
-    def run_code(self, samples: int, what: str = "") -> list[Record]:
-        """Code runs at the current EL; if sampling is on, `samples` records are collected."""
-        if samples < 0:
-            msg = f"Cannot run code with {samples} samples because the count cannot be negative"
-            raise ModelError(msg)
-        self.trace.add(self.actor, self.el, Kind.CODE, value=samples, where=what, vcpu=self.vcpu)
-        if not samples or not self.sampling_enabled():
-            return []
-        new = []
-        for _ in range(samples):
-            rec = Record(len(self.records), self.actor, self.el, len(self.trace), self._epoch)
-            self.records.append(rec)
-            self._pending.append(rec)
-            self.trace.add(self.actor, self.el, Kind.RECORD, record=rec.id, vcpu=self.vcpu)
-            new.append(rec)
-        # PMSICR_EL1.COUNT moves with every sample taken (its exact value is the PE's business).
-        count = (PMSICR_COUNT.get(self._regs["PMSICR_EL1"]) + samples) & PMSICR_COUNT.mask
-        self._hw_update("PMSICR_EL1", (self._regs["PMSICR_EL1"] & ~PMSICR_COUNT.mask) | count, "sample counter",
-                        PeUpdate.COUNT)
-        return new
-
-    # ------------------------------------------------------------- the profiling buffer
-
-    @property
-    def pending_records(self) -> int:
-        """How many collected records are still inside the PE."""
-        return len(self._pending)
-
-    def _decide_writes(self, moment: Moment, detail: str) -> None:
-        """Something the pending records depend on is about to change: the chooser says how many go first."""
-        if self._pending:
-            count = self.chooser.records_to_write(len(self._pending), moment, detail)
-            writing, self._pending = self._pending[: max(0, count)], self._pending[max(0, count):]
-            for rec in writing:
-                self._write(rec)
-
-    def _discard(self, records: list[Record], why: str, by: Actor | None) -> None:
-        """Discard `records`: the event's `by` names who stopped the buffer (NO-LOSS reads it)."""
-        for rec in records:
-            rec.fate, rec.discarded_by = Fate.DISCARDED, by
-            self.trace.add(PE, self.el, Kind.DISCARD, record=rec.id,
-                           where=f"{why} by {by if by is not None else 'nobody'}", vcpu=self.vcpu, by=by)
-
-    def _buffer_stopped(self, detail: str) -> None:
-        """The buffer was disabled or its pointer moved while PSB-started writes had not completed:
-        each is written or discarded, as the chooser says (D17.9.1 R_SXWCP)."""
-        if not self._in_flight:
-            return
-        count = self.chooser.records_to_write(len(self._in_flight), Moment.BUFFER_STOPPED, detail)
-        count = max(0, min(count, len(self._in_flight)))
-        for rec in self._in_flight[:count]:
-            rec.fate = Fate.WRITTEN
-        self._discard(self._in_flight[count:], "write not completed (no DSB) when the buffer was stopped", self.actor)
-        self._in_flight = []
-
-    def _hw_update(self, register: str, value: int, why: str, cause: PeUpdate, record: int = -1) -> None:
-        """The PE updates a register itself: in effect at once, and an event for the rules."""
-        self._regs[register] = value
-        self._stale.pop(register, None)
-        self.trace.add(PE, self.el, Kind.HW, register=register, update=cause, value=value, where=why,
-                       record=record, vcpu=self.vcpu)
-
-    def _stop_buffer(self, ec: int, mss: int, why: str, cause: PeUpdate, rec: Record) -> None:
-        value = self._regs["PMBSR_EL1"] | PMBSR_S | PMBSR_EC.put(ec) | PMBSR_MSS.put(mss)
-        self.buffer_irq = True
-        self._hw_update("PMBSR_EL1", value, why, cause, rec.id)
-
-    def _write(self, rec: Record) -> bool:
-        """Translate and write one record through the regime that owns the buffer now; False if it was not written."""
-        if not self._effective("PMBLIMITR_EL1") & PMBLIMITR_E:
-            self._discard([rec], "buffer disabled", self._disabled_by)
-            return False
-        if self._effective("PMBSR_EL1") & PMBSR_S:
-            rec.fate = Fate.FULL
-            self.trace.add(PE, self.el, Kind.FULL, record=rec.id, where="buffer stopped (PMBSR_EL1.S=1)",
-                           vcpu=self.vcpu)
-            return False
-        ptr = self._effective("PMBPTR_EL1")
-        limit = self._effective("PMBLIMITR_EL1") & PMBLIMITR_LIMIT
-        if ptr + RECORD_SIZE > limit:
-            rec.fate = Fate.FULL
-            self._stop_buffer(PMBSR_EC_BUF, PMBSR_BSC_FULL, "buffer full", PeUpdate.FULL, rec)
-            self.trace.add(PE, self.el, Kind.FULL, record=rec.id, update=PeUpdate.FULL, where="buffer full",
-                           vcpu=self.vcpu)
-            return False
-        landing = self.translate(ptr)
-        rec.landing = landing
-        if landing.fault is not None:
-            rec.fate = Fate.FAULTED
-            ec = PMBSR_EC_FAULT_S1 if landing.fault is Fault.STAGE1 else PMBSR_EC_FAULT_S2
-            self._stop_buffer(ec, 0, f"{landing.fault.value} fault", PeUpdate.FAULT, rec)
-            self.trace.add(PE, self.el, Kind.FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
-            return False
-        rec.fate = Fate.WRITTEN
-        self.memory.store(landing, RECORD_SIZE)
-        self._regs["PMBPTR_EL1"] = ptr + RECORD_SIZE
-        self._stale.pop("PMBPTR_EL1", None)
-        self.trace.add(PE, self.el, Kind.WRITE, record=rec.id, register="PMBPTR_EL1",
-                       value=ptr + RECORD_SIZE, where=str(landing), vcpu=self.vcpu, owner=landing.owner)
-        return True
-
-    def translate(self, va: int) -> Landing:
-        """Translate a buffer address through the regime that owns the buffer now (MDCR_EL2.E2PB, E2H)."""
-        hcr = self._effective("HCR_EL2")
-        upper = bool(va >> 63)
-        if self._e2pb() != E2PB_EL2:
-            reg = "TTBR1_EL1" if upper else "TTBR0_EL1"
-            ttbr = self._effective(reg)
-            regime = f"EL1&0 stage 1 ({reg}={ttbr:#x})"
-            stage2: int | None = None
-            if hcr & HCR_VM:
-                stage2 = self._effective("VTTBR_EL2")
-                regime += f" + stage 2 (VTTBR_EL2={stage2:#x})"
-            return self.memory.walk(va, ttbr, stage2, regime)
-        if self._e2h(hcr):
-            reg = "TTBR1_EL2" if upper else "TTBR0_EL2"
-            ttbr = self._effective(reg)
-            return self.memory.walk(va, ttbr, None, f"EL2&0 stage 1 ({reg}={ttbr:#x})")
-        ttbr = self._effective("TTBR0_EL2")
-        regime = f"EL2 stage 1 (TTBR0_EL2={ttbr:#x})"
-        if upper:
-            # D8.1.2: the EL2 regime without E2H has a single, lower VA range.
-            return Landing(0, None, Fault.STAGE1, regime + ", which has no upper VA range")
-        return self.memory.walk(va, ttbr, None, regime)
 
     # ------------------------------------------------------------------------ the guest
 
@@ -649,8 +396,3 @@ class CPU:
     def mark(self, kind: Kind, text: str = "") -> Event:
         """Put a window marker (ENTRY, GUEST, EXIT, RETURN) in the trace."""
         return self.trace.add(self.actor, self.el, kind, where=text, vcpu=self.vcpu)
-
-    def records_of(self, actors: Iterable[Actor]) -> list[Record]:
-        """The records collected while one of `actors` was running."""
-        wanted = set(actors)
-        return [r for r in self.records if r.actor in wanted]

@@ -37,48 +37,64 @@ class FeatureError(ValueError):
     """A combination of features that the Arm architecture rules out."""
 
 
+Decided = Mapping[str, Any]
+"""Values of a CPU's features by attribute: the whole CPU, or the dimensions decided so far."""
+
+
+@attrs.frozen
+class Dependency:
+    """What a feature needs besides itself: wherever `attribute` is on (true, or non-zero), `holds` is true.
+
+    `holds` reads only the features before `attribute` in `ORDER`, so a generator that decides the
+    features in that order can ask, at each, whether it may be on (`possible`).
+    """
+
+    attribute: str
+    needed: str  # what it needs, as the error names it
+    holds: Callable[[Decided], bool] = attrs.field(eq=False, repr=False)
+    name: str = ""  # how the error names the feature ("": its FEATURE_NAMES name, or attribute=value)
+
+    def message(self, features: Decided) -> str:
+        """'FEAT_TRBE needs FEAT_TRF (...)': the rule a CPU with this feature on and `holds` false breaks."""
+        name = self.name or FEATURE_NAMES.get(self.attribute) or f"{self.attribute}={features[self.attribute]}"
+        return f"{name} needs {self.needed}"
+
+
+# What each feature needs besides itself: the one place these dependencies are written. Features
+# builds no CPU that breaks one, and the feature space's cells and the generator's strategy ask them.
+DEPENDENCIES: tuple[Dependency, ...] = (
+    Dependency("spe_owned_by_higher_el", "FEAT_SPE (PMBIDR_EL1 only exists with SPE)",
+               lambda f: f["spe"] != SpeLevel.NONE, name="PMBIDR_EL1.P=1"),
+    Dependency("spe_owned_by_higher_el", "EL3 (MDCR_EL3.NSPB decides it; EL3 never owns the buffer)",
+               lambda f: bool(f["el3"]), name="a buffer owned by another Security state"),
+    Dependency("pmu_counters", "PMUv3 (PMCR_EL0.N only exists with PMUv3)", lambda f: f["pmu"] != PmuLevel.NONE),
+    Dependency("mtpmu", "PMUv3", lambda f: f["pmu"] != PmuLevel.NONE),
+    Dependency("pmuv3_ss", "PMUv3", lambda f: f["pmu"] != PmuLevel.NONE),
+    Dependency("ebep", "PMUv3", lambda f: f["pmu"] != PmuLevel.NONE),
+    # FEAT_TRBE requires FEAT_ETE, which requires FEAT_TRF.
+    Dependency("trbe", "FEAT_TRF (TRBE implies ETE, which implies TRF)", lambda f: bool(f.get("trf"))),
+    Dependency("spe_ernd", "FEAT_SPE", lambda f: f["spe"] != SpeLevel.NONE),
+    # Arm ARM (DDI0487 K.a): "If FEAT_SPE_FDS is implemented, then FEAT_SPEv1p4 is implemented."
+    Dependency("spe_fds", "FEAT_SPEv1p4", lambda f: f["spe"] >= SpeLevel.V1P4),
+)
+
+
+def possible(attribute: str, decided: Decided) -> bool:
+    """Whether feature `attribute` may be on (true, non-zero) on a CPU with the features `decided` before it in `ORDER`."""
+    return all(d.holds(decided) for d in DEPENDENCIES if d.attribute == attribute)
+
+
 def _check(features: Features) -> None:
     """Reject combinations the architecture does not allow, naming the rule broken."""
-    problems: list[str] = []
-    if features.spe_owned_by_higher_el and features.spe == SpeLevel.NONE:
-        problems.append("PMBIDR_EL1.P=1 needs FEAT_SPE (PMBIDR_EL1 only exists with SPE)")
-    if features.spe_owned_by_higher_el and not features.el3:
-        problems.append(
-            "a buffer owned by another Security state needs EL3 (MDCR_EL3.NSPB decides it; EL3 never owns the buffer)"
-        )
-    if features.pmu == PmuLevel.NONE and features.pmu_counters:
-        problems.append(
-            f"pmu_counters={features.pmu_counters} needs PMUv3 (PMCR_EL0.N only exists with PMUv3)"
-        )
+    values = attrs.asdict(features, recurse=False)
+    broken = [d for d in DEPENDENCIES if values[d.attribute] and not d.holds(values)]
+    problems = [d.message(values) for d in broken if d.attribute not in FEATURE_NAMES]
     if not 0 <= features.pmu_counters <= 31:
         problems.append(f"pmu_counters={features.pmu_counters} does not fit PMCR_EL0.N (0..31)")
-    for flag, (needed, possible) in FLAG_NEEDS.items():
-        if getattr(features, flag) and not possible(features.spe, features.pmu, attrs.asdict(features)):
-            problems.append(f"{FEATURE_NAMES[flag]} needs {needed}")
+    problems += [d.message(values) for d in broken if d.attribute in FEATURE_NAMES]
     if problems:
         msg = "Cannot build these CPU features because " + "; ".join(problems)
         raise FeatureError(msg)
-
-
-FlagTest = Callable[[SpeLevel, "PmuLevel", Mapping[str, Any]], bool]
-
-# What each boolean feature needs besides itself: the one place these dependencies are written.
-FLAG_NEEDS: dict[str, tuple[str, FlagTest]] = {
-    "mtpmu": ("PMUv3", lambda spe, pmu, flags: pmu != PmuLevel.NONE),
-    "pmuv3_ss": ("PMUv3", lambda spe, pmu, flags: pmu != PmuLevel.NONE),
-    "ebep": ("PMUv3", lambda spe, pmu, flags: pmu != PmuLevel.NONE),
-    # FEAT_TRBE requires FEAT_ETE, which requires FEAT_TRF.
-    "trbe": ("FEAT_TRF (TRBE implies ETE, which implies TRF)", lambda spe, pmu, flags: bool(flags.get("trf"))),
-    "spe_ernd": ("FEAT_SPE", lambda spe, pmu, flags: spe != SpeLevel.NONE),
-    # Arm ARM (DDI0487 K.a): "If FEAT_SPE_FDS is implemented, then FEAT_SPEv1p4 is implemented."
-    "spe_fds": ("FEAT_SPEv1p4", lambda spe, pmu, flags: spe >= SpeLevel.V1P4),
-}
-
-
-def flag_possible(flag: str, spe: SpeLevel, pmu: PmuLevel, flags: Mapping[str, Any]) -> bool:
-    """Whether boolean feature `flag` can be on with this SPE and PMU level and the other `flags`."""
-    need = FLAG_NEEDS.get(flag)
-    return need is None or need[1](spe, pmu, flags)
 
 
 FEATURE_NAMES = {
@@ -96,7 +112,20 @@ FEATURE_NAMES = {
     "spe_ernd": "FEAT_SPE_ERnd",
     "spe_fds": "FEAT_SPE_FDS",
 }
-"""Boolean feature attributes and the architecture's name for each."""
+"""Boolean feature attributes (the flags) and the architecture's name for each."""
+
+DIMENSIONS: Mapping[str, tuple[Any, ...]] = {
+    "vhe": (False, True),
+    "spe": tuple(SpeLevel),
+    "spe_owned_by_higher_el": (False, True),
+    "pmu": tuple(PmuLevel),
+    "el3": (False, True),
+}
+"""The dimensions a CPU is chosen along besides the flags, each with every value it may take; the
+feature space (`pytest_spekvm.space`) and the generator's strategy derive theirs from it."""
+
+ORDER: tuple[str, ...] = ("vhe", "spe", "el3", "spe_owned_by_higher_el", "pmu", "pmu_counters", *FEATURE_NAMES)
+"""The order in which the features can be decided: each `Dependency` reads only those before its own."""
 
 
 @attrs.frozen
@@ -174,25 +203,3 @@ class Features:
 
     def __str__(self) -> str:
         return self.describe()
-
-
-# ID_AA64DFR0_EL1 field positions (register ID_AA64DFR0_EL1, op0 3 op1 0 CRn 0 CRm 5 op2 0).
-ID_AA64DFR0_PMUVER_SHIFT = 8  # ID_AA64DFR0_EL1.PMUVer [11:8]
-ID_AA64DFR0_PMSVER_SHIFT = 32  # ID_AA64DFR0_EL1.PMSVer [35:32]
-ID_AA64DFR0_TRACEFILT_SHIFT = 40  # ID_AA64DFR0_EL1.TraceFilt [43:40]
-ID_AA64DFR0_TRACEBUFFER_SHIFT = 44  # ID_AA64DFR0_EL1.TraceBuffer [47:44]
-ID_AA64DFR0_MTPMU_SHIFT = 48  # ID_AA64DFR0_EL1.MTPMU [51:48]
-ID_AA64DFR0_DEBUGVER_SHIFT = 0  # ID_AA64DFR0_EL1.DebugVer [3:0]
-DEBUGVER_V8P9 = 0b1011  # ID_AA64DFR0_EL1.DebugVer 0b1011: FEAT_Debugv8p9
-DEBUGVER_V8 = 0b0110  # ID_AA64DFR0_EL1.DebugVer 0b0110: Armv8.0 debug
-
-
-def id_aa64dfr0_el1(features: Features) -> int:
-    """The ID_AA64DFR0_EL1 value a CPU with `features` reports."""
-    value = int(features.pmu) << ID_AA64DFR0_PMUVER_SHIFT
-    value |= int(features.spe) << ID_AA64DFR0_PMSVER_SHIFT
-    value |= int(features.trf) << ID_AA64DFR0_TRACEFILT_SHIFT
-    value |= int(features.trbe) << ID_AA64DFR0_TRACEBUFFER_SHIFT
-    value |= int(features.mtpmu) << ID_AA64DFR0_MTPMU_SHIFT
-    debugver = DEBUGVER_V8P9 if features.debugv8p9 else DEBUGVER_V8
-    return value | debugver << ID_AA64DFR0_DEBUGVER_SHIFT

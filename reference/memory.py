@@ -39,7 +39,7 @@ class Owner:
         if isinstance(other, str):
             msg = (
                 f"Cannot compare the owner {self} with the string {other!r} because owners are values: compare "
-                "with pytest_spekvm.reference.memory.HOST_BUFFER, HOST_KERNEL, HYP or guest_owner(vm)"
+                "with pytest_spekvm.reference.memory.HOST_BUFFER, HOST_KERNEL, HYPERVISOR or guest_owner(vm)"
             )
             raise TypeError(msg)
         return NotImplemented
@@ -53,7 +53,7 @@ class Owner:
 
 HOST_KERNEL = Owner(Region.HOST_KERNEL)
 HOST_BUFFER = Owner(Region.HOST_BUFFER)
-HYP = Owner(Region.HYP)
+HYPERVISOR = Owner(Region.HYP)
 
 
 def guest_owner(vm: int) -> Owner:
@@ -137,7 +137,7 @@ class Memory:
         for i in range(BUFFER_PAGES):
             host_tables[va + i] = (BUFFER_PA >> PAGE_SHIFT) + i
             mem.owners[(BUFFER_PA >> PAGE_SHIFT) + i] = HOST_BUFFER
-            mem.owners[(HYP_PA >> PAGE_SHIFT) + i] = HYP
+            mem.owners[(HYP_PA >> PAGE_SHIFT) + i] = HYPERVISOR
             # Without stage 2 a guest's IPAs are host physical addresses of host kernel memory.
             mem.owners[(GUEST_IPA >> PAGE_SHIFT) + i] = HOST_KERNEL
         mem.stage1[HOST_TTBR1] = host_tables

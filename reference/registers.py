@@ -1,4 +1,13 @@
-"""The declarative table of every system register the model knows, and RES0 masks derived from it."""
+"""The declarative table of every system register the model knows, and what follows from it.
+
+The table (`REGISTERS`) gives each register's encoding and fields; RES0 masks, the field masks and
+positions the model and the rules read, the ID register's value and the registers' reset values are
+derived from it here, once.
+
+Longer than the project's other modules (about 480 lines) on purpose: the table is one declarative
+list a reader checks against the Arm ARM row by row, and every constant derived from it sits beside
+it, so that a field's position is written in exactly one place.
+"""
 
 from __future__ import annotations
 
@@ -373,3 +382,101 @@ def field_mask(register: str, *names: str) -> int:
     for name in names:
         mask |= reg.field(name).mask
     return mask
+
+
+# ------------------------------------------------------------------ fields the model and the rules read
+
+# Each is the table's own field (a mask, or a `Field` where a value of several bits is read), so a
+# position is written once: in the table above.
+PMBLIMITR_E = field_mask("PMBLIMITR_EL1", "E")  # PMBLIMITR_EL1.E [0]: the buffer is enabled
+PMBLIMITR_LIMIT = field_mask("PMBLIMITR_EL1", "LIMIT")  # PMBLIMITR_EL1.LIMIT [63:12]
+PMBSR_S = field_mask("PMBSR_EL1", "S")  # PMBSR_EL1.S [17]: the buffer is stopped (collection off)
+PMBSR_EC = BY_NAME["PMBSR_EL1"].field("EC")  # PMBSR_EL1.EC [31:26]: the event class
+PMBSR_MSS = BY_NAME["PMBSR_EL1"].field("MSS")  # PMBSR_EL1.MSS [15:0]: the class's syndrome
+PMBIDR_P = field_mask("PMBIDR_EL1", "P")  # PMBIDR_EL1.P [4]: the buffer is owned by a higher EL or another Security state
+MDCR_E2PB = BY_NAME["MDCR_EL2"].field("E2PB")  # MDCR_EL2.E2PB [13:12]: who owns the buffer, EL1 traps
+MDCR_TPMS = field_mask("MDCR_EL2", "TPMS")  # MDCR_EL2.TPMS [14]: EL1 sampling-control accesses trap
+MDCR_HPMN = field_mask("MDCR_EL2", "HPMN")  # MDCR_EL2.HPMN [4:0]: the counters EL1 may use
+HCR_VM = field_mask("HCR_EL2", "VM")  # HCR_EL2.VM [0]: stage 2 translation on
+HCR_TGE = field_mask("HCR_EL2", "TGE")  # HCR_EL2.TGE [27]: the EL1&0 regime is not in use
+HCR_E2H = field_mask("HCR_EL2", "E2H")  # HCR_EL2.E2H [34]: the host runs at EL2 (VHE)
+PMSCR_EL1_E0SPE = field_mask("PMSCR_EL1", "E0SPE")  # PMSCR_EL1.E0SPE [0]: EL0 sampled
+PMSCR_EL1_E1SPE = field_mask("PMSCR_EL1", "E1SPE")  # PMSCR_EL1.E1SPE [1]: EL1 sampled
+PMSCR_EL1_SPE = PMSCR_EL1_E0SPE | PMSCR_EL1_E1SPE  # PMSCR_EL1.E0SPE [0] | E1SPE [1]: EL1&0 sampling
+PMSCR_EL2_E0HSPE = field_mask("PMSCR_EL2", "E0HSPE")  # PMSCR_EL2.E0HSPE [0]: EL0 sampled under TGE
+PMSCR_EL2_E2SPE = field_mask("PMSCR_EL2", "E2SPE")  # PMSCR_EL2.E2SPE [1]: EL2 sampled
+PMSICR_COUNT = BY_NAME["PMSICR_EL1"].field("COUNT")  # PMSICR_EL1.COUNT [31:0]: the sample counter
+HDFGRTR_PMBIDR = field_mask("HDFGRTR_EL2", "PMBIDR_EL1")  # HDFGRTR_EL2.PMBIDR_EL1 [63]: EL1 reads of PMBIDR_EL1 trap
+ID_AA64DFR0_PMSVER = BY_NAME["ID_AA64DFR0_EL1"].field("PMSVer")  # ID_AA64DFR0_EL1.PMSVer [35:32]
+
+# Field values.
+PMBSR_EC_BUF = 0b000000  # PMBSR_EL1.EC: buffer management event
+PMBSR_EC_FAULT_S1 = 0b100100  # PMBSR_EL1.EC: stage 1 data abort on write to buffer
+PMBSR_EC_FAULT_S2 = 0b100101  # PMBSR_EL1.EC: stage 2 data abort on write to buffer
+PMBSR_BSC_FULL = 0b000001  # PMBSR_EL1.MSS.BSC for EC=0: buffer filled
+PMBIDR_ALIGN_64 = 6  # PMBIDR_EL1.ALIGN: 2^6 = 64-byte aligned, matching the model's record size
+E2PB_EL2 = 0b00  # MDCR_EL2.E2PB: buffer owned by EL2, EL1 accesses trap
+E2PB_RESERVED = 0b01  # MDCR_EL2.E2PB: reserved; behaves as an allocated value (K1.2.19)
+E2PB_EL1_TRAP = 0b10  # MDCR_EL2.E2PB: owned by EL1, EL1 accesses trap
+E2PB_EL1 = 0b11  # MDCR_EL2.E2PB: owned by EL1, no trap
+E2PB_ALLOCATED = (E2PB_EL2, E2PB_EL1_TRAP, E2PB_EL1)
+# K1.2.19: after a direct write of a reserved value, "a subsequent read of the field returns an
+# UNKNOWN value": any of the field's values.
+E2PB_ANY = (E2PB_EL2, E2PB_RESERVED, E2PB_EL1_TRAP, E2PB_EL1)
+# E2PB values under which EL1 accesses to PMBLIMITR/PMBPTR/PMBSR trap to EL2 (pseudocode: E2PB IN {'x0'}).
+E2PB_TRAPPING = frozenset({E2PB_EL2, E2PB_EL1_TRAP})
+DEBUGVER_V8P9 = 0b1011  # ID_AA64DFR0_EL1.DebugVer 0b1011: FEAT_Debugv8p9
+DEBUGVER_V8 = 0b0110  # ID_AA64DFR0_EL1.DebugVer 0b0110: Armv8.0 debug
+
+# ------------------------------------------------------------------ register groups
+
+SPE_REGISTERS: frozenset[str] = frozenset(r.name for r in REGISTERS if r.kind in (SPE_SAMPLING, SPE_BUFFER))
+"""Every SPE register (sampling controls and the buffer's registers, PMBIDR_EL1 and PMSIDR_EL1 included)."""
+# Buffer registers E2PB traps (PMBIDR_EL1 is not among them: only HDFGRTR_EL2.PMBIDR_EL1 traps it).
+E2PB_TRAPPED = frozenset({"PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"})
+EL1_STAGE1 = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1")
+"""The EL1&0 regime's stage 1: the host's translation on nVHE, the guest's always (saved and restored by the switch)."""
+EL12_NAME: Mapping[str, str] = {target: alias for alias, (_, target) in EL12_ALIASES.items()}
+"""The *_EL12 name that reaches each EL1 register from EL2 when HCR_EL2.E2H = 1."""
+
+
+def is_spe(name: str) -> bool:
+    """Whether `name` (a register, or a *_EL12 alias) is an SPE register."""
+    alias = EL12_ALIASES.get(name)
+    return (alias[1] if alias else name) in SPE_REGISTERS
+
+
+# ------------------------------------------------------------------ values that follow from the features
+
+
+def id_aa64dfr0_el1(features: Features) -> int:
+    """The ID_AA64DFR0_EL1 value a CPU with `features` reports (its fields from the table)."""
+    return bits(
+        "ID_AA64DFR0_EL1",
+        DebugVer=DEBUGVER_V8P9 if features.debugv8p9 else DEBUGVER_V8,
+        PMUVer=int(features.pmu),
+        PMSVer=int(features.spe),
+        TraceFilt=int(features.trf),
+        TraceBuffer=int(features.trbe),
+        MTPMU=int(features.mtpmu),
+    )
+
+
+# PMSCR_EL2 reset: E0HSPE [0] and E2SPE [1] are architecturally UNKNOWN (D24.7); the model takes 1.
+PMSCR_EL2_RESET = PMSCR_EL2_E0HSPE | PMSCR_EL2_E2SPE
+
+
+def reset_values(features: Features) -> dict[str, int]:
+    """Every register's value when the model's CPU comes out of reset: the one source the CPU and the rules start from.
+
+    Fields the Arm ARM leaves UNKNOWN at reset take the worst case where it matters
+    (PMSCR_EL2.E0HSPE and E2SPE: 1, so EL2 is sampled until something writes them); the rest are 0.
+    HDFGRTR_EL2 is 0 as well: UNKNOWN where EL3 is implemented (D24.2.67), but the boot code writes
+    it before any EL1 code runs, as Linux's EL2 set-up does.
+    """
+    values = {r.name: 0 for r in REGISTERS}
+    values["ID_AA64DFR0_EL1"] = id_aa64dfr0_el1(features)
+    values["PMBIDR_EL1"] = PMBIDR_ALIGN_64
+    if features.has_spe:
+        values["PMSCR_EL2"] = PMSCR_EL2_RESET
+    return values

@@ -10,21 +10,52 @@ that subclasses it overrides only the steps it changes.
 from __future__ import annotations
 
 from . import registers as R
-from .cpu import CPU, PMBIDR_P, PMBLIMITR_E, PMBSR_S
-from .features import ID_AA64DFR0_PMSVER_SHIFT
-from .system import HCR_GUEST, HCR_HOST_NVHE, HCR_HOST_VHE
+from .cpu import CPU
+from .kvm import (
+    HCR_GUEST,
+    HCR_HOST_NVHE,
+    HCR_HOST_VHE,
+    MDCR_E2PB_MASK,
+    MDCR_HPMN_MASK,
+    MDCR_TDOSA,
+    MDCR_TDRA,
+    MDCR_TPM,
+    MDCR_TPMCR,
+)
+from .registers import EL1_STAGE1, EL12_NAME, ID_AA64DFR0_PMSVER, MDCR_TPMS, PMBIDR_P, PMBLIMITR_E, PMBSR_S
 from .vcpu import ExitReason, Vcpu
 
-MDCR_HPMN_MASK = R.field_mask("MDCR_EL2", "HPMN")  # MDCR_EL2.HPMN [4:0]
-MDCR_TPM = R.bits("MDCR_EL2", TPM=1)  # MDCR_EL2.TPM [6]
-MDCR_TPMCR = R.bits("MDCR_EL2", TPMCR=1)  # MDCR_EL2.TPMCR [5]
-MDCR_TPMS = R.bits("MDCR_EL2", TPMS=1)  # MDCR_EL2.TPMS [14]
-MDCR_TDRA = R.bits("MDCR_EL2", TDRA=1)  # MDCR_EL2.TDRA [11]
-MDCR_TDOSA = R.bits("MDCR_EL2", TDOSA=1)  # MDCR_EL2.TDOSA [10]
-MDCR_E2PB_MASK = R.field_mask("MDCR_EL2", "E2PB")  # MDCR_EL2.E2PB [13:12]
-PMSVER_MASK = 0xF  # ID_AA64DFR0_EL1.PMSVer is 4 bits wide
-HOST_EL1_STAGE1 = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1")
-GUEST_EL12 = {"TTBR0_EL1": "TTBR0_EL12", "TTBR1_EL1": "TTBR1_EL12", "TCR_EL1": "TCR_EL12"}
+__all__ = [
+    # KVM's constants the steps use, defined in kvm.py and registers.py: an adapter finds them beside the steps.
+    "HCR_GUEST",
+    "HCR_HOST_NVHE",
+    "HCR_HOST_VHE",
+    "MDCR_E2PB_MASK",
+    "MDCR_HPMN_MASK",
+    "MDCR_TDOSA",
+    "MDCR_TDRA",
+    "MDCR_TPM",
+    "MDCR_TPMCR",
+    "MDCR_TPMS",
+    "ReferenceSwitch",
+    "activate_traps",
+    "activate_vm",
+    "deactivate_traps",
+    "deactivate_vm",
+    "debug_restore_spe",
+    "debug_save_spe_nvhe",
+    "drain_host_buffer",
+    "has_spe",
+    "has_vhe",
+    "host_buffer_live",
+    "restore_guest_sysregs",
+    "restore_host_sysregs",
+    "save_guest_sysregs",
+    "save_host_sysregs",
+    "setup_debug",
+    "synchronise_guest_context",
+    "synchronise_host_context",
+]
 
 
 def has_vhe(cpu: CPU) -> bool:
@@ -34,7 +65,7 @@ def has_vhe(cpu: CPU) -> bool:
 
 def has_spe(cpu: CPU) -> bool:
     """ID_AA64DFR0_EL1.PMSVer != 0, read the way the hypervisor reads it."""
-    return bool(cpu.mrs("ID_AA64DFR0_EL1") >> ID_AA64DFR0_PMSVER_SHIFT & PMSVER_MASK)
+    return bool(ID_AA64DFR0_PMSVER.get(cpu.mrs("ID_AA64DFR0_EL1")))
 
 
 def setup_debug(cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
@@ -51,7 +82,7 @@ def setup_debug(cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
 def save_host_sysregs(cpu: CPU, vcpu: Vcpu) -> None:
     """__sysreg_save_host_state: the host's EL1 stage 1 (nVHE only; VHE's host lives in EL2)."""
     if not has_vhe(cpu):
-        vcpu.host_ctxt = {name: cpu.mrs(name) for name in HOST_EL1_STAGE1}
+        vcpu.host_ctxt = {name: cpu.mrs(name) for name in EL1_STAGE1}
 
 
 def host_buffer_live(cpu: CPU) -> bool:
@@ -113,7 +144,7 @@ def synchronise_host_context(cpu: CPU, vcpu: Vcpu) -> None:
 
 def activate_traps(cpu: CPU, vcpu: Vcpu) -> None:
     """__activate_traps: the guest's HCR_EL2 and the vcpu's MDCR_EL2."""
-    cpu.msr("HCR_EL2", HCR_GUEST | (HCR_HOST_VHE & R.bits("HCR_EL2", E2H=1) if has_vhe(cpu) else 0))
+    cpu.msr("HCR_EL2", HCR_GUEST | (HCR_HOST_VHE & R.HCR_E2H if has_vhe(cpu) else 0))
     cpu.msr("MDCR_EL2", vcpu.mdcr_el2)
 
 
@@ -124,14 +155,14 @@ def activate_vm(cpu: CPU, vcpu: Vcpu) -> None:
 
 def restore_guest_sysregs(cpu: CPU, vcpu: Vcpu) -> None:
     """__sysreg_restore_guest_state: the guest's stage 1 (through *_EL12 under VHE)."""
-    for name in HOST_EL1_STAGE1:
-        cpu.msr(GUEST_EL12[name] if has_vhe(cpu) else name, vcpu.sysregs[name])
+    for name in EL1_STAGE1:
+        cpu.msr(EL12_NAME[name] if has_vhe(cpu) else name, vcpu.sysregs[name])
 
 
 def save_guest_sysregs(cpu: CPU, vcpu: Vcpu) -> None:
     """__sysreg_save_guest_state."""
-    for name in HOST_EL1_STAGE1:
-        vcpu.sysregs[name] = cpu.mrs(GUEST_EL12[name] if has_vhe(cpu) else name)
+    for name in EL1_STAGE1:
+        vcpu.sysregs[name] = cpu.mrs(EL12_NAME[name] if has_vhe(cpu) else name)
 
 
 def deactivate_traps(cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
@@ -148,7 +179,7 @@ def deactivate_vm(cpu: CPU, vcpu: Vcpu) -> None:
 def restore_host_sysregs(cpu: CPU, vcpu: Vcpu) -> None:
     """__sysreg_restore_host_state: the host's EL1 stage 1 (nVHE only)."""
     if not has_vhe(cpu):
-        for name in HOST_EL1_STAGE1:
+        for name in EL1_STAGE1:
             cpu.msr(name, vcpu.host_ctxt[name])
 
 

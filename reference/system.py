@@ -11,8 +11,10 @@ from . import memory as M
 from . import registers as R
 from .actors import BOOT, HOST, HYP
 from .chooser import Chooser
-from .cpu import CPU, ModelError
+from .cpu import CPU
+from .errors import ModelError
 from .features import Features
+from .kvm import HCR_HOST_NVHE, HCR_HOST_VHE, PMSCR_EL2_BOOT, hdfgrtr_el2_boot, host_mdcr_el2
 from .trace import Kind
 from .vcpu import ContractError, ExitReason, GuestAction, GuestCode, Vcpu
 
@@ -20,10 +22,7 @@ if TYPE_CHECKING:
     from .contract import WorldSwitch
 
 
-# Host configuration at boot (Linux el2_setup / hyp init of the RFC's era).
-HCR_HOST_NVHE = R.bits("HCR_EL2", RW=1)  # HCR_RW: EL1 is AArch64
-HCR_HOST_VHE = R.bits("HCR_EL2", RW=1, TGE=1, E2H=1)  # HCR_HOST_VHE_FLAGS
-HCR_GUEST = R.bits("HCR_EL2", VM=1, SWIO=1, FMO=1, IMO=1, AMO=1, TSC=1, RW=1)  # HCR_GUEST_FLAGS
+# The host's boot values of the registers that are opaque to the model.
 TCR_HOST = 0x0000_0032_B510_3510  # an opaque TCR_EL1 value: the model uses TCR only as a dependency
 TCR_GUEST = 0x0000_0032_B510_3511
 # What the host's SPE driver programs when it starts a session, as arm_spe_pmu does: a sampling
@@ -42,28 +41,6 @@ HOST_OPTIONAL_CONFIG: dict[str, int] = {
     "PMSNEVFR_EL1": 0x80,  # PMSNEVFR_EL1 (FEAT_SPE_FnE): an inverted event filter mask
     "PMSDSFR_EL1": 0xF0,  # PMSDSFR_EL1.S [63:0] (FEAT_SPE_FDS): a data source filter mask
 }
-# PMSCR_EL2 as Linux's EL2 set-up writes it when PMBIDR_EL1.P reads 0 at EL2: PCT [6] | PA [4],
-# with E2SPE and E0HSPE 0 (so EL2 is never sampled unless the VHE host asks for it).
-PMSCR_EL2_BOOT = R.bits("PMSCR_EL2", PCT=1, PA=1)
-
-
-def hdfgrtr_el2_boot(features: Features) -> int:
-    """HDFGRTR_EL2 as Linux's EL2 set-up (__init_el2_fgt) writes it on a FEAT_FGT CPU: no read
-    trapped, so nPMSNEVFR_EL1 [62], whose 0 traps, is 1 where FEAT_SPE_FnE (SPEv1p2) makes it exist."""
-    if R.BY_NAME["PMSNEVFR_EL1"].implemented(features):
-        return R.bits("HDFGRTR_EL2", nPMSNEVFR_EL1=1)
-    return 0
-
-
-def host_mdcr_el2(features: Features) -> int:
-    """MDCR_EL2 as the host configures it at boot: HPMN = counters; SPE: E2PB=0b11 (nVHE) or TPMS (VHE)."""
-    value = R.bits("MDCR_EL2", HPMN=features.pmu_counters) if features.has_pmuv3 else 0
-    if features.has_spe:
-        if features.vhe:
-            value |= R.bits("MDCR_EL2", TPMS=1)  # VHE: EL2 translation, no access from EL1
-        else:
-            value |= R.bits("MDCR_EL2", E2PB=0b11)  # nVHE: host at EL1 owns the buffer
-    return value
 
 
 @attrs.frozen
@@ -119,7 +96,7 @@ class System:
             index=vm,
             vm=vm,
             vttbr_el2=M.vttbr(vm),
-            sysregs={"TTBR0_EL1": M.guest_ttbr0(vm), "TTBR1_EL1": M.guest_ttbr1(vm), "TCR_EL1": TCR_GUEST},
+            sysregs=dict(zip(R.EL1_STAGE1, (M.guest_ttbr0(vm), M.guest_ttbr1(vm), TCR_GUEST), strict=True)),
         )
 
     def boot(self) -> None:
@@ -157,7 +134,7 @@ class System:
         if not self.spe_usable:
             return
         cpu = self.cpu
-        if not cpu.peek("PMBLIMITR_EL1") & R.field_mask("PMBLIMITR_EL1", "E"):
+        if not cpu.peek("PMBLIMITR_EL1") & R.PMBLIMITR_E:
             for register, value in HOST_SAMPLING_CONFIG.items():
                 cpu.msr(register, value)
             for register, value in HOST_OPTIONAL_CONFIG.items():
@@ -168,7 +145,7 @@ class System:
             limit = M.BUFFER_VA + M.BUFFER_PAGES * M.PAGE_SIZE
             cpu.msr("PMBLIMITR_EL1", limit | R.bits("PMBLIMITR_EL1", E=1))
         # Under VHE the host at EL2 names PMSCR_EL1 and reaches PMSCR_EL2 (E0HSPE/E2SPE at the same bits).
-        cpu.msr("PMSCR_EL1", pmscr & R.field_mask("PMSCR_EL1", "E0SPE", "E1SPE"))
+        cpu.msr("PMSCR_EL1", pmscr & R.PMSCR_EL1_SPE)
         cpu.isb()
         self.profiling = True
 
@@ -201,7 +178,7 @@ class System:
         cpu = self.cpu
         self.cpu.buffer_irq = False
         status = cpu.mrs("PMBSR_EL1")
-        if not status & R.field_mask("PMBSR_EL1", "S"):
+        if not status & R.PMBSR_S:
             return False
         cpu.msr("PMBPTR_EL1", M.BUFFER_VA)
         cpu.msr("PMBSR_EL1", 0)

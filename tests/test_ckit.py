@@ -21,8 +21,9 @@ from pytest_spekvm.reference import registers as R
 from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.reference.cpu import ModelError
 from pytest_spekvm.reference.features import Features, SpeLevel
+from pytest_spekvm.reference.kvm import host_mdcr_el2
 from pytest_spekvm.reference.registers import UnknownRegisterError
-from pytest_spekvm.reference.system import System, host_mdcr_el2
+from pytest_spekvm.reference.system import System
 from pytest_spekvm.reference.vcpu import ContractError, ExitReason, GuestCode, GuestExit
 from pytest_spekvm.space import FeatureSpace
 

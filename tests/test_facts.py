@@ -82,13 +82,13 @@ Verdicts = dict[str, tuple[bool, tuple[int, ...]]]
 @functools.cache
 def _runs(spec: str, scrambled: bool) -> dict[tuple[str, str], tuple[Trace, Verdicts, dict[str, str]]]:
     """Each (cell, adversary) of the chosen cells: the trace, every rule's verdict and each failing rule's fingerprint."""
-    target = load(spec, 10)
+    target = load(spec)
     found: dict[tuple[str, str], tuple[Trace, Verdicts, dict[str, str]]] = {}
     with mock.patch.object(cpu_module, "Trace", ScrambledTrace if scrambled else Trace):
         for cell in CELLS:
             for adversary in ADVERSARIES:
                 chooser: Any = ScrambledChooser(adversary()) if scrambled else adversary()
-                run = Run.start(target, cell, chooser, 10)
+                run = Run.start(target, cell, chooser)
                 run.do_all(SCRIPT)
                 trace = run.system.cpu.trace
                 judgements = rules.judge_all(trace, cell)

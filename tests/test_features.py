@@ -13,8 +13,8 @@ from pytest_spekvm.reference.features import (
     Features,
     PmuLevel,
     SpeLevel,
-    id_aa64dfr0_el1,
 )
+from pytest_spekvm.reference.registers import id_aa64dfr0_el1
 
 
 def _field(value: int, msb: int, lsb: int) -> int:

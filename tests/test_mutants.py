@@ -88,7 +88,7 @@ def _cites_a_software_must(rule_id: str) -> bool:
 def test_shape_failures_rest_on_an_outcome_or_a_software_must(mutant: str) -> None:
     """Wherever a shape rule fails a mutant on a cell, an outcome rule fails that cell under some adversary, or the rule cites the "software must" it enforces."""
     path = EXAMPLES_DIR / "rfc_v2.py" if mutant == "rfc_v2" else MUTANTS_DIR / f"{mutant}.py"
-    target = load(str(path), 10)
+    target = load(str(path))
     session = SpekvmSession(target=target, space=FULL_SPACE, rules=dict(rules.BY_ID))
     unbacked = []
     for cell in FULL_SPACE.cells():

@@ -39,7 +39,7 @@ def test_flag_cells_drop_what_they_cannot_have() -> None:
 
 
 def test_flag_cells_have_feat_spe_fds_only_from_spev1p4() -> None:
-    """The all-flags cells carry FEAT_SPE_FDS exactly where FLAG_NEEDS allows it: SPEv1p4 and later."""
+    """The all-flags cells carry FEAT_SPE_FDS exactly where its dependency allows it: SPEv1p4 and later."""
     with_fds = {c.spe for c in FULL_SPACE.cells() if c.spe_fds}
     flagged = {c.spe for c in FULL_SPACE.cells() if c.fgt}
     assert ({SpeLevel.V1P4}, True) == (with_fds, SpeLevel.V1P3 in flagged)

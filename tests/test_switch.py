@@ -20,8 +20,9 @@ from pytest_spekvm.reference import memory as M
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.actors import HOST, HYP
 from pytest_spekvm.reference.chooser import Chooser, EagerChooser, RandomChooser, WorstCaseChooser
-from pytest_spekvm.reference.cpu import CPU, Fate
+from pytest_spekvm.reference.cpu import CPU
 from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
+from pytest_spekvm.reference.profiling import Fate
 from pytest_spekvm.reference.switch import ReferenceSwitch
 from pytest_spekvm.reference.system import System
 from pytest_spekvm.reference.trace import Kind

@@ -10,10 +10,12 @@ from pytest_spekvm.reference import memory as M
 from pytest_spekvm.reference.actors import HOST, HYP
 from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.reference.contract import WorldSwitch
-from pytest_spekvm.reference.cpu import CPU, Fate, ModelError
+from pytest_spekvm.reference.cpu import CPU, ModelError
 from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
+from pytest_spekvm.reference.kvm import host_mdcr_el2
+from pytest_spekvm.reference.profiling import Fate
 from pytest_spekvm.reference.switch import ReferenceSwitch
-from pytest_spekvm.reference.system import Choices, System, host_mdcr_el2
+from pytest_spekvm.reference.system import Choices, System
 from pytest_spekvm.reference.trace import Kind
 from pytest_spekvm.reference.vcpu import ContractError, ExitReason, GuestExit, Vcpu
 

@@ -13,7 +13,8 @@ Caught by LEAN: a PMSCR_EL1 write and a PSB CSYNC inside an entry where the buff
 from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
-from pytest_spekvm.reference.cpu import CPU, PMBIDR_P
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.registers import PMBIDR_P
 
 CAUGHT_BY = "LEAN"
 

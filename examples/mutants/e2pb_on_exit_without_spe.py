@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.cpu import CPU
-from pytest_spekvm.reference.system import HCR_HOST_NVHE
+from pytest_spekvm.reference.kvm import HCR_HOST_NVHE
 from pytest_spekvm.reference.vcpu import Vcpu
 
 CAUGHT_BY = ("RES0", "TRAP-COND")

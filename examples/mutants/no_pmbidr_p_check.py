@@ -12,7 +12,8 @@ Caught by UNDEF: an access to PMBLIMITR_EL1 while PMBIDR_EL1.P is 1.
 from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
-from pytest_spekvm.reference.cpu import CPU, PMBLIMITR_E
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.registers import PMBLIMITR_E
 
 CAUGHT_BY = "UNDEF"
 

@@ -12,7 +12,8 @@ Caught by UNDEF: an access to PMBIDR_EL1 on a CPU without FEAT_SPE.
 from __future__ import annotations
 
 from pytest_spekvm.reference import switch as S
-from pytest_spekvm.reference.cpu import CPU, PMBIDR_P, PMBLIMITR_E
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.registers import PMBIDR_P, PMBLIMITR_E
 
 CAUGHT_BY = "UNDEF"
 

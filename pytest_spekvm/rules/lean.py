@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ..reference.actors import SOFTWARE
 from ..reference.features import Features
+from ..reference.registers import PMBSR_S, SPE_REGISTERS
 from ..reference.trace import Kind, Trace
 from .rule import Breach, Found, Rule, Severity
-from .walk import PMBSR_S, SOFTWARE, SPE_REGISTERS, Phase, Walk, msr_text, shown
+from .walk import Phase, Walk, msr_text, shown
 
 
 def _why_not_live(features: Features, walk: Walk) -> str:

@@ -6,18 +6,13 @@ from collections.abc import Mapping
 
 import attrs
 
-from ..reference import registers as R
 from ..reference.features import Features
+from ..reference.registers import EL1_STAGE1, HCR_VM, MDCR_E2PB, PMBLIMITR_E, PMBSR_S, PMSCR_EL1_SPE
 from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import NOT_CSE, Phase, Walk, into_guest, msr_text
 
-PMSCR_EL1_SPE = R.field_mask("PMSCR_EL1", "E0SPE", "E1SPE")  # PMSCR_EL1.E0SPE [0], E1SPE [1]
-PMBLIMITR_E = R.field_mask("PMBLIMITR_EL1", "E")  # PMBLIMITR_EL1.E [0]
-PMBSR_S = R.field_mask("PMBSR_EL1", "S")  # PMBSR_EL1.S [17]
-MDCR_E2PB = R.BY_NAME["MDCR_EL2"].field("E2PB")  # MDCR_EL2.E2PB [13:12]
-HCR_VM = R.field_mask("HCR_EL2", "VM")  # HCR_EL2.VM [0]
-HOST_STAGE1 = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1")
+HOST_STAGE1 = EL1_STAGE1  # the nVHE host's translation
 # Registers whose change moves the host's EL1-owned buffer to other tables (docs/rules.md#terms).
 TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
 # Written in the exit window, these must be in force before host sampling resumes (RESTORE-ORDER).

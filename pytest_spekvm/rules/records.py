@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..reference import memory as M
-from ..reference import registers as R
 from ..reference.actors import HOST
 from ..reference.features import Features
+from ..reference.registers import PMBSR_S, is_spe
 from ..reference.trace import Event, Kind, PeUpdate, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import (
@@ -17,10 +17,8 @@ from .walk import (
     Walk,
     guest_access_message,
     guest_reached,
-    is_spe,
 )
 
-PMBSR_S = R.field_mask("PMBSR_EL1", "S")  # PMBSR_EL1.S [17]
 RECORD_FATES = frozenset({Kind.WRITE, Kind.DISCARD, Kind.FAULT, Kind.FULL})
 
 # The host's SPE values ISOLATION keeps out of the guest's saved context, by register family (the

@@ -6,10 +6,11 @@ import functools
 from collections.abc import Mapping
 
 from ..reference import registers as R
+from ..reference.actors import SOFTWARE
 from ..reference.features import Features
 from ..reference.trace import Kind, Trace
 from .rule import Breach, Found, Rule, Severity
-from .walk import SOFTWARE, msr_text
+from .walk import msr_text
 
 
 @functools.cache  # keyed by Features: the lattice is finite and small, so the cache stays so too

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from ..reference import registers as R
-from ..reference.actors import HOST
+from ..reference.actors import HOST, SOFTWARE
 from ..reference.features import Features
+from ..reference.registers import E2PB_RESERVED, E2PB_TRAPPING, HDFGRTR_PMBIDR, MDCR_E2PB, MDCR_TPMS, is_spe
 from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import (
     ACCESSES,
     GUEST_READABLE,
     NOT_CSE,
-    SOFTWARE,
     RegisterReplay,
     guest_access_message,
     guest_reached,
     into_guest,
-    is_spe,
     msr_text,
 )
-
-MDCR_TPMS = R.field_mask("MDCR_EL2", "TPMS")  # MDCR_EL2.TPMS [14]
-MDCR_E2PB = R.BY_NAME["MDCR_EL2"].field("E2PB")  # MDCR_EL2.E2PB [13:12]
-HDFGRTR_PMBIDR = R.field_mask("HDFGRTR_EL2", "PMBIDR_EL1")  # HDFGRTR_EL2.PMBIDR_EL1 [63]
-
 
 # ------------------------------------------------------------------ TRAP-COND
 
@@ -33,7 +26,7 @@ def _trap_problems(mdcr: int) -> list[str]:
     if not mdcr & MDCR_TPMS:
         problems.append("TPMS=0 (expected 1, so the guest's sampling-control accesses trap)")
     e2pb = MDCR_E2PB.get(mdcr)
-    if e2pb not in (0b00, 0b10):
+    if e2pb not in E2PB_TRAPPING:
         problems.append(f"E2PB={e2pb:#04b} (expected 0b00 or 0b10, so its buffer accesses trap)")
     return problems
 
@@ -74,7 +67,7 @@ def check_trap_cond(trace: Trace, features: Features) -> Found:
     regs = RegisterReplay(features)
     for e in trace.events:
         kind = e.kind
-        if kind is Kind.MSR and e.register == "MDCR_EL2" and e.actor in SOFTWARE and MDCR_E2PB.get(e.value) == 0b01:
+        if kind is Kind.MSR and e.register == "MDCR_EL2" and e.actor in SOFTWARE and MDCR_E2PB.get(e.value) == E2PB_RESERVED:
             msg = (
                 f"{msr_text(e)} by {e.actor} writes the reserved value 0b01 to MDCR_EL2.E2PB "
                 f"(it may act as any allocated value, Arm ARM K1.2.19; expected 0b00, 0b10 or 0b11)"

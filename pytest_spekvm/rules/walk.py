@@ -1,6 +1,6 @@
 """The machinery every rule shares: register replay and the window walk over a trace.
 
-A checker reads the trace once, in order. Two helpers rebuild what it needs from the events alone
+A checker reads the trace once, in order. Two classes rebuild what it needs from the events alone
 (never from the CPU object, so a rule judges exactly what the trace shows):
 
 - `RegisterReplay` gives every register's value after each event, and `in_force` the values the
@@ -33,10 +33,9 @@ import enum
 from collections.abc import Iterator, Mapping
 
 from ..reference import memory as M
-from ..reference import registers as R
-from ..reference.actors import BOOT, SOFTWARE
-from ..reference.cpu import reset_values
+from ..reference.actors import BOOT
 from ..reference.features import Features
+from ..reference.registers import PMBLIMITR_E, PMBSR_S, is_spe, reset_values
 from ..reference.trace import Event, Kind, PeUpdate, Trace
 
 __all__ = [
@@ -44,8 +43,6 @@ __all__ = [
     "BOOT_CONTROLS",
     "HOST_SPE_STATE",
     "NOT_CSE",
-    "SOFTWARE",
-    "SPE_REGISTERS",
     "Phase",
     "RegisterReplay",
     "Walk",
@@ -53,7 +50,6 @@ __all__ = [
     "guest_reached",
     "into_guest",
     "is_cse",
-    "is_spe",
     "msr_text",
     "registers_after",
     "replay",
@@ -62,10 +58,6 @@ __all__ = [
 
 # ------------------------------------------------------------------ architecture facts
 
-PMBLIMITR_E = R.field_mask("PMBLIMITR_EL1", "E")  # PMBLIMITR_EL1.E [0]
-PMBSR_S = R.field_mask("PMBSR_EL1", "S")  # PMBSR_EL1.S [17]
-SPE_KINDS = frozenset({R.SPE_SAMPLING, R.SPE_BUFFER})
-SPE_REGISTERS = frozenset(r.name for r in R.REGISTERS if r.kind in SPE_KINDS)
 # SPE registers a guest may reach without a trap: PMBIDR_EL1 is trapped only by the fine-grained
 # trap HDFGRTR_EL2.PMBIDR_EL1 (FEAT_FGT), and holds no host value (from EL1 it reads P = 1 while EL2
 # owns the buffer). Its read must trap only where the switch set that trap (TRAP-COND).
@@ -78,12 +70,6 @@ HOST_SPE_STATE = (
     "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
 )
 ACCESSES = frozenset({Kind.MRS, Kind.MSR, Kind.TRAP, Kind.UNDEF, Kind.TRAP_EL3})
-
-
-def is_spe(name: str) -> bool:
-    """Whether `name` (a register, or a *_EL12 alias an UNDEF event may carry) is an SPE register."""
-    alias = R.EL12_ALIASES.get(name)
-    return (alias[1] if alias else name) in SPE_REGISTERS
 
 
 def is_cse(event: Event) -> bool:
