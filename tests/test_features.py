@@ -34,7 +34,7 @@ def _field(value: int, msb: int, lsb: int) -> int:
     ],
 )
 def test_spe_levels_are_the_pmsver_values(level: SpeLevel, pmsver: int) -> None:
-    """Each SPE level's value is the ID_AA64DFR0_EL1.PMSVer encoding DESIGN.md section 2 lists."""
+    """Each SPE level's value is the ID_AA64DFR0_EL1.PMSVer encoding the Arm ARM gives it."""
     assert pmsver == int(level)
 
 

@@ -1,5 +1,5 @@
 """The plugin black-box: a run against a target: report header, verdict table, selection (-k, -m,
---lf, -x, node ids), xdist, the failure text of DESIGN.md section 5 and replaying it, and adapters
+--lf, -x, node ids), xdist, the failure text (the README's example of a failure) and replaying it, and adapters
 that raise, hang or return garbage on some CPUs only."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ MASK64 = (1 << 64) - 1
 
 
 def _bits(*spans: tuple[int, int] | int) -> int:
-    """A mask from bit numbers and (msb, lsb) spans, as DESIGN.md writes them."""
+    """A mask from bit numbers and (msb, lsb) spans, as the Arm ARM writes them."""
     mask = 0
     for span in spans:
         msb, lsb = span if isinstance(span, tuple) else (span, span)
@@ -21,7 +21,7 @@ def _bits(*spans: tuple[int, int] | int) -> int:
     return mask
 
 
-# MDCR_EL2 as DESIGN.md section 2 lists it, transcribed independently of registers.py:
+# MDCR_EL2 as the Arm ARM lists its fields, transcribed independently of registers.py:
 # which bits each feature brings. A feature absent from a CPU leaves its bits RES0.
 MDCR_BITS_BY_FEATURE: dict[str, int] = {
     "always": _bits(8, 9, 10, 11),  # TDE, TDA, TDOSA, TDRA
@@ -109,7 +109,7 @@ def test_design_bit_list_covers_every_bit_once() -> None:
     ids=lambda v: v.describe() if isinstance(v, Features) else hex(v),
 )
 def test_mdcr_el2_res0_mask(features: Features, expected: int) -> None:
-    """MDCR_EL2's RES0 mask for a feature set is the one DESIGN.md's bit list gives."""
+    """MDCR_EL2's RES0 mask for a feature set is the one the Arm ARM's field list gives."""
     assert hex(expected) == hex(R.res0_mask("MDCR_EL2", features))
 
 
@@ -192,7 +192,7 @@ def test_non_exhaustive_register_is_res0_only_in_absent_feature_fields() -> None
     )
 
 
-# Encodings (op0, op1, CRn, CRm, op2) from DESIGN.md section 2 and the Arm ARM.
+# Encodings (op0, op1, CRn, CRm, op2) from the Arm ARM.
 ENCODINGS = [
     ("MDCR_EL2", (3, 4, 1, 1, 1)),
     ("HCR_EL2", (3, 4, 1, 1, 0)),

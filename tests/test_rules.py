@@ -420,7 +420,7 @@ def _zero_guest_spe_context(cpu: CPU, vcpu: Vcpu, host: int) -> None:
 
 TPMS = R.bits("MDCR_EL2", TPMS=1)
 E2PB_EL1 = R.bits("MDCR_EL2", E2PB=0b11)
-MDCR_BIT16 = 1 << 16  # MDCR_EL2 bit 16: RES0 on every CPU (DESIGN.md section 2)
+MDCR_BIT16 = 1 << 16  # MDCR_EL2 bit 16: RES0 on every CPU (the Arm ARM's MDCR_EL2 field list)
 
 # id: (switch, CPU, scenario, chooser, the rules that fail: exactly these)
 BROKEN: dict[str, tuple[Callable[[], S.ReferenceSwitch], Features, Scenario, Chooser, set[str]]] = {
@@ -944,7 +944,7 @@ def _messages(case: str, rule_id: str) -> list[str]:
 
 
 def test_res0_message_names_the_field_and_the_feature() -> None:
-    """RES0 names the bit, its field and the feature it needs, as the DESIGN.md counterexample does."""
+    """RES0 names the bit, its field and the feature it needs (docs/rules.md#res0)."""
     assert (
         "msr MDCR_EL2 <- 0x4c66 by hyp: bit 14 (TPMS) is RES0 without FEAT_SPE (expected 0xc66, got 0x4c66)"
         == (_messages("tpms-without-spe", "RES0")[0])
@@ -1232,7 +1232,7 @@ def test_res0_judged_from_the_table_agrees_with_the_model(features: Features) ->
 
 
 def test_catalogue_ids_and_order() -> None:
-    """The catalogue holds the nine rules of DESIGN.md section 4, by their stable ids, in order."""
+    """The catalogue holds the nine rules docs/rules.md documents, by their stable ids, in order."""
     assert RULE_IDS == tuple(rule.id for rule in rules.RULES)
     assert list(RULE_IDS) == list(rules.BY_ID)
 

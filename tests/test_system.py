@@ -54,7 +54,7 @@ def events_since(s: System, mark: int) -> list[str]:
     ],
 )
 def test_host_mdcr_el2_is_what_the_host_configures_at_boot(features: Features, expected: int) -> None:
-    """The host's MDCR_EL2 has HPMN = the counters and the SPE ownership DESIGN.md section 3 gives."""
+    """The host's MDCR_EL2 has HPMN = the counters and the SPE ownership Linux gives it at boot: E2PB=0b11 on nVHE, TPMS on VHE."""
     assert hex(expected) == hex(host_mdcr_el2(features))
 
 
