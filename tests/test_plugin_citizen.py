@@ -125,7 +125,7 @@ def test_imports():
     printed = {m[1]: m[2] for m in (re.search(r"(HEAVY|OURS) \[(.*)", line) for line in result.stdout.lines) if m}
     assert {
         "HEAVY": "]",
-        "OURS": "'pytest_spekvm', 'pytest_spekvm.budget', 'pytest_spekvm.failures', 'pytest_spekvm.hookspecs', 'pytest_spekvm.plugin', 'pytest_spekvm.xdist_cells']",
+        "OURS": "'pytest_spekvm', 'pytest_spekvm.budget', 'pytest_spekvm.failures', 'pytest_spekvm.hookspecs', 'pytest_spekvm.plugin', 'pytest_spekvm.timeouts', 'pytest_spekvm.xdist_cells']",
     } == printed
 
 
