@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import hypothesis
+import pytest
 from hypothesis import Phase, reproduce_failure, settings, target
 from hypothesis import strategies as st
+from hypothesis.control import current_build_context
+from hypothesis.core import encode_failure
+from hypothesis.errors import DidNotReproduce
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -37,27 +43,46 @@ SHOWN_VIOLATIONS = 5
 
 
 HUNG_NOTE = (
-    "not shrunk, and no --spekvm-reproduce line: every attempt to shrink a sequence that hangs would wait"
-    " out --spekvm-timeout again. hypothesis saved this example in its database, so the same command runs"
-    " it first next time; elsewhere, --hypothesis-seed with the seed printed below generates it again."
+    "not shrunk: every attempt to shrink a sequence that hangs would wait out --spekvm-timeout again;"
+    " the --spekvm-reproduce line below replays this very sequence."
 )
-
-
-class _Hung(BaseException):
-    """An adapter call hung during a generated sequence: a BaseException so that hypothesis stops at
-    once instead of shrinking (it saves the example to its database as the exception passes)."""
 
 
 class SpekvmFailure(AssertionError):
     """A rule violated or a contract clause broken: reported as its message, without a traceback."""
 
 
+class ContractFailure(SpekvmFailure):
+    """The adapter broke a contract clause: reported once per cell and clause; the cell's rules are not judged."""
+
+    def __init__(self, text: str, clause: str, cell: Features) -> None:
+        super().__init__(text)
+        self.clause = clause
+        self.cell = cell
+
+
+class _Hung(BaseException):
+    """An adapter call hung during a generated sequence: a BaseException so that hypothesis stops at
+    once instead of shrinking; it carries the report, and the blob that replays the sequence."""
+
+    def __init__(self, text: str, clause: str, cell: Features) -> None:
+        super().__init__(text)
+        self.clause = clause
+        self.cell = cell
+
+
 @attrs.frozen
 class CellOutcome:
-    """The scripted scenario run once on one cell: the run, or how the adapter failed."""
+    """The scripted scenario run once on one cell: the run, or how the adapter failed.
+
+    A cell run in a process of its own (`isolation`) comes back judged: `judged` maps each rule to
+    (exercised, the violation's report or ''), and `failure_body` is the contract failure's report.
+    """
 
     run: Run | None
     failure: AdapterFailure | None
+    judged: Mapping[str, tuple[bool, str]] | None = None
+    failure_body: str = ""
 
 
 @attrs.define
@@ -69,8 +94,11 @@ class SpekvmSession:
     rules: dict[str, Rule]
     timeout: float = 10.0
     reproduce: tuple[str, bytes] | None = None  # --spekvm-reproduce: (hypothesis version, blob)
+    reproduce_rule: str = ""  # the rule whose sequences test the blob replays ('': every one selected)
     verdicts: Verdicts = attrs.field(factory=Verdicts)
+    replayed: list[str] = attrs.field(factory=list)  # what --spekvm-reproduce found now passes
     _cells: dict[Features, CellOutcome] = attrs.field(factory=dict)
+    _reported: dict[tuple[str, Features], str] = attrs.field(factory=dict)  # (clause, cell) -> the test that reported it
 
     # ------------------------------------------------------------------------ scripted cells
 
@@ -78,17 +106,26 @@ class SpekvmSession:
         """Run the scripted scenario on `cell` with the worst-case chooser, once per session."""
         outcome = self._cells.get(cell)
         if outcome is None:
-            run: Run | None = None
-            try:
-                run = Run.start(self.target, cell, WorstCaseChooser(), self.timeout)
-                run.do_all(SCRIPT)
-                self.verdicts.steps += len(run.steps)
-                outcome = CellOutcome(run, None)
-            except AdapterFailure as failure:
-                outcome = CellOutcome(run, failure)
+            if self.target.isolated:
+                from .isolation import run_cell_isolated  # noqa: PLC0415 - only C targets fork
+
+                outcome = run_cell_isolated(self, cell)
+            else:
+                outcome = self.run_cell(cell)
             self._cells[cell] = outcome
             self.verdicts.saw(cell)
         return outcome
+
+    def run_cell(self, cell: Features) -> CellOutcome:
+        """The scripted scenario on `cell`, in this process."""
+        run: Run | None = None
+        try:
+            run = Run.start(self.target, cell, WorstCaseChooser(), self.timeout)
+            run.do_all(SCRIPT)
+            self.verdicts.steps += len(run.steps)
+            return CellOutcome(run, None)
+        except AdapterFailure as failure:
+            return CellOutcome(run, failure)
 
     def check_cell(self, rule_id: str, cell: Features, nodeid: str = "") -> None:
         """Judge `rule_id` on the scripted scenario for `cell`; fail the test with a timeline if broken."""
@@ -103,13 +140,31 @@ class SpekvmSession:
         outcome = self.cell_outcome(cell)
         replay = self.replay_hint(nodeid, scripted=True)
         if outcome.failure is not None:
-            self.verdicts.record(rule_id, exercised=False, failed=True)
-            raise SpekvmFailure(format_adapter_failure(outcome.failure, cell, outcome.run, replay))
+            body = outcome.failure_body or contract_body(outcome.failure, cell, outcome.run)
+            self.contract_failed(rule_id, False, outcome.failure.clause, cell, nodeid, f"{body}\nreplay: {replay}")
+        if outcome.judged is not None:
+            exercised, text = outcome.judged[rule_id]
+            self.verdicts.record(rule_id, exercised, bool(text))
+            if text:
+                raise SpekvmFailure(f"{text}\nreplay: {replay}")
+            return
         assert outcome.run is not None
-        judgement = rule.judge(outcome.run.system.cpu.trace, cell)
+        judgement = rule.judge(outcome.run.trace, cell)
         self.verdicts.record(rule_id, judgement.exercised, bool(judgement.violations))
         if judgement.violations:
             raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay))
+
+    def contract_failed(self, rule_id: str, exercised: bool, clause: str, cell: Features, nodeid: str, text: str) -> None:
+        """The adapter broke `clause` on `cell` before `rule_id` could be judged: the first test to meet it fails
+        with the report, every later one is skipped as not judged, naming the test that reported it."""
+        self.verdicts.record(rule_id, exercised, failed=False, judged=False)
+        key = (clause, cell)
+        reported = self._reported.get(key)
+        if reported is None:
+            self._reported[key] = nodeid or rule_id
+            self.verdicts.contract_failures += 1
+            raise ContractFailure(text, clause, cell)
+        pytest.skip(f"not judged (adapter failed): CONTRACT {clause!r} broken on {cell.describe()}, reported by {reported}")
 
     # ------------------------------------------------------------------ generated sequences
 
@@ -138,19 +193,46 @@ class SpekvmSession:
 
     def explore(self, rule_id: str, nodeid: str = "") -> None:
         """Judge `rule_id` over hypothesis-generated features, event sequences and chooser answers."""
+        if self.target.isolated:
+            from .isolation import explore_isolated  # noqa: PLC0415 - only C targets fork
+
+            explore_isolated(self, rule_id, nodeid)
+        else:
+            self.explore_here(rule_id, nodeid)
+
+    def explore_here(self, rule_id: str, nodeid: str = "") -> None:
+        """`explore`, in this process."""
         rule = self.rules[rule_id]
         seen = {"exercised": False}
         machine = machine_for(self, rule, seen, self.replay_hint(nodeid, scripted=False))
-        if self.reproduce is not None:
+        replaying = self.reproduce is not None and self.reproduce_rule in ("", rule_id)
+        if replaying:
+            assert self.reproduce is not None
             machine = reproduce_failure(*self.reproduce)(machine)
         started = time.perf_counter()
         try:
             run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
         except _Hung as hung:
+            self.contract_failed(rule_id, seen["exercised"], hung.clause, hung.cell, nodeid, str(hung))
+        except DidNotReproduce as exc:
+            if replaying and "completed successfully" in str(exc):
+                self.replayed.append(
+                    f"the recorded case of {rule_id} ({nodeid or rule_id}) now passes against {self.target.name} ({self.target.spec})"
+                )
+                self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False)
+                return
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
-            msg = f"{hung}\n{HUNG_NOTE}"
+            msg = (
+                f"Cannot replay the --spekvm-reproduce case in {nodeid or rule_id} because it does not fit this test"
+                f" (it was recorded by another test, or against another version of pytest-spekvm): {exc}"
+                " (give the node id and the --spekvm-reproduce value of the same failure report)"
+            )
             raise SpekvmFailure(msg) from None
-        except BaseException:
+        except ContractFailure as exc:
+            exc.spekvm_rule = rule_id  # type: ignore[attr-defined]
+            self.contract_failed(rule_id, seen["exercised"], exc.clause, exc.cell, nodeid, _with_notes(exc))
+        except BaseException as exc:
+            exc.spekvm_rule = rule_id  # type: ignore[attr-defined]
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)
             raise
         finally:
@@ -158,14 +240,26 @@ class SpekvmSession:
         self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False)
 
     def replay_hint(self, nodeid: str, scripted: bool) -> str:
-        """How to run this check again."""
-        command = f"pytest --spekvm-target={self.target.spec} '{nodeid}'" if nodeid else f"pytest --spekvm-target={self.target.spec}"
+        """How to run this check again, as a shell command."""
+        command = f"pytest {shlex.quote(f'--spekvm-target={self.target.spec}')}"
+        if nodeid:
+            command += f" {shlex.quote(nodeid)}"
         if scripted:
             return f"{command}   (scripted, deterministic)"
         return (
             f"{command}   (hypothesis keeps the failing example in its database and replays it first;"
             " the --spekvm-reproduce line at the end replays it anywhere)"
         )
+
+
+def _with_notes(exc: BaseException) -> str:
+    """The exception's message and hypothesis' notes (the falsifying steps, the blob)."""
+    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+
+
+def reproduce_line(rule_id: str, blob_text: str) -> str:
+    """The line that replays a generated failure anywhere (`blob_text`: hypothesis' @reproduce_failure arguments)."""
+    return f"replay anywhere: add {shlex.quote(f'--spekvm-reproduce={rule_id}:{blob_text}')} to the command above"
 
 
 def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], replay: str) -> type[RuleBasedStateMachine]:
@@ -204,8 +298,11 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
                 self.failed = True
                 report = format_adapter_failure(failure, self.cell, self.run, replay)
                 if failure.hung:
-                    raise _Hung(report) from None
-                raise SpekvmFailure(report) from None
+                    choices = current_build_context().data.choices
+                    blob = f"{hypothesis.__version__}:{encode_failure(choices).decode()}"
+                    report += f"\n{HUNG_NOTE}\n{reproduce_line(checked.id, blob)}"
+                    raise _Hung(report, failure.clause, self.cell) from None
+                raise ContractFailure(report, failure.clause, self.cell) from None
 
         def _step(self, data: Any, step: Step) -> None:
             assert self.run is not None
@@ -246,7 +343,7 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
         def judged(self) -> None:
             if self.run is None or self.cell is None:
                 return
-            judgement = checked.judge(self.run.system.cpu.trace, self.cell)
+            judgement = checked.judge(self.run.trace, self.cell)
             self.exercised = self.exercised or judgement.exercised
             seen["exercised"] = seen["exercised"] or judgement.exercised
             if judgement.violations:
@@ -258,8 +355,8 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
                 return  # a failed step has been reported; the end of the scenario adds nothing
             self.chooser.data = None
             # The end of the scenario: the chooser is no longer asked, the host drains as it would.
-            self.run.system.cpu.chooser = WorstCaseChooser()
-            self._guard(self.run.system.finish)
+            self.run.set_chooser(WorstCaseChooser())
+            self._guard(self.run.finish)
             self.judged()
             # Steer generation towards runs that reach the rule's precondition.
             target(float(self.exercised), label=f"{checked.id} exercised")
@@ -275,8 +372,8 @@ def _first_bad(violations: Sequence[Violation]) -> Violation:
     return min(violations, key=lambda v: v.event)
 
 
-def format_violation(rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str) -> str:
-    """The failure a person reads in ten seconds: rule, features, steps, timeline, replay."""
+def violation_body(rule: Rule, judgement: Judgement, cell: Features, run: Run) -> str:
+    """The failure a person reads in ten seconds: rule, features, steps, timeline."""
     first = _first_bad(judgement.violations)
     ordered = sorted(judgement.violations, key=lambda v: v.event)
     lines = [
@@ -292,22 +389,32 @@ def format_violation(rule: Rule, judgement: Judgement, cell: Features, run: Run,
         "steps:",
         run.describe_steps(),
         f"timeline around event #{first.event} (>>):",
-        run.system.cpu.trace.timeline(around=first.event),
-        f"replay: {replay}",
+        run.trace.timeline(around=first.event),
     ]
     return "\n".join(lines)
 
 
-def format_adapter_failure(failure: AdapterFailure, cell: Features, run: Run | None, replay: str) -> str:
-    """An adapter that raised, hung or returned garbage: the contract clause and what happened."""
+def format_violation(rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str) -> str:
+    """The violation's report, ending with the command that replays it."""
+    return f"{violation_body(rule, judgement, cell, run)}\nreplay: {replay}"
+
+
+def contract_body(failure: AdapterFailure, cell: Features, run: Run | None, steps: str = "") -> str:
+    """An adapter that raised, hung, crashed or returned garbage: the contract clause and what happened."""
     lines = [
         f"CONTRACT {failure.clause!r} broken on features: {cell.describe()}",
         f"  {failure}",
     ]
     if run is not None:
-        trace = run.system.cpu.trace
+        trace = run.trace
         lines += ["steps:", run.describe_steps()]
         if len(trace):
             lines += ["timeline up to the failure:", trace.timeline(around=len(trace) - 1)]
-    lines.append(f"replay: {replay}")
+    elif steps:
+        lines += ["steps:", steps]
     return "\n".join(lines)
+
+
+def format_adapter_failure(failure: AdapterFailure, cell: Features, run: Run | None, replay: str) -> str:
+    """The contract failure's report, ending with the command that replays it."""
+    return f"{contract_body(failure, cell, run)}\nreplay: {replay}"

@@ -1,4 +1,4 @@
-"""The per-rule verdict table: passed, failed (with counts) or never exercised."""
+"""The per-rule verdict table: passed, failed (with counts), never exercised, or not judged because the adapter failed."""
 
 from __future__ import annotations
 
@@ -16,13 +16,16 @@ class Tally:
     checks: int = 0
     exercised: int = 0
     failed: int = 0
+    not_judged: int = 0  # checks whose scenario the adapter broke before the rule could be judged
 
     def verdict(self) -> str:
-        """'failed', 'passed', 'never exercised' or 'not run'."""
+        """'failed', 'passed', 'never exercised', 'not judged' or 'not run'."""
         if self.failed:
             return "failed"
         if not self.checks:
             return "not run"
+        if self.not_judged:
+            return "not judged"
         if not self.exercised:
             return "never exercised"
         return "passed"
@@ -37,13 +40,15 @@ class Verdicts:
     dimensions: dict[str, set[str]] = attrs.field(factory=dict)
     steps: int = 0  # scenario steps run (host actions and vcpu runs), cells and sequences
     seconds: float = 0.0  # time spent in the checks that ran them
+    contract_failures: int = 0  # tests failed because the adapter broke the contract (one per cell and clause)
 
-    def record(self, rule: str, exercised: bool, failed: bool) -> None:
-        """One check of `rule` ran."""
+    def record(self, rule: str, exercised: bool, failed: bool, judged: bool = True) -> None:
+        """One check of `rule` ran (`judged` False: the adapter failed before the rule could be judged)."""
         tally = self.tallies.setdefault(rule, Tally())
         tally.checks += 1
         tally.exercised += exercised
         tally.failed += failed
+        tally.not_judged += not judged
 
     def saw(self, features: Features) -> None:
         """A run used `features`."""
@@ -59,6 +64,7 @@ class Verdicts:
             "dimensions": {k: sorted(v) for k, v in self.dimensions.items()},
             "steps": self.steps,
             "seconds": self.seconds,
+            "contract_failures": self.contract_failures,
         }
 
     def merge(self, data: Mapping[str, object]) -> None:
@@ -70,6 +76,7 @@ class Verdicts:
             mine.checks += t["checks"]
             mine.exercised += t["exercised"]
             mine.failed += t["failed"]
+            mine.not_judged += t.get("not_judged", 0)
         combinations = data.get("combinations", [])
         assert isinstance(combinations, list)
         self.combinations.update(combinations)
@@ -78,6 +85,9 @@ class Verdicts:
         assert isinstance(seconds, (int, float))
         self.steps += steps
         self.seconds += seconds
+        contract_failures = data.get("contract_failures", 0)
+        assert isinstance(contract_failures, int)
+        self.contract_failures += contract_failures
         dimensions = data.get("dimensions", {})
         assert isinstance(dimensions, dict)
         for name, values in dimensions.items():
@@ -89,13 +99,22 @@ class Verdicts:
         for rule_id, severity, title in rules:
             tally = self.tallies.get(rule_id, Tally())
             verdict = tally.verdict()
+            unjudged = f"; {tally.not_judged} not judged: adapter failed" if tally.not_judged else ""
             if verdict == "failed":
-                verdict = f"FAILED ({tally.failed} of {tally.checks} checks)"
+                verdict = f"FAILED ({tally.failed} of {tally.checks} checks{unjudged})"
+            elif verdict == "not judged":
+                verdict = f"not judged (adapter failed on {tally.not_judged} of {tally.checks} checks)"
             elif verdict == "passed":
                 verdict = f"passed ({tally.checks} checks, {tally.exercised} exercised it)"
             elif verdict == "never exercised":
                 verdict = f"NEVER EXERCISED ({tally.checks} checks)"
             lines.append(f"{rule_id:<14} {severity:<12} {verdict:<44} {title}")
+        if self.contract_failures:
+            cells = sum(t.not_judged for t in self.tallies.values())
+            lines.append(
+                f"ADAPTER CONTRACT broken: {self.contract_failures} failed test{'s' if self.contract_failures > 1 else ''}"
+                f" (once per cell and clause); {cells - self.contract_failures} more checks of those cells not judged (skipped)"
+            )
         return lines
 
 
