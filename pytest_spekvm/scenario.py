@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import pickle
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -92,6 +93,16 @@ SCRIPT: tuple[Step, ...] = (
     Step("host_run", samples=1),
     Step("run_vcpu", vcpu=0, program=(GuestCode(1),)),
 )
+
+
+_listener: Callable[[bytes, bytes], None] | None = None
+
+
+def set_listener(listener: Callable[[bytes, bytes], None] | None) -> None:
+    """Have every scenario report its start (b"B", the pickled features) and each step (b"S", its description),
+    as they happen: a forked child's parent then knows how far it got if it crashes."""
+    global _listener  # noqa: PLW0603 - one listener per process, set once in a forked child
+    _listener = listener
 
 
 class AdapterFailure(Exception):
@@ -188,6 +199,8 @@ class Run:
         if error is not None:
             msg = f"spekvm_adapter() raised {describe_exception(error)} at {adapter_frame(error)}"
             raise AdapterFailure("spekvm_adapter() returns an adapter", msg, 0) from error
+        if _listener is not None:
+            _listener(b"B", pickle.dumps(features))
         guard = Guard()
         watched = WatchedChooser(chooser)
         system = System(features, GuardedSwitch(adapter, guard), watched, choices=target.choices)
@@ -199,6 +212,8 @@ class Run:
 
     def do(self, step: Step) -> None:
         """Perform one step, turning the adapter's misbehaviour into `AdapterFailure`."""
+        if _listener is not None:
+            _listener(b"S", step.describe().encode())
         self.steps.append(step)
         system = self.system
         index = len(self.steps)

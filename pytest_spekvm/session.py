@@ -163,8 +163,11 @@ class SpekvmSession:
         if reported is None:
             self._reported[key] = nodeid or rule_id
             self.verdicts.contract_failures += 1
-            raise ContractFailure(text, clause, cell)
-        pytest.skip(f"not judged (adapter failed): CONTRACT {clause!r} broken on {cell.describe()}, reported by {reported}")
+            error = ContractFailure(text, clause, cell)
+            error.spekvm_rule = rule_id  # type: ignore[attr-defined]
+            raise error
+        reason = f"not judged (adapter failed): CONTRACT {clause!r} broken on {cell.describe()}, reported by {reported}"
+        raise pytest.skip.Exception(reason, _use_item_location=True)
 
     # ------------------------------------------------------------------ generated sequences
 
