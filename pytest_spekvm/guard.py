@@ -13,6 +13,7 @@ import inspect
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -93,9 +94,12 @@ def time_limit(seconds: float) -> Iterator[Limit]:
     ours = seconds if seconds > 0 else math.inf
     theirs = outer_delay if outer_delay > 0 else math.inf
 
+    tracer = sys.gettrace()
+
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         if not limit.expired:
             limit.expired, limit.outer = True, theirs <= ours
+        _escape_handlers(frame)
         raise _Timeout
 
     started = time.monotonic()
@@ -106,9 +110,27 @@ def time_limit(seconds: float) -> Iterator[Limit]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        if limit.expired:
+            sys.settrace(tracer)  # coverage's, or none
         if theirs < math.inf:
             left = theirs - (time.monotonic() - started)
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), outer_interval)
+
+
+def _escape(frame: FrameType, event: str, arg: object) -> Any:
+    """Trace function while a limit has expired: a line run inside an `except` that caught the timeout raises
+    it again, so `while True: try: ... except BaseException: pass` cannot hold it."""
+    if event == "line" and isinstance(sys.exc_info()[1], _Timeout):
+        raise _Timeout
+    return _escape
+
+
+def _escape_handlers(frame: FrameType | None) -> None:
+    """Trace the adapter's frames (those outside the plugin and the model) with `_escape`."""
+    sys.settrace(_escape)
+    while frame is not None and not frame.f_code.co_filename.startswith(_OWN_DIRS):
+        frame.f_trace = _escape
+        frame = frame.f_back
 
 
 @attrs.define

@@ -21,6 +21,7 @@ from .guard import (
 )
 from .reference.chooser import Chooser
 from .reference.cpu import ModelError
+from .reference.registers import UnknownRegisterError
 from .reference.features import Features
 from .reference.system import System
 from .reference.vcpu import ContractError, GuestAccess, GuestAction, GuestCode, GuestExit
@@ -262,7 +263,7 @@ class Run:
             return
         if isinstance(error, ContractError):
             raise AdapterFailure(error.clause, str(error.args[0]), index) from error
-        if isinstance(error, ModelError):
+        if isinstance(error, (ModelError, UnknownRegisterError)):
             msg = f"{method}() asked the model for something that cannot exist: {safe_text(error, str)} (at {adapter_frame(error)})"
             raise AdapterFailure(f"{method}() uses only what the CPU model offers", msg, index) from error
         msg = f"{method}() raised {describe_exception(error)} at {adapter_frame(error)}"
