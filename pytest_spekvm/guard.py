@@ -72,6 +72,7 @@ class Limit:
     seconds: float
     expired: bool = False
     outer: bool = False  # a timer armed before ours (pytest-timeout's, say) came due first
+    active: bool = True  # False once the block is over: an alarm still pending then raises nothing
 
 
 @contextlib.contextmanager
@@ -99,8 +100,11 @@ def time_limit(seconds: float) -> Iterator[Limit]:
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         if not limit.expired:
             limit.expired, limit.outer = True, theirs <= ours
-        _escape_handlers(frame)
-        raise _Timeout
+        # Raised only into the adapter's own code: in the harness or the model (the adapter's next call
+        # through the view raises instead) it would break the bookkeeping that reports the hang.
+        if limit.active and frame is not None and _adapter_code(frame):
+            _escape_handlers(frame)
+            raise _Timeout
 
     started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, on_alarm)
@@ -108,6 +112,7 @@ def time_limit(seconds: float) -> Iterator[Limit]:
     try:
         yield limit
     finally:
+        limit.active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
         if limit.expired:
@@ -117,20 +122,31 @@ def time_limit(seconds: float) -> Iterator[Limit]:
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), outer_interval)
 
 
+_HARNESS_CODE = (*_OWN_DIRS, contextlib.__file__)
+
+
+def _adapter_code(frame: FrameType) -> bool:
+    """Whether `frame` runs the adapter's code (or a library it calls), not the plugin's, the model's or a `with`'s exit."""
+    return not frame.f_code.co_filename.startswith(_HARNESS_CODE)
+
+
 def _escape(frame: FrameType, event: str, arg: object) -> Any:
-    """Trace function while a limit has expired: a line run inside an `except` that caught the timeout raises
-    it again, so `while True: try: ... except BaseException: pass` cannot hold it."""
+    """Trace function while a limit has expired: a line of the adapter run inside an `except` that caught the
+    timeout raises it again, so `while True: try: ... except BaseException: pass` cannot hold it."""
+    if not _adapter_code(frame):
+        return None
     if event == "line" and isinstance(sys.exc_info()[1], _Timeout):
         raise _Timeout
     return _escape
 
 
-def _escape_handlers(frame: FrameType | None) -> None:
-    """Trace the adapter's frames (those outside the plugin and the model) with `_escape`."""
+def _escape_handlers(frame: FrameType) -> None:
+    """Trace the adapter's frames (from the interrupted one out to the harness) with `_escape`."""
     sys.settrace(_escape)
-    while frame is not None and not frame.f_code.co_filename.startswith(_OWN_DIRS):
-        frame.f_trace = _escape
-        frame = frame.f_back
+    current: FrameType | None = frame
+    while current is not None and _adapter_code(current):
+        current.f_trace = _escape
+        current = current.f_back
 
 
 @attrs.define

@@ -256,7 +256,7 @@ class Run:
             else:
                 msg = f"{method}() did not return within {self.timeout:g}s (--spekvm-timeout); it may loop forever"
             if not isinstance(error, _Timeout):
-                msg += " (it caught the timeout and carried on)"
+                msg += " (it went on past the limit)"
             raise AdapterFailure(f"{method}() returns", msg, index, hung=True) from None
         self._check_state(index)
         if error is None:
