@@ -182,7 +182,9 @@ def safe_text(value: object, conversion: Callable[[object], str] = repr) -> str:
         text = conversion(value)
     except BaseException as exc:  # noqa: BLE001 - any failure of the adapter's __repr__/__str__ is only reported
         return f"<{type(value).__name__} whose {conversion.__name__}() raised {type(exc).__name__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
+    if conversion is repr and len(text) > 200:  # a value shown in a message; an exception's text is kept whole
+        return text[:197] + "..."
+    return text
 
 
 def where_defined(function: object) -> str:
