@@ -180,7 +180,7 @@ def safe_text(value: object, conversion: Callable[[object], str] = repr) -> str:
     """`repr(value)` (or another conversion), or a note saying it raised: an adapter's object must not break a report."""
     try:
         text = conversion(value)
-    except BaseException as exc:  # noqa: BLE001 - any failure of the adapter's __repr__/__str__ is only reported
+    except BaseException as exc:
         return f"<{type(value).__name__} whose {conversion.__name__}() raised {type(exc).__name__}>"
     if conversion is repr and len(text) > 200:  # a value shown in a message; an exception's text is kept whole
         return text[:197] + "..."
@@ -239,6 +239,8 @@ class CpuView:
     """What an adapter is given as `cpu`: the model's CPU, through its instructions only."""
 
     __slots__ = ("_cpu", "_guard")
+    _cpu: CPU
+    _guard: Guard
 
     def __init__(self, cpu: CPU, guard: Guard) -> None:
         object.__setattr__(self, "_cpu", cpu)
@@ -331,7 +333,8 @@ class GuardedSwitch:
     def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
         """The adapter's setup_vcpu; the MDCR_EL2 it leaves is checked here, so the blame stays with it."""
         with self._in("setup_vcpu"):
-            result: object = self.adapter.setup_vcpu(self._view(cpu), vcpu, host_mdcr_el2)
+            adapter: Any = self.adapter  # its setup_vcpu is declared to return None, which is what is checked
+            result: object = adapter.setup_vcpu(self._view(cpu), vcpu, host_mdcr_el2)
         _refuse_awaitable(self.adapter.setup_vcpu, "setup_vcpu", result)
         value: object = vcpu.mdcr_el2
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:

@@ -75,7 +75,7 @@ def _run_forked(work: Callable[[_Channel], Any], timeout: float) -> _Child:
         channel = _Channel(write_fd)
         code = 0
         try:
-            scenario.set_listener(lambda kind, payload: channel.send(kind, payload))
+            scenario.set_listener(channel.send)
             channel.send(b"R", pickle.dumps(work(channel)))
         except BaseException:
             channel.send(b"E", traceback.format_exc().encode(errors="replace"))
@@ -229,7 +229,7 @@ def explore_isolated(session: SpekvmSession, rule_id: str, nodeid: str) -> None:
             raise SpekvmFailure(f"CONTRACT {clause!r} broken while generating sequences for {rule_id}\n  {message}")
         text = contract_body(failure, cell, None, steps=_numbered(child.steps))
         text += f"\nreplay: {session.replay_hint(nodeid, scripted=False).split('   (')[0]}   (the process died before hypothesis could save the example: run it again to search anew)"
-        session.contract_failed(rule_id, False, clause, cell, nodeid, text)
+        session.contract_failed(rule_id, False, clause, cell, nodeid=nodeid, text=text)
         return
     session.verdicts.merge(result["verdicts"])
     session._reported.update(result["reported"])

@@ -21,8 +21,8 @@ from .guard import (
 )
 from .reference.chooser import Chooser
 from .reference.cpu import ModelError
-from .reference.registers import UnknownRegisterError
 from .reference.features import Features
+from .reference.registers import UnknownRegisterError
 from .reference.system import System
 from .reference.vcpu import ContractError, GuestAccess, GuestAction, GuestCode, GuestExit
 

@@ -141,7 +141,7 @@ class SpekvmSession:
         replay = self.replay_hint(nodeid, scripted=True)
         if outcome.failure is not None:
             body = outcome.failure_body or contract_body(outcome.failure, cell, outcome.run)
-            self.contract_failed(rule_id, False, outcome.failure.clause, cell, nodeid, f"{body}\nreplay: {replay}")
+            self.contract_failed(rule_id, False, outcome.failure.clause, cell, nodeid=nodeid, text=f"{body}\nreplay: {replay}")
         if outcome.judged is not None:
             exercised, text = outcome.judged[rule_id]
             self.verdicts.record(rule_id, exercised, bool(text))
@@ -154,7 +154,7 @@ class SpekvmSession:
         if judgement.violations:
             raise SpekvmFailure(format_violation(rule, judgement, cell, outcome.run, replay))
 
-    def contract_failed(self, rule_id: str, exercised: bool, clause: str, cell: Features, nodeid: str, text: str) -> None:
+    def contract_failed(self, rule_id: str, exercised: bool, clause: str, cell: Features, *, nodeid: str, text: str) -> None:
         """The adapter broke `clause` on `cell` before `rule_id` could be judged: the first test to meet it fails
         with the report, every later one is skipped as not judged, naming the test that reported it."""
         self.verdicts.record(rule_id, exercised, failed=False, judged=False)
@@ -217,7 +217,7 @@ class SpekvmSession:
         try:
             run_state_machine_as_test(machine, settings=self.hypothesis_settings())  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
         except _Hung as hung:
-            self.contract_failed(rule_id, seen["exercised"], hung.clause, hung.cell, nodeid, str(hung))
+            self.contract_failed(rule_id, seen["exercised"], hung.clause, hung.cell, nodeid=nodeid, text=str(hung))
         except DidNotReproduce as exc:
             if not replaying:  # pragma: no cover - hypothesis raises it only when replaying a blob
                 raise
@@ -231,7 +231,7 @@ class SpekvmSession:
             )
         except ContractFailure as exc:
             exc.spekvm_rule = rule_id  # type: ignore[attr-defined]
-            self.contract_failed(rule_id, seen["exercised"], exc.clause, exc.cell, nodeid, _with_notes(exc))
+            self.contract_failed(rule_id, seen["exercised"], exc.clause, exc.cell, nodeid=nodeid, text=_with_notes(exc))
         except BaseException as exc:
             exc.spekvm_rule = rule_id  # type: ignore[attr-defined]
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True)

@@ -14,10 +14,10 @@ from typing import Any
 
 import attrs
 
+from .guard import Limit, safe_text, time_limit
 from .reference.contract import WorldSwitch
 from .reference.switch import ReferenceSwitch
 from .reference.system import Choices
-from .guard import Limit, safe_text, time_limit
 from .space import FULL_SPACE, FeatureSpace
 
 ENTRY_POINT_GROUP = "spekvm_targets"

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 
+import hypothesis
 import pytest
 
 from pytest_spekvm.guard import CpuView, Guard, time_limit, watch_interrupts
@@ -60,7 +61,7 @@ RUN, SETUP = "vcpu_run", "setup_vcpu"
 FAST = (f"{TIMEOUT_OPTION}=0.3",)
 
 
-def row(method: str, code: str, clause: str, extra: tuple[str, ...] = (), id: str = "") -> object:  # noqa: A002
+def row(method: str, code: str, clause: str, extra: tuple[str, ...] = (), id: str = "") -> object:
     """One bad adapter: `code` runs in `method` on VHE cells; the VHE cell fails naming `clause`."""
     body = "\n".join(f"            {line}" for line in code.splitlines())
     return pytest.param(ON_VHE.replace("{method}", method).replace("{misbehave}", body), extra, 1, clause, id=id)
@@ -170,8 +171,6 @@ def table_counts(lines: list[str]) -> tuple[int, int, int]:
 def test_catalogue(spekvm_pytester: pytest.Pytester, adapter: str | None, args: tuple[str, ...], code: int, message: str) -> None:
     """A bad adapter or option gives the expected exit code and a message naming the clause or option, no
     traceback from the plugin, and (for a run) a verdict table and summary whose counts match the outcomes."""
-    import hypothesis
-
     spekvm_pytester.makeconftest(NARROW)
     if adapter is not None:
         spekvm_pytester.makepyfile(bad=adapter)
