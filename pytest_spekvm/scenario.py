@@ -169,10 +169,12 @@ class Run:
     system: System
     steps: list[Step] = attrs.field(factory=list)
     timeout: float = 10.0
-    guard: Guard = attrs.field(factory=Guard)
-    chooser: Any = None  # the WatchedChooser the model was given
-    trace: Any = None  # the trace the model started with: the one the rules judge, whatever the adapter does
-    _features: Any = attrs.field(default=None, init=False)
+    guard: Guard = attrs.field(factory=Guard, repr=False)
+    chooser: Any = attrs.field(default=None, repr=False)  # the WatchedChooser the model was given
+    # The trace the model started with: the one the rules judge, whatever the adapter does. Not in
+    # the repr: pytest shows the locals of a failing test's frames, and a trace is long.
+    trace: Any = attrs.field(default=None, repr=False)
+    _features: Any = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.trace is None:
