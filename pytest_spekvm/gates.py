@@ -119,7 +119,7 @@ def _checked_classes(log: RunLog, space: FeatureSpace) -> dict[str, set[str]]:
     everywhere = {precondition_class(cell_id(c)) for c in space.cells()}
     checked: dict[str, set[str]] = {}
     for test in log.tests.values():
-        if test.outcome in ("not run", "skipped"):
+        if test.outcome in ("not run", "skipped") or test.not_judged:
             continue
         mine = checked.setdefault(test.rule, set())
         mine.update(everywhere if test.where == GENERATED else {precondition_class(test.where)})
@@ -172,7 +172,7 @@ def rule_verdicts(session: SpekvmSession, log: RunLog, cov: Coverage) -> dict[st
         tests = [t for t in log.tests.values() if t.rule == rule_id]
         tally = session.verdicts.tallies.get(rule_id)
         verdict = tally.verdict() if tally is not None else "not run"
-        if any(t.outcome == "failed" for t in tests):
+        if any(t.outcome == "failed" and not t.not_judged for t in tests):
             verdict = "failed"
         elif verdict == "failed" and any(t.outcome == "known" for t in tests):
             verdict = "known deviation"
@@ -190,8 +190,9 @@ def evaluate(config: pytest.Config, session: SpekvmSession, log: RunLog, cov: Co
     """Every gate's result; those with `failing` set fail the run."""
     gates: list[dict[str, Any]] = []
     opts = config.stash[SETTINGS_KEY]
-    blocking = [t for t in log.tests.values() if t.outcome == "failed" and t.severity in opts.fail_on]
-    tolerated = [t for t in log.tests.values() if t.outcome == "failed" and t.severity not in opts.fail_on]
+    # A broken contract fails the run whatever the severity of the rule whose check reported it.
+    blocking = [t for t in log.tests.values() if t.outcome == "failed" and (t.severity in opts.fail_on or t.not_judged)]
+    tolerated = [t for t in log.tests.values() if t.outcome == "failed" and t not in blocking]
     gates.append(_gate(
         "fail-on", not blocking,
         f"{len(blocking)} failing checks of severities {', '.join(sorted(opts.fail_on))}; "
@@ -310,7 +311,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for gate in log.gates:
         if not gate["passed"] and gate["gate"] != "fail-on":
             tr.write_line(f"spekvm {'FAILED' if gate['failing'] else 'warning'}: {gate['detail']}")
-    tolerated = sorted({t.rule for t in log.tests.values() if t.outcome == "failed"} - {
+    tolerated = sorted({t.rule for t in log.tests.values() if t.outcome == "failed" and not t.not_judged} - {
         t.rule for t in log.tests.values() if t.outcome == "failed" and t.severity in config.stash[SETTINGS_KEY].fail_on
     })
     if tolerated:

@@ -267,13 +267,15 @@ def test_transient_adapter_failure_passes_on_rerun(spekvm_pytester: pytest.Pytes
 
 
 def test_adapter_failure_is_shared_by_a_cells_checks(spekvm_pytester: pytest.Pytester) -> None:
-    """Without a rerun, the checks of a cell whose scenario failed share that failure instead of running it again."""
+    """Without a rerun, the checks of a cell whose scenario failed share that failure instead of running it
+    again: the first reports it, the others are skipped as not judged."""
     spekvm_pytester.makepyfile(flaky=FLAKY)
     result = spekvm_pytester.runpytest(
         f"{TARGET_OPTION}=flaky.py", "-k", "(test_res0 or test_undef) and not sequences and nvhe-spe1-pmuv3p1",
-        "-p", "no:cacheprovider",
+        "-p", "no:cacheprovider", "-rs",
     )
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*not judged (adapter failed): CONTRACT 'vcpu_run() returns normally' broken on *"])
     assert 0 == steps(result)
 
 
