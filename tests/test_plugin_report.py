@@ -73,7 +73,7 @@ def test_report_validates_and_carries_the_run(nodrain: pytest.Pytester) -> None:
     assert (
         {"name": "nodrain", "version": "", "spec": "nodrain.py"},
         {"profile": "default", "seed": "3"},
-        ("failed", {"checks": 22, "exercised": 5, "failed": 5, "known": 0}, "correctness", "ordering"),
+        ("failed", {"checks": 22, "exercised": 5, "failed": 5, "not_judged": 0, "known": 0}, "correctness", "ordering"),
         ("failed", "never exercised", "not run"),
         ("DRAIN-ORDER", "nvhe-spe1-pmuv3p1", "msr", "HCR_EL2", "hyp"),
         "pytest --spekvm-target=nodrain.py 'test_ordering.py::test_drain_order[nvhe-spe1-pmuv3p1]'",
