@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 
-from . import scenario
+from . import ckit, scenario
 from .findings import Finding, make_finding
 from .reference.features import Features
 from .scenario import AdapterFailure
@@ -82,6 +82,7 @@ def _run_forked(work: Callable[[_Channel], Any], timeout: float) -> _Child:
         except BaseException:
             channel.send(b"E", traceback.format_exc().encode(errors="replace"))
             code = 70
+        ckit.dump_coverage()  # gcov writes its counts at exit, which os._exit skips (--spekvm-c-coverage)
         os._exit(code)
     os.close(write_fd)
     child = _Child()
