@@ -94,16 +94,18 @@ def time_limit(seconds: float) -> Iterator[Limit]:
         return
     ours = seconds if seconds > 0 else math.inf
     theirs = outer_delay if outer_delay > 0 else math.inf
-
-    tracer = sys.gettrace()
+    escape: _Escape | None = None
 
     def on_alarm(signum: int, frame: FrameType | None) -> None:
+        nonlocal escape
         if not limit.expired:
             limit.expired, limit.outer = True, theirs <= ours
         # Raised only into the adapter's own code: in the harness or the model (the adapter's next call
         # through the view raises instead) it would break the bookkeeping that reports the hang.
         if limit.active and frame is not None and _adapter_code(frame):
-            _escape_handlers(frame)
+            if escape is None:
+                escape = _Escape(limit)
+            escape.watch(frame)
             raise _Timeout
 
     started = time.monotonic()
@@ -115,8 +117,8 @@ def time_limit(seconds: float) -> Iterator[Limit]:
         limit.active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
-        if limit.expired:
-            sys.settrace(tracer)  # coverage's, or none
+        if escape is not None:
+            escape.close()
         if theirs < math.inf:
             left = theirs - (time.monotonic() - started)
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), outer_interval)
@@ -130,23 +132,96 @@ def _adapter_code(frame: FrameType) -> bool:
     return not frame.f_code.co_filename.startswith(_HARNESS_CODE)
 
 
-def _escape(frame: FrameType, event: str, arg: object) -> Any:
-    """Trace function while a limit has expired: a line of the adapter run inside an `except` that caught the
-    timeout raises it again, so `while True: try: ... except BaseException: pass` cannot hold it."""
-    if not _adapter_code(frame):
-        return None
-    if event == "line" and isinstance(sys.exc_info()[1], _Timeout):
-        raise _Timeout
-    return _escape
+class _Escape:
+    """The line tracing that makes an expired limit unswallowable: a line of the adapter's run inside an
+    `except` that caught the timeout raises it again, so `while True: try: ... except BaseException: pass`
+    cannot hold it. Installed only once the limit has expired and the alarm met the adapter's code, and
+    removed when the limit's block ends.
+
+    Python has one trace function per thread, and a tracer may already hold it: coverage.py's (whose C
+    tracer keeps a stack of the frames it saw called) or a debugger's. That tracer keeps seeing every
+    event it would have seen: the escape passes each one on and steps back in front of it after each call
+    (coverage's C tracer takes the place back at calls). Raising from a trace function makes Python drop
+    the trace function, so the events of the frames that the timeout then unwinds would be lost to that
+    tracer, and its stack would be wrong for the rest of the process: a profile function, which Python
+    keeps, hands those events on and puts the escape back at once.
+    """
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit = limit
+        self.previous: Any = sys.gettrace()  # a trace function, or coverage.py's C tracer object
+        self.profile: Any = sys.getprofile()
+        self.locals: dict[FrameType, _AdapterLines] = {}  # the adapter's frames being traced
+        self.closed = False
+
+    def watch(self, frame: FrameType) -> None:
+        """Trace from now on, and the adapter's frames from `frame` out to the harness's call into it."""
+        if sys.gettrace() is not self:
+            sys.settrace(self)
+        current: FrameType | None = frame
+        while current is not None and _adapter_code(current):
+            local = self.locals.get(current)
+            if local is None:
+                local = self.locals[current] = _AdapterLines(self, current.f_trace)
+            current.f_trace = local
+            current = current.f_back
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> Any:
+        """The global trace function: a frame starts ('call')."""
+        local = self.previous(frame, event, arg) if self.previous is not None else None
+        if sys.gettrace() is not self and not self.closed:
+            sys.settrace(self)
+        if frame.f_back not in self.locals or not _adapter_code(frame):
+            return local  # the harness's own calls (and what they call) are not the adapter's
+        adapter = self.locals[frame] = _AdapterLines(self, local)
+        return adapter
+
+    def raising(self) -> None:
+        """A trace function is about to raise: have the next event (the unwinding frame's return) put the tracing back."""
+        if self.profile is None:
+            sys.setprofile(self._resume)
+
+    def _resume(self, frame: FrameType, event: str, arg: object) -> None:
+        """Profile function for the first event after a raise: tracing back on, and the event handed to the
+        tracer that missed it."""
+        sys.setprofile(self.profile)
+        if self.closed:
+            return
+        sys.settrace(self)
+        if event == "call":
+            local = self(frame, event, arg)
+            if local is not None:
+                frame.f_trace = local
+        elif event == "return":
+            local = frame.f_trace or self.locals.get(frame)
+            if local is not None:
+                local(frame, event, arg)
+
+    def close(self) -> None:
+        """The limit's block is over: the previous tracer alone again."""
+        self.closed = True
+        if sys.getprofile() == self._resume:
+            sys.setprofile(self.profile)
+        sys.settrace(self.previous)
+        self.locals.clear()
 
 
-def _escape_handlers(frame: FrameType) -> None:
-    """Trace the adapter's frames (from the interrupted one out to the harness) with `_escape`."""
-    sys.settrace(_escape)
-    current: FrameType | None = frame
-    while current is not None and _adapter_code(current):
-        current.f_trace = _escape
-        current = current.f_back
+class _AdapterLines:
+    """The local trace function of one of the adapter's frames: passes each event on to the frame's own
+    (the previous tracer's), then raises the timeout again on a line run while an `except` handles it."""
+
+    def __init__(self, escape: _Escape, inner: Any) -> None:
+        self.escape = escape
+        self.inner = inner
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> Any:
+        if self.inner is not None:
+            self.inner = self.inner(frame, event, arg)
+        escape = self.escape
+        if event == "line" and not escape.closed and isinstance(sys.exc_info()[1], _Timeout):
+            escape.raising()
+            raise _Timeout
+        return self
 
 
 @attrs.define

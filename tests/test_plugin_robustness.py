@@ -7,10 +7,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
+from types import FrameType
+from typing import Any
 
 import hypothesis
 import pytest
 
+from pytest_spekvm import guard
 from pytest_spekvm.guard import CpuView, Guard, time_limit, watch_interrupts
 from pytest_spekvm.plugin import TARGET_OPTION, TIMEOUT_OPTION
 from pytest_spekvm.reference.chooser import WorstCaseChooser
@@ -281,3 +285,126 @@ def test_pytest_timeout_still_fires_after_a_spekvm_run(spekvm_pytester: pytest.P
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*Failed: Timeout*"])
+
+
+# ------------------------------------------------- the escape tracing, chained to a previous tracer
+
+
+class FakeSys:
+    """The trace and profile slots of `sys`, as the escape tracing sees them, without tracing this process."""
+
+    def __init__(self, trace: Any = None) -> None:
+        self.trace, self.profile = trace, None
+        self.exc_info = sys.exc_info
+
+    def gettrace(self) -> Any:
+        return self.trace
+
+    def settrace(self, function: Any) -> None:
+        self.trace = function
+
+    def getprofile(self) -> Any:
+        return self.profile
+
+    def setprofile(self, function: Any) -> None:
+        self.profile = function
+
+
+class Recorder:
+    """A previous tracer (coverage.py's, say) that notes each event and, like coverage's C tracer, takes the trace slot back at a call."""
+
+    def __init__(self, fake: FakeSys) -> None:
+        self.fake, self.events = fake, list[tuple[str, str]]()
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> Any:
+        self.events.append((frame.f_code.co_name, event))
+        if event == "call":
+            self.fake.settrace(self)
+        return self
+
+
+def through_harness(callback: Any) -> Any:
+    """Call `callback` from a function whose code lives in the plugin's folder: the harness, to the escape."""
+    namespace: dict[str, Any] = {}
+    exec(compile("def harness(callback):\n    return callback()\n", guard.__file__, "exec"), namespace)
+    return namespace["harness"](callback)
+
+
+def test_escape_chains_to_the_previous_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The escape hands each event to the tracer it found, steps back in front of it after a call, traces the
+    adapter's frames only, and after raising puts itself back at the next event, handing that event on."""
+    fake = FakeSys()
+    previous = fake.trace = Recorder(fake)
+    monkeypatch.setattr(guard, "sys", fake)
+    escape = guard._Escape(guard.Limit(1))
+    found: dict[str, Any] = {}
+
+    def own() -> Any:
+        return escape(sys._getframe(), "call", None)
+
+    def work() -> None:
+        here = sys._getframe()
+        here.f_trace = previous  # as coverage's C tracer leaves it on the frames it traces
+        escape.watch(here)
+        found["watched"] = here.f_trace
+        found["own"] = own()  # the adapter calls a function of its own: traced for the escape
+        found["harness"] = through_harness(lambda: escape(sys._getframe(1), "call", None))  # the harness's: not
+        try:
+            raise guard._Timeout
+        except guard._Timeout:
+            with pytest.raises(guard._Timeout):
+                here.f_trace(here, "line", None)  # a line run while the adapter handles the timeout
+        fake.trace = None  # as Python does when a trace function raises
+        fake.profile(here, "return", None)
+
+    through_harness(work)
+    assert isinstance(found["watched"], guard._AdapterLines)
+    assert isinstance(found["own"], guard._AdapterLines)
+    assert previous is found["harness"]
+    assert [("own", "call"), ("harness", "call"), ("work", "line"), ("work", "return")] == previous.events
+    assert escape is fake.trace  # put back by the profile function, which took itself away
+    assert fake.profile is None
+    escape.close()
+    assert previous is fake.trace
+    assert escape.closed
+
+
+def test_escape_after_its_block_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once closed, a pending profile event leaves tracing alone, and a frame's escape tracing only passes events on."""
+    fake = FakeSys()
+    monkeypatch.setattr(guard, "sys", fake)
+    escape = guard._Escape(guard.Limit(1))
+    frame = sys._getframe()
+    escape.raising()
+    resume = fake.profile
+    escape.close()
+    assert fake.profile is None
+    resume(frame, "call", None)
+    assert fake.trace is None
+    lines = guard._AdapterLines(escape, None)
+    try:
+        raise guard._Timeout
+    except guard._Timeout:
+        assert lines is lines(frame, "line", None)
+
+
+def test_escape_resumes_on_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first event after a raise may be a call: the new frame gets its tracing as if the escape had been in place."""
+    fake = FakeSys()
+    monkeypatch.setattr(guard, "sys", fake)
+    escape = guard._Escape(guard.Limit(1))
+    escape.raising()
+
+    def callee() -> FrameType:
+        return sys._getframe()
+
+    def work() -> FrameType:
+        escape.watch(sys._getframe())
+        frame = callee()
+        fake.profile(frame, "call", None)
+        return frame
+
+    frame = through_harness(work)
+    assert isinstance(frame.f_trace, guard._AdapterLines)
+    assert escape is fake.trace
+    escape.close()
