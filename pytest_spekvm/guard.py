@@ -35,8 +35,10 @@ REFIRE = 0.05
 """Seconds between repeated alarms once a limit has passed, until the adapter's call unwinds:
 an adapter that catches every exception in a loop meets the next one outside its `try`."""
 
-HIDDEN = frozenset({"trace", "chooser", "memory", "records", "peek"})
-"""What the CPU has for the harness and the rules, not for the code under test."""
+OFFERED = frozenset({"features"})
+"""What an adapter may read of the CPU besides its instructions (the view's methods). Everything else is
+the model's own state or machinery, for the harness and the rules: the trace they judge, the chooser,
+memory, the markers and exception entries that say where a guest ran."""
 
 
 # The plugin's and the model's own folders (the model is installed beside the plugin, or lives in a
@@ -366,8 +368,8 @@ class CpuView:
     def __getattr__(self, name: str) -> Any:
         guard = self._guard
         guard.check(name)
-        if name in HIDDEN or name.startswith("_"):
-            msg = f"{guard.method}() read cpu.{name}, which is the model's own state (the trace the rules judge, the chooser, memory); an adapter acts through the CPU's instructions and reads cpu.features"
+        if name not in OFFERED:
+            msg = f"{guard.method}() read cpu.{name}, which is the model's own state or machinery (the trace the rules judge, the chooser, memory, trace markers, exception entry and return); an adapter acts through the CPU's instructions (cpu.mrs, cpu.msr, cpu.isb, cpu.dsb, cpu.psb_csync, cpu.hint, cpu.run_guest) and reads cpu.features"
             raise guard.break_clause("the adapter leaves the model's state alone", msg)
         return getattr(self._cpu, name)
 

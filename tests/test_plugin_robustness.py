@@ -36,7 +36,7 @@ ON_VHE = """
 import sys, threading, time
 import pytest
 from pytest_spekvm.reference.switch import ReferenceSwitch
-from pytest_spekvm.reference.trace import Trace
+from pytest_spekvm.reference.trace import Kind, Trace
 
 
 class Weird(BaseException):
@@ -120,6 +120,9 @@ ADAPTERS = [
     row(RUN, "def work():\n    try:\n        cpu.msr('PMSCR_EL1', 0)\n    except Exception:\n        pass\nt = threading.Thread(target=work)\nt.start()\nt.join()",
         "*cpu.msr was called from thread*", id="other-thread"),
     row(RUN, "cpu.__dict__['trace'] = Trace()", "*read cpu.__dict__*", id="dict-backdoor"),
+    row(RUN, "cpu.mark(Kind.GUEST, 'a guest entry')\nreturn None", "*vcpu_run() read cpu.mark, which is the model's own state*", id="forges-guest-entry"),
+    row(RUN, "cpu.eret(1, 'guest', 'into the guest', into_guest=True)", "*vcpu_run() read cpu.eret, which is the model's own state*", id="erets-by-itself"),
+    row(RUN, "if cpu.el == 2:\n    pass", "*vcpu_run() read cpu.el, which is the model's own state*", id="reads-el"),
 ]
 
 LOAD_ERRORS = [
