@@ -186,8 +186,8 @@ def test_catalogue(spekvm_pytester: pytest.Pytester, adapter: str | None, args: 
     result = spekvm_pytester.runpytest(*args, "-k", "not sequences", "-p", "no:cacheprovider")
     output = result.stdout.str() + result.stderr.str()
     assert code == result.ret, output
-    assert "Traceback" not in output
-    assert "INTERNALERROR" not in output
+    assert "Traceback" not in output, output
+    assert "INTERNALERROR" not in output, output
     assert re.search(r"pytest_spekvm/(?!reference)\S+\.py", output) is None, output
     (result.stdout if code != 4 else result.stderr).fnmatch_lines([message])
     if code == 4:
