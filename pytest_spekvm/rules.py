@@ -88,8 +88,12 @@ HCR_VM = R.field_mask("HCR_EL2", "VM")  # HCR_EL2.VM [0]
 SPE_KINDS = frozenset({R.SPE_SAMPLING, R.SPE_BUFFER})
 SPE_REGISTERS = frozenset(r.name for r in R.REGISTERS if r.kind in SPE_KINDS)
 # SPE registers a guest may reach without a trap: PMBIDR_EL1 is trapped only by the fine-grained
-# trap HDFGRTR_EL2.PMBIDR_EL1 (FEAT_FGT), which the model does not implement, and holds no host value.
+# trap HDFGRTR_EL2.PMBIDR_EL1 (FEAT_FGT), and holds no host value (from EL1 it reads P = 1 while EL2
+# owns the buffer). Its read must trap only where the switch set that trap (TRAP-COND).
 GUEST_READABLE = frozenset({"PMBIDR_EL1"})
+HDFGRTR_PMBIDR = R.field_mask("HDFGRTR_EL2", "PMBIDR_EL1")  # HDFGRTR_EL2.PMBIDR_EL1 [63]
+# Trap controls the boot code sets for the host, which every exit gives back (HOST-STATE).
+BOOT_CONTROLS = ("MDCR_EL2", "HDFGRTR_EL2")
 HOST_STAGE1 = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1")
 # Registers whose change moves the host's EL1-owned buffer to other tables (docs/rules.md, Terms).
 TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
@@ -97,7 +101,7 @@ TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
 RESTORE_REGISTERS = frozenset({*HOST_STAGE1, "VTTBR_EL2", "MDCR_EL2", "HCR_EL2"})
 # The host's SPE state that every exit gives back (HOST-STATE); PMSCR is added per VHE.
 HOST_SPE_STATE = (
-    "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
+    "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1", "PMSNEVFR_EL1", "PMSDSFR_EL1",
     "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
 )
 # The code under test runs as these actors; "boot" is the harness's set-up, "pe" the hardware.
@@ -200,7 +204,7 @@ class _Walk(RegisterReplay):
     switch may move them: then what the PE does to them is no longer the host's business).
     """
 
-    __slots__ = ("at_entry", "boot_mdcr", "entry", "foreign", "live", "phase", "spe_usable")
+    __slots__ = ("at_entry", "boot", "entry", "foreign", "live", "phase", "spe_usable")
 
     def __init__(self, features: Features) -> None:
         super().__init__(features)
@@ -209,7 +213,7 @@ class _Walk(RegisterReplay):
         self.at_entry: dict[str, int] = {}  # registers when that entry window began
         self.live = False  # the host's buffer was live at that entry
         self.foreign = False  # in this window, software moved the buffer's limit or pointer off the host's
-        self.boot_mdcr = 0  # MDCR_EL2 as the boot code left it: the host bits
+        self.boot = dict.fromkeys(BOOT_CONTROLS, 0)  # MDCR_EL2, HDFGRTR_EL2 as the boot code left them
         self.spe_usable = features.has_spe and not features.spe_owned_by_higher_el
 
     def step(self, event: Event) -> None:
@@ -228,8 +232,8 @@ class _Walk(RegisterReplay):
                     self.foreign = event.value != values[register] or self.foreign
                     if register == "PMBLIMITR_EL1" and event.value == self.at_entry[register]:
                         self.foreign = False
-            elif event.actor == "boot" and register == "MDCR_EL2":
-                self.boot_mdcr = event.value
+            elif event.actor == "boot" and register in self.boot:
+                self.boot[register] = event.value
             if register not in self.stale:
                 self.stale[register] = values[register]
             values[register] = event.value
@@ -414,7 +418,8 @@ def _check_trap_cond(trace: Trace, features: Features) -> Judgement:
     """With FEAT_SPE: the guest runs under TPMS=1 and a trapping E2PB in force, and its SPE accesses trap.
 
     Without FEAT_SPE: no MDCR_EL2 write by host or hypervisor sets TPMS or E2PB. With it, no write
-    of the reserved E2PB value 0b01.
+    of the reserved E2PB value 0b01. A guest read of PMBIDR_EL1 need not trap, unless the switch
+    set HDFGRTR_EL2.PMBIDR_EL1: then it must.
 
     Exercised with FEAT_SPE: a guest was entered *and* tried an SPE register, so that the trap
     was observed, not only inferred from MDCR_EL2. Without FEAT_SPE: an MDCR_EL2 write by host
@@ -437,6 +442,7 @@ def _check_trap_cond(trace: Trace, features: Features) -> Judgement:
         return Judgement("TRAP-COND", written or bool(found), tuple(found))
 
     entered = accessed = False
+    fgt_write: Event | None = None  # the last HDFGRTR_EL2 write by host or hypervisor
     regs = RegisterReplay(features)
     for e in trace.events:
         kind = e.kind
@@ -459,11 +465,24 @@ def _check_trap_cond(trace: Trace, features: Features) -> Judgement:
                     msg = f"eret {e.where} with MDCR_EL2={mdcr:#x} in force{stale}: " + "; ".join(problems)
                     found.append(Violation("TRAP-COND", e.seq, msg))
                     break
-        if kind in ACCESSES and _is_guest(e.actor) and _is_spe(e.register) and e.register not in GUEST_READABLE:
-            accessed = True
-            if _guest_reached(e):
-                msg = _guest_access_message(e) + " (expected a trap to EL2)"
-                found.append(Violation("TRAP-COND", e.seq, msg))
+        elif kind is Kind.MSR and e.register == "HDFGRTR_EL2" and e.actor in SOFTWARE:
+            fgt_write = e
+        if kind in ACCESSES and _is_guest(e.actor) and _is_spe(e.register):
+            if e.register not in GUEST_READABLE:
+                accessed = True
+                if _guest_reached(e):
+                    msg = _guest_access_message(e) + " (expected a trap to EL2)"
+                    found.append(Violation("TRAP-COND", e.seq, msg))
+            elif fgt_write is not None and regs["HDFGRTR_EL2"] & HDFGRTR_PMBIDR and kind is not Kind.UNDEF:
+                # The switch asked for the fine-grained trap of PMBIDR_EL1: the read must take it.
+                accessed = True
+                if kind is Kind.MRS:
+                    msg = (
+                        f"{_guest_access_message(e)}, though the {_msr(fgt_write)} at #{fgt_write.seq} set "
+                        f"HDFGRTR_EL2.PMBIDR_EL1 (expected the read to trap to EL2: the trap was not in force "
+                        f"when the guest ran; where the ERET into the guest is {NOT_CSE}, an ISB before it)"
+                    )
+                    found.append(Violation("TRAP-COND", e.seq, msg))
         regs.step(e)
     return Judgement("TRAP-COND", (entered and accessed) or bool(found), tuple(found))
 
@@ -700,7 +719,7 @@ def _check_restore_order(trace: Trace, features: Features) -> Judgement:
                     for reg in (*HOST_STAGE1, "VTTBR_EL2")
                     if values[reg] != host[reg] and (reg != "VTTBR_EL2" or values["HCR_EL2"] & HCR_VM)
                 ]
-                e2pb, host_e2pb = MDCR_E2PB.get(values["MDCR_EL2"]), MDCR_E2PB.get(walk.boot_mdcr)
+                e2pb, host_e2pb = MDCR_E2PB.get(values["MDCR_EL2"]), MDCR_E2PB.get(walk.boot["MDCR_EL2"])
                 if e2pb != host_e2pb:
                     wrong.append(f"MDCR_EL2.E2PB={e2pb:#04b} (expected the host's {host_e2pb:#04b})")
                 if (values["HCR_EL2"] ^ host["HCR_EL2"]) & HCR_VM:
@@ -733,7 +752,8 @@ def _check_restore_order(trace: Trace, features: Features) -> Judgement:
 
 def _check_host_state(trace: Trace, features: Features) -> Judgement:
     """At every return: the host's SPE registers as at entry (plus the PE's updates for the host's
-    own records, while the limit and pointer are the host's), MDCR_EL2 as at boot.
+    own records, while the limit and pointer are the host's), MDCR_EL2 (and HDFGRTR_EL2 with FEAT_FGT)
+    as at boot.
 
     Exercised: at least one return to the host.
     """
@@ -741,6 +761,7 @@ def _check_host_state(trace: Trace, features: Features) -> Judgement:
         tracked: tuple[str, ...] = ("PMSCR_EL2" if features.vhe else "PMSCR_EL1", *HOST_SPE_STATE)
     else:
         tracked = ()
+    controls = BOOT_CONTROLS if features.fgt else BOOT_CONTROLS[:1]
     walk = _Walk(features)
     exercised = False
     found: list[Violation] = []
@@ -768,11 +789,12 @@ def _check_host_state(trace: Trace, features: Features) -> Judgement:
                         why += f", then {hw[reg]} update(s) by the PE for the host's own records"
                     msg = _state_message(e, reg, (want, got), why, last_write.get(reg))
                     found.append(Violation("HOST-STATE", e.seq, msg))
-            got, want = walk.values["MDCR_EL2"], walk.boot_mdcr
-            if got != want:
-                why = "the host's boot value"
-                msg = _state_message(e, "MDCR_EL2", (want, got), why, last_write.get("MDCR_EL2"))
-                found.append(Violation("HOST-STATE", e.seq, msg))
+            for reg in controls:
+                got, want = walk.values[reg], walk.boot[reg]
+                if got != want:
+                    why = "the host's boot value"
+                    msg = _state_message(e, reg, (want, got), why, last_write.get(reg))
+                    found.append(Violation("HOST-STATE", e.seq, msg))
         walk.step(e)
         if kind is Kind.ENTRY:
             expected = {reg: walk.values[reg] for reg in tracked}
@@ -791,16 +813,70 @@ def _state_message(e: Event, reg: str, want_got: tuple[int, int], why: str, w: E
 # ------------------------------------------------------------------ ISOLATION
 
 
+# The host's SPE values ISOLATION keeps out of the guest's saved context, by register family (the
+# VHE host's PMSCR is PMSCR_EL2).
+_HOST_VALUE_FAMILY: Mapping[str, str] = {
+    "PMSCR_EL1": "PMSCR", "PMSCR_EL2": "PMSCR", **{r: r for r in HOST_SPE_STATE},
+}
+
+
+def _context_leaks(trace: Trace, features: Features) -> list[Violation]:
+    """Each value the vcpu's saved guest context holds (CONTEXT events) that is a value the host had
+    in that register by then: non-zero, and written by the host, or held by the host's register at
+    an entry, or put there by the PE for the host's own records.
+
+    Zero is never taken as a host value: a switch that keeps an all-zero guest SPE context leaks
+    nothing.
+    """
+    walk = _Walk(features)
+    own = ("PMSCR_EL2" if features.vhe else "PMSCR_EL1", *HOST_SPE_STATE)
+    seen: dict[str, dict[int, str]] = {family: {} for family in _HOST_VALUE_FAMILY.values()}
+    actors: dict[int, str] = {}
+    found: list[Violation] = []
+    for e in trace.events:
+        kind = e.kind
+        family = _HOST_VALUE_FAMILY.get(e.register, "")
+        if kind is Kind.RECORD:
+            actors[e.record] = e.actor
+        elif kind is Kind.CONTEXT:
+            origin = seen.get(family, {}).get(e.value) if e.value else None
+            if origin is not None:
+                shown = e.register if e.name in ("", e.register) else f"{e.name}->{e.register}"
+                msg = (
+                    f"the saved guest context of vcpu {e.vcpu} holds {shown}={e.value:#x} {e.where} (#{e.seq}), "
+                    f"a value the host had ({origin}): KVM shows this context to the guest, when it emulates a "
+                    f"trapped access, and to userspace (KVM_GET_ONE_REG); expected the host's SPE values kept in "
+                    f"the host's own save area, never in the guest's context"
+                )
+                found.append(Violation("ISOLATION", e.seq, msg))
+        elif family and e.value:
+            if kind is Kind.MSR and e.actor == "host":
+                seen[family].setdefault(e.value, f"written to {e.register} by the host at #{e.seq}")
+            elif (kind is Kind.HW or kind is Kind.WRITE) and (
+                walk.phase is Phase.HOST or walk.host_owns_update(e, actors)
+            ):
+                seen[family].setdefault(e.value, f"{e.register} as the PE updated it for the host at #{e.seq}")
+        walk.step(e)
+        if kind is Kind.ENTRY and walk.spe_usable:
+            for reg in own:
+                value = walk.values[reg]
+                if value:
+                    seen[_HOST_VALUE_FAMILY[reg]].setdefault(value, f"{reg} at entry #{e.seq}")
+    return found
+
+
 def _check_isolation(trace: Trace, features: Features) -> Judgement:
-    """No record lands outside the host's buffer; no guest access reaches an SPE register holding host state.
+    """No record lands outside the host's buffer; no guest access reaches an SPE register holding host
+    state; the vcpu's saved guest context holds no host SPE value.
 
     Exercised: a record was still inside the PE when an entry began, or one was written while
-    the switch or the guest ran, or a guest tried an SPE register.
+    the switch or the guest ran, or a guest tried an SPE register, or the guest's saved context
+    held an SPE register.
     """
     walk_phase = Phase.HOST
     collected: dict[int, Event] = {}
     pending = 0
-    exercised = False
+    exercised = context = False
     found: list[Violation] = []
     for e in trace.events:
         kind = e.kind
@@ -830,7 +906,12 @@ def _check_isolation(trace: Trace, features: Features) -> Judgement:
             if _guest_reached(e) and e.kind is not Kind.TRAP_EL3:
                 msg = _guest_access_message(e) + " (expected a trap to EL2: no guest reaches host SPE state)"
                 found.append(Violation("ISOLATION", e.seq, msg))
-    return Judgement("ISOLATION", exercised or bool(found), tuple(found))
+        elif kind is Kind.CONTEXT:
+            context = True
+    if context:
+        # Only a switch that keeps SPE registers in the guest's context pays for this second pass.
+        found = sorted((*found, *_context_leaks(trace, features)), key=lambda v: v.event)
+    return Judgement("ISOLATION", exercised or context or bool(found), tuple(found))
 
 
 # ------------------------------------------------------------------ NO-LOSS
@@ -949,8 +1030,9 @@ RULES: tuple[Rule, ...] = (
         "MDCR_EL2.TPMS/E2PB are set only with FEAT_SPE; with them in force, every guest SPE access traps to EL2",
         "Patch: 'any attempts by a guest to use SPE will result in a trap'; review: 'Can we make this "
         "conditional on SPE being available?'. Arm ARM D24.7 (MDCR_EL2.TPMS, E2PB: E2PB IN {'x0'} traps "
-        "PMBLIMITR/PMBPTR/PMBSR; PMBIDR_EL1 only through HDFGRTR_EL2); K1.2.19 (a reserved value may act "
-        "as any allocated one). Judged by the guest's accesses the model observes. docs/rules.md#trap-cond",
+        "PMBLIMITR/PMBPTR/PMBSR; PMBIDR_EL1 only through HDFGRTR_EL2.PMBIDR_EL1, D24.2.67, which must "
+        "trap once the switch sets it); K1.2.19 (a reserved value may act as any allocated one). Judged "
+        "by the guest's accesses the model observes. docs/rules.md#trap-cond",
         Severity.CORRECTNESS,
         "traps",
         _check_trap_cond,
@@ -1004,7 +1086,8 @@ RULES: tuple[Rule, ...] = (
         "ISOLATION",
         "No profiling record reaches guest or hypervisor memory; the guest never reaches host SPE state",
         "Patch: 'so that the host can make use of SPE without corrupting guest memory'. Judged on where "
-        "the model writes each record and on the guest's accesses. docs/rules.md#isolation",
+        "the model writes each record, on the guest's accesses, and on the SPE values the vcpu's saved "
+        "guest context holds (shown to the guest by trap emulation and to userspace). docs/rules.md#isolation",
         Severity.CORRECTNESS,
         "records",
         _check_isolation,

@@ -78,7 +78,8 @@ SCRIPT: tuple[Step, ...] = (
     Step("run_vcpu", vcpu=0, program=(GuestCode(2), GuestAccess("PMSCR_EL1"))),
     Step("host_run", samples=2),  # the host kernel sampled straight after a return
     Step("host_run", samples=2, el0=True),
-    Step("run_vcpu", vcpu=1, program=(GuestAccess("PMBPTR_EL1"),)),
+    # PMBIDR_EL1 first: its read completes unless the switch asked HDFGRTR_EL2 to trap it (FEAT_FGT).
+    Step("run_vcpu", vcpu=1, program=(GuestAccess("PMBIDR_EL1"), GuestAccess("PMBPTR_EL1"))),
     Step("run_vcpu", vcpu=1, program=(GuestAccess("PMSIRR_EL1", write=True, value=0x100),)),
     Step("pause_sampling"),
     Step("run_vcpu", vcpu=0, program=(GuestCode(1), GuestExit("hvc"))),

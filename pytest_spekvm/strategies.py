@@ -94,8 +94,8 @@ class HypothesisChooser:
         return int(self.data.draw(st.integers(0, pending), label=f"records written at {moment.value}"))
 
     def reserved_as(self, register: str, field: str, allowed: tuple[int, ...]) -> int:
-        """Drawn: which allocated value a reserved value acts as (simplest: the adversary's)."""
+        """Drawn: which of `allowed` a reserved value acts or reads back as (simplest: the adversary's)."""
         worst = self._worst.reserved_as(register, field, allowed)
         if not self._deviates(f"{register}.{field} reserved value"):
             return worst
-        return int(self.data.draw(st.sampled_from(allowed), label=f"{register}.{field} reserved value acts as"))
+        return int(self.data.draw(st.sampled_from(allowed), label=f"{register}.{field} reserved value takes"))

@@ -50,7 +50,11 @@ class Chooser(Protocol):
         ...
 
     def reserved_as(self, register: str, field: str, allowed: tuple[int, ...]) -> int:
-        """Which allocated value a reserved field value behaves as now (one of `allowed`, Arm ARM K1.2.19)."""
+        """Which of `allowed` a field holding a reserved value takes now (Arm ARM K1.2.19).
+
+        Asked where the value acts (`allowed`: the allocated values it may behave as) and where a
+        direct read returns it (`allowed`: every value of the field, since the read is UNKNOWN).
+        """
         ...
 
 

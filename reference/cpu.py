@@ -41,12 +41,19 @@ E2PB_RESERVED = 0b01  # MDCR_EL2.E2PB: reserved; behaves as an allocated value (
 E2PB_EL1_TRAP = 0b10  # MDCR_EL2.E2PB: owned by EL1, EL1 accesses trap
 E2PB_EL1 = 0b11  # MDCR_EL2.E2PB: owned by EL1, no trap
 E2PB_ALLOCATED = (E2PB_EL2, E2PB_EL1_TRAP, E2PB_EL1)
+# K1.2.19: after a direct write of a reserved value, "a subsequent read of the field returns an
+# UNKNOWN value": any of the field's values.
+E2PB_ANY = (E2PB_EL2, E2PB_RESERVED, E2PB_EL1_TRAP, E2PB_EL1)
 # E2PB values under which EL1 accesses to PMBLIMITR/PMBPTR/PMBSR trap to EL2 (pseudocode: E2PB IN {'x0'}).
 E2PB_TRAPPING = frozenset({E2PB_EL2, E2PB_EL1_TRAP})
 # Buffer registers E2PB traps (PMBIDR_EL1 is not among them: only HDFGRTR_EL2.PMBIDR_EL1 traps it).
 E2PB_TRAPPED = frozenset({"PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"})
 # PMSCR_EL2 reset: E0HSPE [0] and E2SPE [1] are architecturally UNKNOWN (D24.7); the model takes 1.
 PMSCR_EL2_RESET = PMSCR_EL2_E0HSPE | PMSCR_EL2_E2SPE
+# SCR_EL3.FGTEn [27]: where EL3 is implemented, the fine-grained traps of HDFGRTR_EL2 act only when
+# it is 1 (D24.2.67: "either EL3 is not implemented or SCR_EL3.FGTEn == 1"). The model's firmware
+# sets it, as Linux's boot protocol asks on FEAT_FGT CPUs (Documentation/arch/arm64/booting.rst).
+SCR_EL3_FGTEN = True
 
 MASK64 = R.MASK64
 
@@ -69,6 +76,13 @@ RECORD_DEPENDENCIES: dict[str, int] = {
     ),
 }
 
+# The SPE registers a vcpu's saved guest context (Vcpu.sysregs) may name, by the key's upper-case
+# spelling: an *_EL12 alias names the EL1 register it reaches.
+CONTEXT_SPE_KEYS: dict[str, str] = {
+    **{r.name: r.name for r in R.REGISTERS if r.kind in (R.SPE_SAMPLING, R.SPE_BUFFER)},
+    **{alias: target for alias, (_, target) in R.EL12_ALIASES.items() if R.BY_NAME[target].kind == R.SPE_SAMPLING},
+}
+
 DSB_DOMAINS = frozenset({
     "sy", "st", "ld", "ish", "ishst", "ishld", "nsh", "nshst", "nshld", "osh", "oshst", "oshld",
 })
@@ -88,6 +102,8 @@ def reset_values(features: Features) -> dict[str, int]:
 
     Fields the Arm ARM leaves UNKNOWN at reset take the worst case where it matters
     (PMSCR_EL2.E0HSPE and E2SPE: 1, so EL2 is sampled until something writes them); the rest are 0.
+    HDFGRTR_EL2 is 0 as well: UNKNOWN where EL3 is implemented (D24.2.67), but the boot code writes
+    it before any EL1 code runs, as Linux's EL2 set-up does.
     """
     values = {r.name: 0 for r in R.REGISTERS}
     values["ID_AA64DFR0_EL1"] = id_aa64dfr0_el1(features)
@@ -175,6 +191,12 @@ class CPU:
         self._absent = {r.name: f"{r.name} needs {r.needs.name}, which this CPU does not implement"
                         for r in R.REGISTERS if not r.implemented(features)}
         self._regs: dict[str, int] = reset_values(features)
+        # HDFGRTR_EL2's traps act at EL1 with FEAT_FGT, where EL3 is absent or lets them (FGTEn).
+        self._fgt = features.fgt and (not features.el3 or SCR_EL3_FGTEN)
+        self._fgt_fields = {
+            register: (R.BY_NAME["HDFGRTR_EL2"].field(name).mask, trap_when, name)
+            for register, (name, trap_when) in R.HDFGRTR_TRAPS.items()
+        }
 
     # ----------------------------------------------------------------- register access
 
@@ -206,10 +228,15 @@ class CPU:
             return self.chooser.reserved_as("MDCR_EL2", "E2PB", E2PB_ALLOCATED)
         return e2pb
 
-    def _trapped(self, register: str) -> str:
-        """Why an EL1 access to `register` traps to EL2 under the MDCR_EL2 in effect, or ''."""
+    def _trapped(self, register: str, read: bool) -> str:
+        """Why an EL1 access to `register` traps to EL2 under the HDFGRTR_EL2 and MDCR_EL2 in
+        effect, or ''. The fine-grained read trap comes first, as in the pseudocode (J1)."""
         if self.el != 1:
             return ""
+        if read and self._fgt and register in self._fgt_fields:
+            mask, trap_when, field = self._fgt_fields[register]
+            if bool(self._effective("HDFGRTR_EL2") & mask) == bool(trap_when):
+                return f"HDFGRTR_EL2.{field}={trap_when}"
         kind = R.BY_NAME[register].kind
         if kind == R.SPE_SAMPLING:
             if self._effective("MDCR_EL2") & MDCR_TPMS:
@@ -249,7 +276,7 @@ class CPU:
             self.trace.add(self.actor, self.el, Kind.UNDEF, register=name, name=name, value=value or 0,
                            where=why, vcpu=self.vcpu)
             return Access("undef", name, reason=why)
-        trap = self._trapped(target)
+        trap = self._trapped(target, value is None)
         if trap:
             self.trace.add(self.actor, self.el, Kind.TRAP, register=target, name=name, value=value or 0,
                            where=trap, vcpu=self.vcpu)
@@ -262,6 +289,10 @@ class CPU:
         reg = R.BY_NAME[target]
         if value is None:
             result = self._pmbidr() if target == "PMBIDR_EL1" else self._regs[target]
+            if target == "MDCR_EL2" and MDCR_E2PB.get(result) == E2PB_RESERVED:
+                # The reserved E2PB reads back UNKNOWN (K1.2.19): the chooser picks what this read sees.
+                unknown = self.chooser.reserved_as("MDCR_EL2", "E2PB (read back)", E2PB_ANY)
+                result = result & ~MDCR_E2PB.mask | MDCR_E2PB.put(unknown)
             self.trace.add(self.actor, self.el, Kind.MRS, register=target, name=name, value=result,
                            vcpu=self.vcpu)
             return Access("ok", target, result)
@@ -588,8 +619,25 @@ class CPU:
                 break
         self.take_exception(2, "hyp", f"exit from guest {vcpu.vm}: {exit_reason.reason}", from_guest=True)
         self.mark(Kind.EXIT, f"vcpu {vcpu.index} exited ({exit_reason.reason})")
+        # What the guest could have been shown while it ran: its saved context as the entry left it.
+        self.record_guest_context(vcpu, "while the guest ran")
         self.run_code(1, "hyp exit vector")
         return exit_reason
+
+    def record_guest_context(self, vcpu: Vcpu, when: str) -> None:
+        """Put in the trace, as CONTEXT events, every SPE register value the vcpu's saved guest
+        context (`vcpu.sysregs`) holds now.
+
+        That context is the guest's: KVM shows it to the guest when it emulates a trapped access,
+        and to userspace through KVM_GET_ONE_REG. The rules judge these events, never the vcpu.
+        Keys that name no SPE register, and values that are no 64-bit int, are not recorded.
+        """
+        for key, value in vcpu.sysregs.items():
+            register = CONTEXT_SPE_KEYS.get(key.upper()) if isinstance(key, str) else None
+            if register is None or isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MASK64:
+                continue
+            self.trace.add(self.actor, self.el, Kind.CONTEXT, register=register, name=key, value=value,
+                           where=when, vcpu=vcpu.index)
 
     def note(self, text: str) -> None:
         """Put a software step in the trace for the reader (no architectural effect)."""

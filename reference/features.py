@@ -70,6 +70,8 @@ FLAG_NEEDS: dict[str, tuple[str, FlagTest]] = {
     # FEAT_TRBE requires FEAT_ETE, which requires FEAT_TRF.
     "trbe": ("FEAT_TRF (TRBE implies ETE, which implies TRF)", lambda spe, pmu, flags: bool(flags.get("trf"))),
     "spe_ernd": ("FEAT_SPE", lambda spe, pmu, flags: spe != SpeLevel.NONE),
+    # Arm ARM (DDI0487 K.a): "If FEAT_SPE_FDS is implemented, then FEAT_SPEv1p4 is implemented."
+    "spe_fds": ("FEAT_SPEv1p4", lambda spe, pmu, flags: spe >= SpeLevel.V1P4),
 }
 
 
@@ -92,6 +94,7 @@ FEATURE_NAMES = {
     "exs": "FEAT_ExS",
     "ecv": "FEAT_ECV",
     "spe_ernd": "FEAT_SPE_ERnd",
+    "spe_fds": "FEAT_SPE_FDS",
 }
 """Boolean feature attributes and the architecture's name for each."""
 
@@ -126,6 +129,7 @@ class Features:
     exs: bool = False
     ecv: bool = False  # FEAT_ECV: PMSCR_ELx.PCT bit 7 (the physical offset counter)
     spe_ernd: bool = False  # FEAT_SPE_ERnd: PMSICR_EL1.ECOUNT [63:56]
+    spe_fds: bool = False  # FEAT_SPE_FDS: PMSDSFR_EL1, the data source filter (PMSFCR_EL1.FDS [4])
 
     def __attrs_post_init__(self) -> None:
         _check(self)

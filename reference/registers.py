@@ -71,6 +71,7 @@ MTPMU_NO_EL3 = Needs("FEAT_MTPMU without EL3", lambda f: f.mtpmu and not f.el3)
 SPE_FNE = Needs("FEAT_SPE_FnE", lambda f: f.spe >= SpeLevel.V1P2)  # every PMSVer >= 3 CPU has it
 ECV = Needs("FEAT_ECV", lambda f: f.ecv)
 SPE_ERND = Needs("FEAT_SPE_ERnd", lambda f: f.spe_ernd)
+SPE_FDS = Needs("FEAT_SPE_FDS", lambda f: f.spe_fds)
 PMUV3_SS = Needs("FEAT_PMUv3_SS", lambda f: f.pmuv3_ss)
 EBEP = Needs("FEAT_EBEP", lambda f: f.ebep)
 DEBUGV8P9 = Needs("FEAT_Debugv8p9", lambda f: f.debugv8p9)
@@ -226,6 +227,16 @@ REGISTERS: tuple[Register, ...] = (
         ("VM", "0"), ("SWIO", "1"), ("FMO", "3"), ("IMO", "4"), ("AMO", "5"), ("TSC", "19"),
         ("TGE", "27"), ("RW", "31"), ("E2H", "34", VHE),
     ], min_el=2, exhaustive=False),
+    # HDFGRTR_EL2 (3 4 3 1 4, FEAT_FGT): fine-grained traps of EL1 reads to EL2 (Arm ARM D24.2.67;
+    # field positions from Linux arch/arm64/tools/sysreg, Sysreg HDFGRTR_EL2). Only the fields over
+    # SPE registers are described, each RES0 without the feature its register needs; the others
+    # (debug, trace, PMU, BRBE, TRBE) are held as a value.
+    _reg("HDFGRTR_EL2", (3, 4, 3, 1, 4), [
+        ("PMBLIMITR_EL1", "23", SPE), ("PMBPTR_EL1", "24", SPE), ("PMBSR_EL1", "25", SPE),
+        ("PMSCR_EL1", "26", SPE), ("PMSEVFR_EL1", "27", SPE), ("PMSFCR_EL1", "28", SPE),
+        ("PMSICR_EL1", "29", SPE), ("PMSIDR_EL1", "30", SPE), ("PMSIRR_EL1", "31", SPE),
+        ("PMSLATFR_EL1", "32", SPE), ("nPMSNEVFR_EL1", "62", SPE_FNE), ("PMBIDR_EL1", "63", SPE),
+    ], needs=FGT, min_el=2, exhaustive=False),
     # Stage 2 base (VTTBR_EL2, 3 4 2 1 0) and the stage 1 regimes (TTBR0/1, TCR).
     _reg("VTTBR_EL2", (3, 4, 2, 1, 0), min_el=2, exhaustive=False, kind=TRANSLATION),
     _reg("TTBR0_EL1", (3, 0, 2, 0, 0), exhaustive=False, kind=TRANSLATION),
@@ -242,16 +253,18 @@ REGISTERS: tuple[Register, ...] = (
     _reg("PMSNEVFR_EL1", (3, 0, 9, 9, 1), needs=SPE_FNE, kind=SPE_SAMPLING, exhaustive=False),
     _spe("PMSICR_EL1", (3, 0, 9, 9, 2), [("COUNT", "31:0"), ("ECOUNT", "63:56", SPE_ERND)], SPE_SAMPLING),
     _spe("PMSIRR_EL1", (3, 0, 9, 9, 3), [("RND", "0"), ("INTERVAL", "31:8")], SPE_SAMPLING),
+    # PMSFCR_EL1.FDS [4] enables the data source filter of FEAT_SPE_FDS (PMSDSFR_EL1).
     _spe("PMSFCR_EL1", (3, 0, 9, 9, 4), [
-        ("FE", "0"), ("FT", "1"), ("FL", "2"), ("FnE", "3", SPEV1P2), ("B", "16"), ("LD", "17"), ("ST", "18"),
+        ("FE", "0"), ("FT", "1"), ("FL", "2"), ("FnE", "3", SPEV1P2), ("FDS", "4", SPE_FDS), ("B", "16"),
+        ("LD", "17"), ("ST", "18"),
     ], SPE_SAMPLING),
     # PMSEVFR_EL1 (3 0 9 9 5): an event mask with IMPLEMENTATION DEFINED bits, held as a value.
     _spe("PMSEVFR_EL1", (3, 0, 9, 9, 5), [], SPE_SAMPLING, exhaustive=False),
     _spe("PMSLATFR_EL1", (3, 0, 9, 9, 6), [("MINLAT", "15:0")], SPE_SAMPLING),
     _spe("PMSIDR_EL1", (3, 0, 9, 9, 7), [
         ("FE", "0"), ("FT", "1"), ("FL", "2"), ("ARCHINST", "3"), ("LDS", "4"), ("ERND", "5"),
-        ("FnE", "6"), ("INTERVAL", "11:8"), ("MAXSIZE", "15:12"), ("COUNTSIZE", "19:16"),
-        ("FORMAT", "23:20"), ("PBT", "24"),
+        ("FnE", "6"), ("FDS", "7", SPE_FDS), ("INTERVAL", "11:8"), ("MAXSIZE", "15:12"),
+        ("COUNTSIZE", "19:16"), ("FORMAT", "23:20"), ("PBT", "24"),
     ], SPE_SAMPLING, writable=False),
     # SPE profiling buffer (trapped from EL1 by MDCR_EL2.E2PB).
     _spe("PMBLIMITR_EL1", (3, 0, 9, 10, 0), [
@@ -261,11 +274,22 @@ REGISTERS: tuple[Register, ...] = (
     _spe("PMBSR_EL1", (3, 0, 9, 10, 3), [
         ("MSS", "15:0"), ("COLL", "16"), ("S", "17"), ("EA", "18"), ("DL", "19"), ("EC", "31:26"),
     ], SPE_BUFFER),
+    # PMSDSFR_EL1 (3 0 9 10 4, Linux arch/arm64/tools/sysreg: S [63:0]): the data source filter of
+    # FEAT_SPE_FDS, a sampling control: MDCR_EL2.TPMS traps it from EL1 (D24.7, MDCR_EL2.TPMS).
+    _reg("PMSDSFR_EL1", (3, 0, 9, 10, 4), [("S", "63:0")], needs=SPE_FDS, kind=SPE_SAMPLING),
     _spe("PMBIDR_EL1", (3, 0, 9, 10, 7), [("ALIGN", "3:0"), ("P", "4"), ("F", "5"), ("EA", "11:8")],
          SPE_BUFFER, writable=False),
 )
 
 BY_NAME: Mapping[str, Register] = {r.name: r for r in REGISTERS}
+
+# The HDFGRTR_EL2 field that traps an EL1 read of each SPE register, and the field value that traps
+# it: 1, except for the n-prefixed fields, which trap when 0 (nPMSNEVFR_EL1). PMSDSFR_EL1 is trapped
+# by HDFGRTR2_EL2.nPMSDSFR_EL1 (FEAT_FGT2), which the model does not have.
+HDFGRTR_TRAPS: Mapping[str, tuple[str, int]] = {
+    **{f.name: (f.name, 1) for f in BY_NAME["HDFGRTR_EL2"].fields if not f.name.startswith("n")},
+    "PMSNEVFR_EL1": ("nPMSNEVFR_EL1", 0),
+}
 
 # At EL2 with HCR_EL2.E2H = 1, these *_EL1 names reach their EL2 twin (Arm ARM, "Register
 # redirection when E2H is 1"). Of the SPE registers only PMSCR has a twin.

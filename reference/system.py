@@ -35,9 +35,23 @@ HOST_SAMPLING_CONFIG: dict[str, int] = {
     "PMSLATFR_EL1": R.bits("PMSLATFR_EL1", MINLAT=0x40),  # PMSLATFR_EL1.MINLAT [15:0]
     "PMSICR_EL1": 0,  # PMSICR_EL1: the sample counter starts from 0
 }
+# The filters of the newer extensions, programmed only where the CPU has them (a driver learns that
+# from PMSIDR_EL1.FnE [6] and FDS [7]): non-zero masks, so a switch that loses or leaks them shows.
+HOST_OPTIONAL_CONFIG: dict[str, int] = {
+    "PMSNEVFR_EL1": 0x80,  # PMSNEVFR_EL1 (FEAT_SPE_FnE): an inverted event filter mask
+    "PMSDSFR_EL1": 0xF0,  # PMSDSFR_EL1.S [63:0] (FEAT_SPE_FDS): a data source filter mask
+}
 # PMSCR_EL2 as Linux's EL2 set-up writes it when PMBIDR_EL1.P reads 0 at EL2: PCT [6] | PA [4],
 # with E2SPE and E0HSPE 0 (so EL2 is never sampled unless the VHE host asks for it).
 PMSCR_EL2_BOOT = R.bits("PMSCR_EL2", PCT=1, PA=1)
+
+
+def hdfgrtr_el2_boot(features: Features) -> int:
+    """HDFGRTR_EL2 as Linux's EL2 set-up (__init_el2_fgt) writes it on a FEAT_FGT CPU: no read
+    trapped, so nPMSNEVFR_EL1 [62], whose 0 traps, is 1 where FEAT_SPE_FnE (SPEv1p2) makes it exist."""
+    if R.BY_NAME["PMSNEVFR_EL1"].implemented(features):
+        return R.bits("HDFGRTR_EL2", nPMSNEVFR_EL1=1)
+    return 0
 
 
 def host_mdcr_el2(features: Features) -> int:
@@ -124,6 +138,8 @@ class System:
             cpu.msr("TTBR0_EL1", M.HOST_TTBR0)
             cpu.msr("TCR_EL1", TCR_HOST)
         cpu.msr("MDCR_EL2", self.host_mdcr_el2)
+        if self.features.fgt:
+            cpu.msr("HDFGRTR_EL2", hdfgrtr_el2_boot(self.features))
         if self.spe_usable and self.choices.boot_writes_pmscr_el2:
             cpu.msr("PMSCR_EL2", PMSCR_EL2_BOOT)
         cpu.isb()
@@ -143,6 +159,9 @@ class System:
         if not cpu.peek("PMBLIMITR_EL1") & R.field_mask("PMBLIMITR_EL1", "E"):
             for register, value in HOST_SAMPLING_CONFIG.items():
                 cpu.msr(register, value)
+            for register, value in HOST_OPTIONAL_CONFIG.items():
+                if R.BY_NAME[register].implemented(self.features):
+                    cpu.msr(register, value)
             cpu.msr("PMBPTR_EL1", M.BUFFER_VA)
             cpu.msr("PMBSR_EL1", 0)
             limit = M.BUFFER_VA + M.BUFFER_PAGES * M.PAGE_SIZE
@@ -244,6 +263,8 @@ class System:
         if cpu.el != 2 or cpu.actor != "hyp":
             msg = f"vcpu_run must return at EL2 as the hypervisor; it returned at EL{cpu.el} as {cpu.actor}"
             raise ContractError("vcpu_run returns at EL2", msg)
+        # What userspace and the guest's next run can see of the saved guest context from now on.
+        cpu.record_guest_context(vcpu, "at the return to the host")
         if self.features.vhe:
             cpu.actor = "host"
         else:

@@ -31,6 +31,7 @@ class Kind(enum.Enum):
     FULL = "full"  # the buffer filled (PMBSR_EL1.S set, record not written)
     HW = "hw"  # the PE updated a register itself (PMBPTR advancing, PMBSR on an event)
     NOTE = "note"  # a software step, for the reader (vcpu0.mdcr_el2 = ...)
+    CONTEXT = "guest context"  # an SPE register value the vcpu's saved guest context holds
     ENTRY = "entry"  # the host calls into the switch: the entry window begins
     GUEST = "guest"  # exception return into the guest: the entry window ends
     EXIT = "exit"  # the guest exits to EL2: the exit window begins
@@ -87,6 +88,9 @@ class Event:
             return f"{k.value} #{self.record} {self.where}".rstrip()
         if k is Kind.NOTE:
             return self.where
+        if k is Kind.CONTEXT:
+            shown = self.register if self.name in ("", self.register) else f"{self.name}->{self.register}"
+            return f"vcpu{self.vcpu}.sysregs[{shown}] = {self.value:#x} ({self.where})"
         if k in (Kind.EXCEPTION, Kind.ERET):
             text = f"{k.value} {self.where}".rstrip()
             return text if self.cse else f"{text} (not context synchronising: FEAT_ExS, SCTLR_EL2.EIS/EOS=0)"

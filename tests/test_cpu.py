@@ -221,6 +221,30 @@ def test_tpms_traps_el1_sampling_register_accesses(register: str, tpms: int, exp
     assert (expected, "MDCR_EL2.TPMS=1" if tpms else "") == (access.outcome, access.reason)
 
 
+FDS = Features(spe=SpeLevel.V1P4, spe_fds=True)  # FEAT_SPE_FDS needs FEAT_SPEv1p4
+
+
+@pytest.mark.parametrize(("features", "expected"), [(Features(spe=SpeLevel.V1P4), "undef"), (FDS, "ok")])
+def test_pmsdsfr_exists_only_with_feat_spe_fds(features: Features, expected: str) -> None:
+    """PMSDSFR_EL1 (3 0 9 10 4) is UNDEFINED without FEAT_SPE_FDS, even on an SPEv1p4 CPU."""
+    cpu = CPU(features, WorstCaseChooser())
+    assert expected == cpu.access(R.Encoding(3, 0, 9, 10, 4), 0xF0).outcome
+
+
+@pytest.mark.parametrize(("tpms", "expected"), [(1, "trap"), (0, "ok")])
+def test_tpms_traps_el1_accesses_to_pmsdsfr(tpms: int, expected: str) -> None:
+    """MDCR_EL2.TPMS traps the data source filter from EL1 like the other sampling controls."""
+    cpu = boot(FDS, mdcr=E2PB_EL1 | tpms << 14)
+    assert expected == cpu.access("PMSDSFR_EL1", 1).outcome
+
+
+def test_pmsdsfr_traps_to_el3_when_another_security_state_owns_the_buffer() -> None:
+    """MDCR_EL3.NSPB giving the buffer away traps PMSDSFR_EL1 to EL3 from EL2 as well."""
+    cpu = boot(FDS.evolve(spe_owned_by_higher_el=True))
+    cpu.take_exception(2, "hyp", "hvc")
+    assert "trap-el3" == cpu.access("PMSDSFR_EL1").outcome
+
+
 @pytest.mark.parametrize("register", ["PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1"])
 @pytest.mark.parametrize(("e2pb", "expected"), [(0b00, "trap"), (0b10, "trap"), (0b11, "ok")])
 def test_e2pb_traps_el1_buffer_register_accesses(register: str, e2pb: int, expected: str) -> None:
@@ -239,11 +263,95 @@ def test_e2pb_never_traps_pmbidr(e2pb: int) -> None:
     assert "ok" == cpu.access("PMBIDR_EL1").outcome
 
 
+HDFGRTR_PMBIDR = 1 << 63  # HDFGRTR_EL2.PMBIDR_EL1 [63]
+HDFGRTR_PMSCR = 1 << 26  # HDFGRTR_EL2.PMSCR_EL1 [26]
+HDFGRTR_NPMSNEVFR = 1 << 62  # HDFGRTR_EL2.nPMSNEVFR_EL1 [62]: 0 traps
+
+
+def at_el1_with_fgt(features: Features, hdfgrtr: int, mdcr: int = E2PB_EL1, **kw: object) -> CPU:
+    """A CPU whose EL2 wrote HDFGRTR_EL2 and MDCR_EL2, then returned to EL1."""
+    cpu = CPU(features, kw.pop("chooser", WorstCaseChooser()), **kw)  # type: ignore[arg-type]
+    cpu.msr("MDCR_EL2", mdcr)
+    cpu.msr("HDFGRTR_EL2", hdfgrtr)
+    cpu.eret(1, "guest0", "into guest 0")
+    return cpu
+
+
+@pytest.mark.parametrize("el3", [True, False])
+@pytest.mark.parametrize(("hdfgrtr", "expected"), [(HDFGRTR_PMBIDR, "trap"), (0, "ok")])
+def test_hdfgrtr_el2_pmbidr_traps_el1_reads_of_pmbidr(el3: bool, hdfgrtr: int, expected: str) -> None:
+    """HDFGRTR_EL2.PMBIDR_EL1 = 1 traps EL1 reads of PMBIDR_EL1 to EL2, with or without EL3 (SCR_EL3.FGTEn set)."""
+    cpu = at_el1_with_fgt(Features(fgt=True, el3=el3), hdfgrtr)
+    access = cpu.access("PMBIDR_EL1")
+    assert (expected, "HDFGRTR_EL2.PMBIDR_EL1=1" if hdfgrtr else "") == (access.outcome, access.reason)
+
+
+def test_hdfgrtr_el2_is_undefined_without_feat_fgt_and_pmbidr_never_traps_then() -> None:
+    """Without FEAT_FGT HDFGRTR_EL2 does not exist, and nothing can trap a PMBIDR_EL1 read."""
+    cpu = at_el1_with_fgt(Features(), HDFGRTR_PMBIDR)
+    assert ([Kind.UNDEF], "ok") == ([e.kind for e in cpu.trace if e.register == "HDFGRTR_EL2"],
+                                    cpu.access("PMBIDR_EL1").outcome)
+
+
+def test_hdfgrtr_el2_traps_reads_only_and_only_at_el1() -> None:
+    """A read trap leaves EL1 writes alone (those are HDFGWTR_EL2's) and does nothing at EL2."""
+    cpu = at_el1_with_fgt(Features(fgt=True), 1 << 24)  # HDFGRTR_EL2.PMBPTR_EL1 [24]
+    outcomes = (cpu.access("PMBPTR_EL1").outcome, cpu.access("PMBPTR_EL1", 0x40).outcome)
+    cpu.take_exception(2, "hyp", "hvc")
+    assert ("trap", "ok", "ok") == (*outcomes, cpu.access("PMBPTR_EL1").outcome)
+
+
+def test_fine_grained_read_trap_comes_before_tpms() -> None:
+    """Where HDFGRTR_EL2 and MDCR_EL2.TPMS both trap a read, the fine-grained trap is the one taken (J1 order)."""
+    cpu = at_el1_with_fgt(Features(fgt=True), HDFGRTR_PMSCR, mdcr=E2PB_EL1 | MDCR_TPMS)
+    assert "HDFGRTR_EL2.PMSCR_EL1=1" == cpu.access("PMSCR_EL1").reason
+
+
+@pytest.mark.parametrize(("hdfgrtr", "expected"), [(0, "trap"), (HDFGRTR_NPMSNEVFR, "ok")])
+def test_npmsnevfr_traps_el1_reads_of_pmsnevfr_when_zero(hdfgrtr: int, expected: str) -> None:
+    """HDFGRTR_EL2.nPMSNEVFR_EL1 has the opposite sense: 0 traps EL1 reads of PMSNEVFR_EL1."""
+    cpu = at_el1_with_fgt(Features(fgt=True, spe=SpeLevel.V1P2), hdfgrtr)
+    assert expected == cpu.access("PMSNEVFR_EL1").outcome
+
+
+@pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), "ok"), (HoldingChooser(), "trap")])
+def test_unsynchronised_fine_grained_trap_may_not_be_in_force(chooser: Chooser, expected: str) -> None:
+    """With FEAT_ExS and EOS = 0 the ERET does not synchronise: an HDFGRTR_EL2 write just before it may not trap yet."""
+    cpu = at_el1_with_fgt(Features(fgt=True, exs=True), HDFGRTR_PMBIDR, chooser=chooser)
+    assert expected == cpu.access("PMBIDR_EL1").outcome
+
+
 @pytest.mark.parametrize(("chooser", "expected"), [(WorstCaseChooser(), "ok"), (HoldingChooser(), "trap")])
 def test_reserved_e2pb_acts_as_the_value_the_chooser_picks(chooser: Chooser, expected: str) -> None:
     """E2PB = 0b01 is reserved: it behaves as an allocated value of the chooser's picking (0b11 or 0b00 here)."""
     cpu = boot(chooser=chooser, mdcr=mdcr_e2pb(0b01))
     assert expected == cpu.access("PMBPTR_EL1").outcome
+
+
+@pytest.mark.parametrize(("chooser", "read_back"), [(WorstCaseChooser(), 0b11), (HoldingChooser(), 0b00)])
+def test_reserved_e2pb_reads_back_unknown(chooser: Chooser, read_back: int) -> None:
+    """After a write of the reserved E2PB 0b01, a read of MDCR_EL2 returns an UNKNOWN E2PB (K1.2.19): the chooser's pick."""
+    cpu = CPU(Features(), chooser)
+    cpu.msr("MDCR_EL2", mdcr_e2pb(0b01) | MDCR_TPMS | 6)
+    read = cpu.mrs("MDCR_EL2")
+    assert (mdcr_e2pb(read_back) | MDCR_TPMS | 6, mdcr_e2pb(0b01) | MDCR_TPMS | 6) == (read, cpu.peek("MDCR_EL2"))
+    assert read == cpu.trace[-1].value
+
+
+def test_reserved_e2pb_read_back_may_be_any_value_of_the_field() -> None:
+    """The UNKNOWN read is asked of the chooser among all four E2PB values, the reserved one included."""
+    asked: list[tuple[str, str, tuple[int, ...]]] = []
+
+    class Asking(WorstCaseChooser):
+        def reserved_as(self, register: str, field: str, allowed: tuple[int, ...]) -> int:
+            asked.append((register, field, allowed))
+            return allowed[1]
+
+    cpu = CPU(Features(), Asking())
+    cpu.msr("MDCR_EL2", mdcr_e2pb(0b01))
+    assert (mdcr_e2pb(0b01), [("MDCR_EL2", "E2PB (read back)", (0b00, 0b01, 0b10, 0b11))]) == (
+        cpu.mrs("MDCR_EL2"), asked,
+    )
 
 
 def test_tpms_does_not_trap_buffer_registers_and_e2pb_does_not_trap_sampling_registers() -> None:
@@ -835,8 +943,8 @@ def test_unknown_register_name_is_named(operation: str) -> None:
     """Reading or writing a register the model does not know names it in the error."""
     cpu = CPU(Features(), WorstCaseChooser())
     call = {"mrs": cpu.mrs, "msr": lambda name: cpu.msr(name, 0), "peek": cpu.peek}[operation]
-    with pytest.raises(R.UnknownRegisterError, match="Cannot access system register 'PMSDSFR_EL1' because"):
-        call("PMSDSFR_EL1")
+    with pytest.raises(R.UnknownRegisterError, match="Cannot access system register 'PMBMAR_EL1' because"):
+        call("PMBMAR_EL1")
 
 
 def test_unknown_encoding_is_named() -> None:
@@ -960,6 +1068,20 @@ def test_guest_run_is_framed_by_eret_and_exception_entry() -> None:
     exit_event = cpu.trace.of(Kind.EXCEPTION)[-1]
     assert ("exit from guest 0: irq", True) == (exit_event.where, exit_event.guest_exit)
     assert cpu.trace.of(Kind.ERET)[-1].into_guest
+
+
+def test_guest_exit_records_the_spe_registers_of_the_saved_guest_context() -> None:
+    """At the guest's exit the model records each SPE register the vcpu's saved context holds, by its register name."""
+    cpu, vcpu = _guest_ready()
+    vcpu.sysregs.update({"pmscr_el12": 0x3, "PMBPTR_EL1": 0x40, "TTBR0_EL1": 0x1000, "PMSIRR_EL1": "x", "PMSICR_EL1": True})
+    vcpu.program = [GuestCode(0)]
+    cpu.run_guest(vcpu)
+    recorded = [(e.register, e.name, e.value, e.where, e.vcpu) for e in cpu.trace.of(Kind.CONTEXT)]
+    assert [
+        ("PMSCR_EL1", "pmscr_el12", 0x3, "while the guest ran", 0),
+        ("PMBPTR_EL1", "PMBPTR_EL1", 0x40, "while the guest ran", 0),
+    ] == recorded
+    assert "vcpu0.sysregs[pmscr_el12->PMSCR_EL1] = 0x3 (while the guest ran)" == cpu.trace.of(Kind.CONTEXT)[0].describe()
 
 
 def test_guest_can_only_be_entered_from_el2() -> None:

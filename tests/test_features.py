@@ -93,6 +93,7 @@ def test_features_compare_and_hash_by_value() -> None:
         ({"pmu": PmuLevel.NONE, "pmu_counters": 0, "mtpmu": True}, "FEAT_MTPMU needs PMUv3"),
         ({"pmu": PmuLevel.NONE, "pmu_counters": 0, "pmuv3_ss": True}, "FEAT_PMUv3_SS needs PMUv3"),
         ({"pmu": PmuLevel.NONE, "pmu_counters": 0, "ebep": True}, "FEAT_EBEP needs PMUv3"),
+        ({"spe": SpeLevel.V1P3, "spe_fds": True}, "FEAT_SPE_FDS needs FEAT_SPEv1p4"),
     ],
 )
 def test_impossible_combinations_are_refused(kwargs: dict[str, object], problem: str) -> None:
@@ -209,6 +210,7 @@ def valid_features(draw: st.DrawFn) -> Features:
         ebep=has_pmu and draw(st.booleans(), label="ebep"),
         debugv8p9=draw(st.booleans(), label="debugv8p9"),
         step2=draw(st.booleans(), label="step2"),
+        spe_fds=spe >= SpeLevel.V1P4 and draw(st.booleans(), label="spe_fds"),
     )
 
 

@@ -90,7 +90,7 @@ def test_report_header(spekvm_pytester: pytest.Pytester, profile: str, shown: st
     result.stdout.fnmatch_lines([
         "spekvm target: reference (reference) from pytest_spekvm.reference.switch (built in)",
         "spekvm feature space: {nVHE,VHE} x PMSVer {0,1,2,3,4,5} x PMBIDR.P {0,1} x PMU {NONE,V3,V3P1,V3P4,V3P5,V3P7,V3P8,V3P9}"
-        " x EL3 {0,1} x flags {debugv8p9,ebep,ecv,exs,fgt,mtpmu,pmuv3_ss,spe_ernd,spmu,step2,trbe,trf} (232 cells)",
+        " x EL3 {0,1} x flags {debugv8p9,ebep,ecv,exs,fgt,mtpmu,pmuv3_ss,spe_ernd,spe_fds,spmu,step2,trbe,trf} (232 cells)",
         "spekvm implementation choices: sctlr_el2_eis=False, sctlr_el2_eos=False, boot_writes_pmscr_el2=True",
         "spekvm adversaries: scripted cells under worst-case, holding, split; generated sequences draw every timing choice",
         shown,

@@ -38,6 +38,22 @@ def test_flag_cells_drop_what_they_cannot_have() -> None:
     assert not any(c.trbe for c in no_trf)
 
 
+def test_flag_cells_have_feat_spe_fds_only_from_spev1p4() -> None:
+    """The all-flags cells carry FEAT_SPE_FDS exactly where FLAG_NEEDS allows it: SPEv1p4 and later."""
+    with_fds = {c.spe for c in FULL_SPACE.cells() if c.spe_fds}
+    flagged = {c.spe for c in FULL_SPACE.cells() if c.fgt}
+    assert ({SpeLevel.V1P4}, True) == (with_fds, SpeLevel.V1P3 in flagged)
+
+
+@settings(max_examples=50, database=None)
+@given(data=st.data())
+def test_strategy_draws_feat_spe_fds_only_where_it_can_exist(data: st.DataObject) -> None:
+    """The features strategy never builds FEAT_SPE_FDS below SPEv1p4, and can build it there."""
+    space = FeatureSpace(spe={SpeLevel.V1P3, SpeLevel.V1P4}, flags={"spe_fds"})
+    cpu = data.draw(features(space), label="cpu")
+    assert not cpu.spe_fds or cpu.spe >= SpeLevel.V1P4
+
+
 @pytest.mark.parametrize(
     ("space", "cpu", "inside"),
     [

@@ -56,6 +56,7 @@ def _mdcr_res0(*features: str) -> int:
 EVERYTHING = Features(
     vhe=True, spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, trf=True, trbe=True, spmu=True, fgt=True,
     mtpmu=True, pmuv3_ss=True, ebep=True, debugv8p9=True, step2=True, el3=False, ecv=True, spe_ernd=True,
+    spe_fds=True,
 )
 NOTHING = Features(spe=SpeLevel.NONE, pmu=PmuLevel.NONE, pmu_counters=0)
 
@@ -135,6 +136,9 @@ SPE_RES0: list[tuple[str, Features, int]] = [
     ("PMSIRR_EL1", Features(), MASK64 & ~_bits(0, (31, 8))),  # RND, INTERVAL
     ("PMSFCR_EL1", Features(), MASK64 & ~_bits(0, 1, 2, 16, 17, 18)),  # FE FT FL B LD ST
     ("PMSFCR_EL1", Features(spe=SpeLevel.V1P3), MASK64 & ~_bits(0, 1, 2, 3, 16, 17, 18)),  # + FnE
+    # + FDS [4], with FEAT_SPE_FDS (which needs SPEv1p4)
+    ("PMSFCR_EL1", Features(spe=SpeLevel.V1P4, spe_fds=True), MASK64 & ~_bits(0, 1, 2, 3, 4, 16, 17, 18)),
+    ("PMSDSFR_EL1", Features(spe=SpeLevel.V1P4, spe_fds=True), 0),  # S [63:0]: one bit per data source
     ("PMSLATFR_EL1", Features(), MASK64 & ~_bits((15, 0))),  # MINLAT
     ("PMSEVFR_EL1", Features(), 0),  # IMPLEMENTATION DEFINED event bits: held as a value
 ]
@@ -145,6 +149,40 @@ SPE_RES0: list[tuple[str, Features, int]] = [
 def test_spe_register_res0_mask(register: str, features: Features, expected: int) -> None:
     """Each SPE register's RES0 mask is the complement of its architected fields."""
     assert hex(expected) == hex(R.res0_mask(register, features))
+
+
+# HDFGRTR_EL2's SPE fields (Linux arch/arm64/tools/sysreg): PMBIDR_EL1 [63], nPMSNEVFR_EL1 [62],
+# PMSLATFR_EL1 [32] down to PMBLIMITR_EL1 [23]; the other fields are held as a value.
+HDFGRTR_SPE_BITS = _bits(63, (32, 23))
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        (Features(fgt=True, spe=SpeLevel.NONE), HDFGRTR_SPE_BITS | _bits(62)),
+        (Features(fgt=True), _bits(62)),  # nPMSNEVFR_EL1 needs FEAT_SPE_FnE (SPEv1p2)
+        (Features(fgt=True, spe=SpeLevel.V1P2), 0),
+    ],
+    ids=["no-spe", "spe", "spev1p2"],
+)
+def test_hdfgrtr_el2_spe_fields_are_res0_without_their_features(features: Features, expected: int) -> None:
+    """HDFGRTR_EL2's SPE trap fields are RES0 without FEAT_SPE, nPMSNEVFR_EL1 without FEAT_SPE_FnE."""
+    assert hex(expected) == hex(R.res0_mask("HDFGRTR_EL2", features))
+
+
+@pytest.mark.parametrize(
+    ("register", "field", "trap_when"),
+    [("PMBIDR_EL1", "PMBIDR_EL1", 1), ("PMSNEVFR_EL1", "nPMSNEVFR_EL1", 0), ("PMBPTR_EL1", "PMBPTR_EL1", 1)],
+)
+def test_hdfgrtr_el2_names_the_field_that_traps_each_spe_register(register: str, field: str, trap_when: int) -> None:
+    """Each SPE register a HDFGRTR_EL2 field covers maps to that field, the n-prefixed ones trapping when 0."""
+    assert (field, trap_when) == R.HDFGRTR_TRAPS[register]
+
+
+def test_hdfgrtr_el2_needs_feat_fgt() -> None:
+    """HDFGRTR_EL2 exists only with FEAT_FGT, and only EL2 reaches it."""
+    reg = R.BY_NAME["HDFGRTR_EL2"]
+    assert (False, True, 2) == (reg.implemented(Features()), reg.implemented(Features(fgt=True)), reg.min_el)
 
 
 def test_non_exhaustive_register_is_res0_only_in_absent_feature_fields() -> None:
@@ -158,6 +196,7 @@ def test_non_exhaustive_register_is_res0_only_in_absent_feature_fields() -> None
 ENCODINGS = [
     ("MDCR_EL2", (3, 4, 1, 1, 1)),
     ("HCR_EL2", (3, 4, 1, 1, 0)),
+    ("HDFGRTR_EL2", (3, 4, 3, 1, 4)),  # Linux arch/arm64/tools/sysreg: Sysreg HDFGRTR_EL2 3 4 3 1 4
     ("ID_AA64DFR0_EL1", (3, 0, 0, 5, 0)),
     ("VTTBR_EL2", (3, 4, 2, 1, 0)),
     ("TTBR0_EL1", (3, 0, 2, 0, 0)),
@@ -179,6 +218,7 @@ ENCODINGS = [
     ("PMBLIMITR_EL1", (3, 0, 9, 10, 0)),
     ("PMBPTR_EL1", (3, 0, 9, 10, 1)),
     ("PMBSR_EL1", (3, 0, 9, 10, 3)),
+    ("PMSDSFR_EL1", (3, 0, 9, 10, 4)),  # Linux arch/arm64/tools/sysreg: Sysreg PMSDSFR_EL1 3 0 9 10 4
     ("PMBIDR_EL1", (3, 0, 9, 10, 7)),
     ("TTBR0_EL12", (3, 5, 2, 0, 0)),
     ("TTBR1_EL12", (3, 5, 2, 0, 1)),
@@ -241,7 +281,7 @@ def test_lookup_is_case_insensitive() -> None:
     ("given", "named"),
     [
         ("PMSCR_EL3", "'PMSCR_EL3'"),
-        (R.Encoding(3, 0, 9, 10, 4), "S3_0_C9_C10_4"),
+        (R.Encoding(3, 0, 9, 10, 5), "S3_0_C9_C10_5"),  # PMBMAR_EL1 (FEAT_SPE_nVM): not modelled
         (R.Encoding(3, 0, 9, 10, 2).sys_reg, "S3_0_C9_C10_2"),
         (True, "True"),  # a bool is not a sys_reg() value
     ],
@@ -316,6 +356,8 @@ def test_decode_names_the_fields(value: int, text: str) -> None:
         ("TTBR1_EL2", Features(), False),
         ("TTBR1_EL2", Features(vhe=True), True),
         ("MDCR_EL2", NOTHING, True),
+        ("PMSDSFR_EL1", Features(spe=SpeLevel.V1P4), False),
+        ("PMSDSFR_EL1", Features(spe=SpeLevel.V1P4, spe_fds=True), True),
     ],
 )
 def test_implemented_follows_the_register_feature(name: str, features: Features, expected: bool) -> None:

@@ -47,6 +47,12 @@ OWNED = Features(spe_owned_by_higher_el=True)
 # EL2 are not context synchronisation events.
 EXS = Features(exs=True)
 VHE_EXS = Features(vhe=True, exs=True)
+# FEAT_SPE_FDS (the data source filter, PMSDSFR_EL1) needs FEAT_SPEv1p4.
+FDS = Features(spe=SpeLevel.V1P4, spe_fds=True)
+# FEAT_FGT: HDFGRTR_EL2 can trap the guest's PMBIDR_EL1 reads; with FEAT_ExS its write may not be in
+# force at an ERET into the guest that does not synchronise.
+FGT = Features(fgt=True)
+FGT_EXS = Features(fgt=True, exs=True)
 SYNCHRONISING = Choices(sctlr_el2_eis=True, sctlr_el2_eos=True)
 
 
@@ -63,6 +69,9 @@ GRID = [
     for spe in (SpeLevel.NONE, SpeLevel.SPE, SpeLevel.V1P2, SpeLevel.V1P4)
     for p in ((False,) if spe == SpeLevel.NONE else (False, True))
     for pmu in (PmuLevel.NONE, PmuLevel.V3, PmuLevel.V3P7)
+] + [
+    # FEAT_FGT (HDFGRTR_EL2 written at boot) and FEAT_SPE_FDS (PMSDSFR_EL1 programmed by the host).
+    Features(vhe=vhe, spe=SpeLevel.V1P4, fgt=True, spe_fds=True, exs=exs) for vhe in (False, True) for exs in (False, True)
 ]
 
 # ------------------------------------------------------------------ host scenarios
@@ -118,7 +127,7 @@ def guest_access(s: System) -> None:
     s.host_run(2)
     s.run_vcpu(0, [GuestCode(1), GuestAccess("PMSCR_EL1")])
     s.run_vcpu(0, [GuestAccess("PMBLIMITR_EL1", write=True, value=1)])
-    s.run_vcpu(1, [GuestAccess("PMSIDR_EL1"), GuestAccess("PMBIDR_EL1")])
+    s.run_vcpu(1, [GuestAccess("PMBIDR_EL1"), GuestAccess("PMSIDR_EL1")])
     s.run_vcpu(1, [GuestAccess("PMSCR_EL1", write=True, value=0b11), GuestCode(1)])
     s.finish()
 
@@ -302,6 +311,8 @@ def _drain(
                 cpu.msr("PMBLIMITR_EL1", (cpu.mrs("PMBPTR_EL1") & ~0xFFF) | PMBLIMITR_E)
             elif name == "interval":
                 cpu.msr("PMSIRR_EL1", 0x100)  # programs its own sampling interval, never gives it back
+            elif name == "dsfr":
+                cpu.msr("PMSDSFR_EL1", 0)  # clears the host's data source filter, never gives it back
 
     return save if vhe_too else _nvhe(save)
 
@@ -321,6 +332,23 @@ def _restore(sync: bool = True, always: bool = False, vhe_too: bool = False) -> 
         cpu.msr("PMSCR_EL1", pmscr)
 
     return restore if vhe_too else _nvhe(restore)
+
+
+HDFGRTR_PMBIDR = R.bits("HDFGRTR_EL2", PMBIDR_EL1=1)
+
+
+def _fgt_pmbidr(on: bool) -> Step:
+    """Set (`on`) or clear HDFGRTR_EL2.PMBIDR_EL1, where the CPU has FEAT_FGT and FEAT_SPE."""
+
+    def step(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+        if cpu.features.fgt and S.has_spe(cpu):
+            value = cpu.mrs("HDFGRTR_EL2")
+            cpu.msr("HDFGRTR_EL2", value | HDFGRTR_PMBIDR if on else value & ~HDFGRTR_PMBIDR)
+
+    return step
+
+
+TRAP_PMBIDR, UNTRAP_PMBIDR = _fgt_pmbidr(True), _fgt_pmbidr(False)
 
 
 def _paused_run(s: System) -> None:
@@ -345,6 +373,39 @@ def _profiling_off(s: System) -> None:
     """Runs with the host's buffer never enabled."""
     s.run_vcpu(0)
     s.run_vcpu(1)
+
+
+class _HostPmscrInGuestContext(S.ReferenceSwitch):
+    """Keeps the host's PMSCR_EL1 in the vcpu's saved guest context (vcpu.sysregs) instead of its own
+    save area: the restore works, but KVM shows that context to the guest and to userspace."""
+
+    def save_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's save, into vcpu.sysregs."""
+        if S.has_vhe(cpu):
+            return
+        vcpu.sysregs["PMSCR_EL1"] = 0
+        if self.buffer_live(cpu):
+            vcpu.sysregs["PMSCR_EL1"] = cpu.mrs("PMSCR_EL1")
+            self.drain(cpu, vcpu)
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        """The reference's restore, from vcpu.sysregs."""
+        pmscr = vcpu.sysregs.get("PMSCR_EL1", 0)
+        if not S.has_vhe(cpu) and pmscr:
+            cpu.isb()
+            cpu.msr("PMSCR_EL1", pmscr)
+
+
+# The SPE registers a switch might keep in a guest's saved context.
+GUEST_SPE_CONTEXT = (
+    "PMSCR_EL1", "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
+    "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
+)
+
+
+def _zero_guest_spe_context(cpu: CPU, vcpu: Vcpu, host: int) -> None:
+    """The guest's SPE context, kept as zeros: the guest never owns the buffer, so it has nothing else."""
+    vcpu.sysregs.update(dict.fromkeys(GUEST_SPE_CONTEXT, 0))
 
 
 TPMS = R.bits("MDCR_EL2", TPMS=1)
@@ -377,6 +438,34 @@ BROKEN: dict[str, tuple[Callable[[], S.ReferenceSwitch], Features, Scenario, Cho
         guest_access,
         WorstCaseChooser(),
         {"TRAP-COND", "ISOLATION", "HOST-STATE"},
+    ),
+    # The switch asks for the guest's PMBIDR_EL1 reads to trap, but after its ISB: on a FEAT_ExS CPU
+    # whose ERET into the guest does not synchronise, the trap is not in force and the read completes.
+    "fgt-pmbidr-trap-not-synchronised": (
+        lambda: Composed(
+            entry=(*REF_ENTRY, TRAP_PMBIDR),
+            exit_=_replace(REF_EXIT, SYNC_HOST, UNTRAP_PMBIDR, SYNC_HOST),
+        ),
+        FGT_EXS,
+        guest_access,
+        WorstCaseChooser(),
+        {"TRAP-COND"},
+    ),
+    # The switch traps the guest's PMBIDR_EL1 reads and leaves the trap set for the host.
+    "fgt-pmbidr-trap-left-for-the-host": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SYNC_GUEST, TRAP_PMBIDR, SYNC_GUEST)),
+        FGT,
+        guest_access,
+        WorstCaseChooser(),
+        {"HOST-STATE"},
+    ),
+    # The host's PMSCR_EL1 saved in the guest's context, where the guest and userspace can read it.
+    "host-pmscr-in-guest-context": (
+        _HostPmscrInGuestContext,
+        NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"ISOLATION"},
     ),
     "always-res0-bit": (
         lambda: Composed(setup=_setup_with(MDCR_BIT16)),
@@ -459,6 +548,14 @@ BROKEN: dict[str, tuple[Callable[[], S.ReferenceSwitch], Features, Scenario, Cho
     "leaves-its-sampling-interval": (
         lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb interval"))),
         NVHE,
+        plain,
+        WorstCaseChooser(),
+        {"HOST-STATE"},
+    ),
+    # The switch clears the host's data source filter (FEAT_SPE_FDS) and never puts it back.
+    "clears-the-data-source-filter": (
+        lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _drain("msr isb psb dsb dsfr"))),
+        FDS,
         plain,
         WorstCaseChooser(),
         {"HOST-STATE"},
@@ -667,8 +764,26 @@ UNUSUAL["skips-a-stopped-buffer-and-an-idle-pmscr"] = (
     lambda: Composed(entry=_replace(REF_ENTRY, SAVE_SPE, _skip_drain_if_stopped)), None,
 )
 UNUSUAL["spe-capability-cached-at-setup"] = (_CachedCaps, None)
+# The guest's PMBIDR_EL1 reads trapped by HDFGRTR_EL2 where the CPU has FEAT_FGT, synchronised before
+# the ERET into the guest, and the host's value back before the return.
+UNUSUAL["traps-pmbidr-with-fgt"] = (
+    lambda: Composed(
+        entry=_replace(REF_ENTRY, SYNC_GUEST, TRAP_PMBIDR, SYNC_GUEST),
+        exit_=_replace(REF_EXIT, SYNC_HOST, UNTRAP_PMBIDR, SYNC_HOST),
+    ),
+    None,
+)
 
-UNUSUAL_CPUS = [NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, exs=True, el3=False)]
+# A guest SPE context kept in vcpu.sysregs, all zeros, written on entry and on exit.
+UNUSUAL["keeps-an-all-zero-guest-spe-context"] = (
+    lambda: Composed(entry=(_zero_guest_spe_context, *REF_ENTRY), exit_=(_zero_guest_spe_context, *REF_EXIT)),
+    None,
+)
+
+UNUSUAL_CPUS = [
+    NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P2, fgt=True),
+    Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, exs=True, el3=False, fgt=True, spe_fds=True),
+]
 CORRECTNESS = [r.id for r in rules.RULES if r.severity is rules.Severity.CORRECTNESS]
 
 
@@ -925,6 +1040,35 @@ class MissingDrainGuestOwns(S.ReferenceSwitch):
         vcpu.mdcr_el2 |= R.bits("MDCR_EL2", E2PB=0b10)
 
 
+def test_isolation_message_names_the_leaked_context_value_and_its_origin() -> None:
+    """ISOLATION names the vcpu, the register the guest context holds, its value and where the host had it."""
+    messages = _messages("host-pmscr-in-guest-context", "ISOLATION")
+    assert messages[0].startswith("the saved guest context of vcpu 0 holds PMSCR_EL1=0x3 while the guest ran (#")
+    assert "a value the host had (written to PMSCR_EL1 by the host at #" in messages[0]
+
+
+@pytest.mark.parametrize(("value", "leaks"), [(0, False), (0x3, True), (0x2, False)])
+def test_isolation_takes_only_values_the_host_had_from_the_guest_context(value: int, leaks: bool) -> None:
+    """A guest context value counts as the host's only if it is non-zero and the host had it in that register."""
+    trace = _trace(
+        ("host", 1, Kind.MSR, {"register": "PMSCR_EL1", "value": 0x3}),
+        ("hyp", 2, Kind.CONTEXT, {"register": "PMSCR_EL1", "value": value, "vcpu": 0, "where": "at the return"}),
+        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x3, "vcpu": 0, "where": "at the return"}),
+    )
+    judgement = rules.BY_ID["ISOLATION"].judge(trace, NVHE)
+    assert (True, [1] if leaks else []) == (judgement.exercised, [v.event for v in judgement.violations])
+
+
+def test_isolation_sees_a_host_value_in_the_guest_context_only_once_the_host_had_it() -> None:
+    """A context value the host programs only later is no leak at the time it is recorded (the rule is causal)."""
+    trace = _trace(
+        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x40001, "vcpu": 1, "where": "then"}),
+        ("host", 1, Kind.MSR, {"register": "PMSIRR_EL1", "value": 0x40001}),
+        ("hyp", 2, Kind.CONTEXT, {"register": "PMSIRR_EL1", "value": 0x40001, "vcpu": 1, "where": "now"}),
+    )
+    assert [2] == [v.event for v in rules.BY_ID["ISOLATION"].judge(trace, NVHE).violations]
+
+
 def test_no_loss_message_names_who_disabled_the_buffer() -> None:
     """NO-LOSS says the record was discarded because the hypervisor, not the host, disabled the buffer."""
     message = _messages("disables-buffer-instead-of-draining", "NO-LOSS")[0]
@@ -1010,6 +1154,24 @@ def test_drain_order_rejects_a_psb_with_no_synchronising_point_before_it() -> No
     assert violation.message.startswith(
         "no context synchronisation event at EL2 (the exception entry where it is one, else an ISB) before a PSB CSYNC"
     )
+
+
+@pytest.mark.parametrize(("hdfgrtr", "violations"), [(0, []), (1 << 63, [1])])
+def test_trap_cond_asks_for_the_pmbidr_trap_only_where_the_switch_set_it(hdfgrtr: int, violations: list[int]) -> None:
+    """A guest's PMBIDR_EL1 read may complete, unless the switch set HDFGRTR_EL2.PMBIDR_EL1 [63]: then it had to trap."""
+    trace = _trace(
+        ("hyp", 2, Kind.MSR, {"register": "HDFGRTR_EL2", "value": hdfgrtr}),
+        ("guest0", 1, Kind.MRS, {"register": "PMBIDR_EL1", "value": 0x16}),
+    )
+    judgement = rules.BY_ID["TRAP-COND"].judge(trace, FGT)
+    assert violations == [v.event for v in judgement.violations]
+
+
+def test_trap_cond_names_the_fine_grained_trap_that_was_not_in_force() -> None:
+    """The violation names the HDFGRTR_EL2 write that asked for the trap, and the missing synchronisation."""
+    message = _messages("fgt-pmbidr-trap-not-synchronised", "TRAP-COND")[0]
+    assert "read PMBIDR_EL1 at #" in message
+    assert "set HDFGRTR_EL2.PMBIDR_EL1 (expected the read to trap to EL2" in message
 
 
 def test_undef_reports_accesses_that_trap_to_el3_and_host_accesses_trapped_to_el2() -> None:

@@ -71,6 +71,22 @@ def test_boot_leaves_the_host_running_at_its_el(vhe: bool, el: int, registers: d
 
 
 @pytest.mark.parametrize(
+    ("features", "written"),
+    [
+        (Features(), None),  # no FEAT_FGT: HDFGRTR_EL2 does not exist, and boot leaves it alone
+        (Features(fgt=True), 0),  # nothing trapped
+        (Features(fgt=True, spe=SpeLevel.V1P2), 1 << 62),  # nPMSNEVFR_EL1 = 1: PMSNEVFR_EL1 not trapped
+    ],
+    ids=["no-fgt", "fgt", "fgt-fne"],
+)
+def test_boot_writes_hdfgrtr_el2_as_linux_does(features: Features, written: int | None) -> None:
+    """On a FEAT_FGT CPU the boot code writes HDFGRTR_EL2 so that no EL1 read traps (Linux's __init_el2_fgt)."""
+    s = system(features)
+    writes = [e.value for e in s.cpu.trace if e.kind is Kind.MSR and e.register == "HDFGRTR_EL2"]
+    assert ([] if written is None else [written]) == writes
+
+
+@pytest.mark.parametrize(
     ("features", "usable"),
     [
         (Features(), True),
@@ -96,6 +112,26 @@ def test_enable_profiling_programs_the_buffer_then_sampling(vhe: bool, pmscr: st
     assert (M.BUFFER_VA, 0, BUFFER_LIMIT | PMBLIMITR_E, 0b11) == tuple(cpu.peek(n) for n in names)
     assert s.profiling
     assert [Kind.MSR, Kind.MSR, Kind.MSR, Kind.MSR, Kind.ISB] == [e.kind for e in cpu.trace.events[-5:]]
+
+
+@pytest.mark.parametrize(
+    ("features", "programmed"),
+    [
+        (Features(spe=SpeLevel.V1P1), {}),
+        (Features(spe=SpeLevel.V1P2), {"PMSNEVFR_EL1": 0x80}),  # FEAT_SPE_FnE comes with SPEv1p2
+        (Features(spe=SpeLevel.V1P4, spe_fds=True), {"PMSNEVFR_EL1": 0x80, "PMSDSFR_EL1": 0xF0}),
+    ],
+    ids=["spev1p1", "fne", "fds"],
+)
+def test_enable_profiling_programs_the_newer_filters_where_they_exist(
+    features: Features, programmed: dict[str, int]
+) -> None:
+    """The host's driver programs the inverted event filter and the data source filter only where the CPU has them."""
+    s = system(features)
+    s.enable_profiling()
+    written = {e.register: e.value for e in s.cpu.trace if e.kind is Kind.MSR and e.actor == "host"}
+    assert programmed == {r: v for r, v in written.items() if r in ("PMSNEVFR_EL1", "PMSDSFR_EL1")}
+    assert [] == [e.describe() for e in s.cpu.trace if e.kind is Kind.UNDEF]
 
 
 def test_enable_profiling_again_only_changes_sampling() -> None:
@@ -215,6 +251,32 @@ def test_run_vcpu_frames_the_run_with_window_markers(vhe: bool) -> None:
     assert (1, True, "host", s.host_el, -1) == (
         s.vcpus[1].runs, s.vcpus[1].prepared, s.cpu.actor, s.cpu.el, s.cpu.vcpu,
     )
+
+
+def test_run_vcpu_records_the_saved_guest_context_at_the_exit_and_the_return() -> None:
+    """A run records the SPE registers the guest's saved context holds while the guest runs and when the host gets control back."""
+
+    class KeepsGuestPmscr(ReferenceSwitch):
+        def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
+            vcpu.sysregs["PMSCR_EL1"] = 0x1
+            reason = super().vcpu_run(cpu, vcpu)
+            vcpu.sysregs["PMSCR_EL1"] = 0x2
+            return reason
+
+    s = system(switch=KeepsGuestPmscr())
+    s.run_vcpu(0)
+    contexts = [(e.value, e.where, e.actor, e.el) for e in s.cpu.trace.of(Kind.CONTEXT)]
+    assert [(0x1, "while the guest ran", "hyp", 2), (0x2, "at the return to the host", "hyp", 2)] == contexts
+    events = s.cpu.trace.events
+    assert Kind.RETURN in [e.kind for e in events[s.cpu.trace.of(Kind.CONTEXT)[-1].seq:]]
+
+
+def test_reference_keeps_no_spe_register_in_the_guest_context() -> None:
+    """The reference's guest context is its stage 1 only: no run records a guest SPE context."""
+    s = system()
+    s.enable_profiling()
+    s.run_vcpu(0)
+    assert [] == s.cpu.trace.of(Kind.CONTEXT)
 
 
 def test_run_vcpu_sets_the_vcpu_up_once() -> None:
