@@ -297,6 +297,7 @@ def test_cell_scope(nodeid: str, scope: str) -> None:
     assert scope == cell_scope(nodeid)
 
 
+@pytest.mark.unmeasured
 def test_xdist_runs_each_cell_once(spekvm_pytester: pytest.Pytester) -> None:
     """Under -n 2 the scripted cells run no more scenario steps than in a serial run."""
     selection = ("-k", "pmuv3p1 and not sequences", "-p", "no:cacheprovider")
