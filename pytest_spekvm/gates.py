@@ -27,6 +27,7 @@ from .reference.chooser import WorstCaseChooser
 from .reference.features import Features
 from .reference.switch import ReferenceSwitch
 from .reference.system import Choices
+from .reference.trace import Trace
 from .report import RunLog, build_report, runlog, write_report
 from .rules import Rule, Severity
 from .scenario import SCRIPT, Run
@@ -90,12 +91,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @functools.cache
-def _reached(cell: Features, choices: Choices, rules: tuple[Rule, ...]) -> frozenset[str]:
+def _reference_trace(cell: Features, choices: Choices) -> Trace:
+    """The trace of the reference switch running the scripted scenario on `cell` (once per process)."""
     target = Target("reference", "reference", "built in", ReferenceSwitch, choices=choices)
     run = Run.start(target, cell, WorstCaseChooser())
     run.do_all(SCRIPT)
-    trace = run.system.cpu.trace
-    return frozenset(rule.id for rule in rules if rule.judge(trace, cell).exercised)
+    return run.system.cpu.trace
+
+
+@functools.cache
+def _reached_by(cell: Features, choices: Choices, rule: Rule) -> bool:
+    return rule.judge(_reference_trace(cell, choices), cell).exercised
+
+
+def _reached(cell: Features, choices: Choices, rules: tuple[Rule, ...]) -> frozenset[str]:
+    return frozenset(rule.id for rule in rules if _reached_by(cell, choices, rule))
 
 
 def reachable(space: FeatureSpace, choices: Choices, rules: Iterable[Rule]) -> dict[str, set[str]]:
