@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import coverage
 import hypothesis.core
 import pytest
 from hypothesis import settings
@@ -33,7 +32,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """Pause coverage measurement, where it runs, for the duration of an `unmeasured` test's call
     (in this process, and in the processes it starts, which coverage would measure by the environment)."""
-    cov = coverage.Coverage.current() if item.get_closest_marker("unmeasured") else None
+    if item.get_closest_marker("unmeasured") is None:
+        return (yield)
+    # Imported here: the README's first command loads this conftest without the test extra.
+    import coverage  # noqa: PLC0415
+
+    cov = coverage.Coverage.current()
     if cov is None:
         return (yield)
     cov.stop()
