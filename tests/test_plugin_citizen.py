@@ -13,6 +13,7 @@ from test_plugin_run import DRAIN_CELLS, NODRAIN, NODRAIN_TARGET
 from pytest_spekvm.failures import failure_text
 from pytest_spekvm.plugin import TARGET_OPTION
 from pytest_spekvm.session import SpekvmFailure
+from pytest_spekvm.space import FULL_SPACE, cell_id
 from pytest_spekvm.xdist_cells import cell_scope, pytest_xdist_make_scheduler
 
 PROJECT_TESTS = "def test_one():\n    pass\n\ndef test_two():\n    pass\n\ndef test_three():\n    pass\n"
@@ -295,6 +296,12 @@ def test_adapter_failure_is_shared_by_a_cells_checks(spekvm_pytester: pytest.Pyt
 def test_cell_scope(nodeid: str, scope: str) -> None:
     """A test parametrised over a cell is scheduled with that cell's other tests; any other test alone."""
     assert scope == cell_scope(nodeid)
+
+
+def test_cell_scope_knows_every_cell_of_the_space() -> None:
+    """Every cell id of the full feature space (ExS, all-flags and no-EL3 cells included) is read back by the scheduler."""
+    ids = [cell_id(cell) for cell in FULL_SPACE.cells()]
+    assert [f"spekvm cell {i}" for i in ids] == [cell_scope(f"test_res0.py::test_res0[{i}]") for i in ids]
 
 
 @pytest.mark.unmeasured
