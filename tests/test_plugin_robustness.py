@@ -68,7 +68,10 @@ FAST = (f"{TIMEOUT_OPTION}=0.3",)
 def row(method: str, code: str, clause: str, extra: tuple[str, ...] = (), id: str = "") -> object:
     """One bad adapter: `code` runs in `method` on VHE cells; the VHE cell fails naming `clause`."""
     body = "\n".join(f"            {line}" for line in code.splitlines())
-    return pytest.param(ON_VHE.replace("{method}", method).replace("{misbehave}", body), extra, 1, clause, id=id)
+    # A row under a 0.3 s limit races the alarm against the adapter's own code; on a loaded machine
+    # (CI's shared cores) the race was lost once in a few hundred runs: such a row gets two reruns.
+    marks = [pytest.mark.flaky(reruns=2)] if extra == FAST else []
+    return pytest.param(ON_VHE.replace("{method}", method).replace("{misbehave}", body), extra, 1, clause, id=id, marks=marks)
 
 
 ADAPTERS = [
