@@ -34,9 +34,22 @@ def pytest_configure(config: pytest.Config) -> None:
     from hypothesis import settings
 
     settings.register_profile(THOROUGH, max_examples=400, stateful_step_count=40, deadline=None, print_blob=True)
+    _check_profile(config)
     # hypothesis' "default" profile, loaded or named, is what the fast default stands in for.
     profile = config.getoption("hypothesis_profile", None) or settings.get_current_profile_name()
     config.stash[_CHOSEN] = profile != "default"
+
+
+def _check_profile(config: pytest.Config) -> None:
+    """--hypothesis-profile names a registered profile: a usage error here, before hypothesis' own plugin
+    would stop on it with an INTERNALERROR."""
+    from hypothesis import settings
+
+    name = config.getoption("hypothesis_profile", None)
+    known = sorted(getattr(settings, "_profiles", {}))
+    if name and known and name not in known:
+        msg = f"--hypothesis-profile={name!r} is not a registered hypothesis profile (registered: {', '.join(known)}; the plugin's own is {THOROUGH})"
+        raise pytest.UsageError(msg)
 
 
 def budget_of(config: pytest.Config) -> tuple[bool, bool]:

@@ -32,6 +32,7 @@ import importlib.machinery
 import importlib.util
 import io
 import json
+import mmap
 import os
 import re
 import secrets
@@ -165,7 +166,14 @@ def c_adapter(
 
 
 class CTarget:
-    """A zero-argument factory of adapters for a C world switch: builds on first call, then reuses the build."""
+    """A zero-argument factory of adapters for a C world switch: builds on first call, then reuses the build.
+
+    `isolate`: the plugin runs each cell and each sequences test of a C target in a forked process,
+    so that a crash in the C code fails that check instead of ending the run (`crash_site` then says
+    where the last accessor call was).
+    """
+
+    isolate = True
 
     def __init__(self, spec: _Spec, name: str, version: str = "", feature_space: FeatureSpace | None = None) -> None:
         self.spec = spec
@@ -186,6 +194,12 @@ class CTarget:
     def __call__(self) -> CAdapter:
         """A fresh adapter; the first call builds."""
         return CAdapter(self, _bridge(self.build().module))
+
+    def crash_site(self) -> str | None:
+        """'file:line in function' of the last accessor call the C code made (in this process or a forked child), if any."""
+        if self._build is None:
+            return None
+        return _bridge(self._build.module).last_site()
 
 
 class CAdapter:
@@ -253,6 +267,20 @@ class _Bridge:
         for cname, method in callbacks.items():
             self.ffi.def_extern(name=cname, onerror=self._on_error)(method)
         self._debug_fields = [name for name, _ in self.ffi.typeof("struct spekvm_host_debug_state").fields]
+        # The last call site, in memory shared with forked children: after a child crashes, the parent
+        # reads where it was (the file and function names are string literals of the extension, which
+        # the parent has mapped at the same addresses).
+        self._shared = mmap.mmap(-1, self.ffi.sizeof("struct spekvm_site"))
+        self._last = self.ffi.cast("struct spekvm_site *", self.ffi.from_buffer(self._shared))
+
+    def last_site(self) -> str | None:
+        """'file:line in function' of the last accessor call, or None before the first."""
+        last = self._last
+        if last.file == self.ffi.NULL:
+            return None
+        file = self.ffi.string(last.file).decode(errors="replace")
+        func = self.ffi.string(last.func).decode(errors="replace")
+        return f"{file}:{int(last.line)} in {func}"
 
     def _to_c(self, vcpu: Vcpu, cvcpu: Any) -> None:
         """Copy the Python Vcpu into a struct spekvm_vcpu."""
@@ -284,6 +312,7 @@ class _Bridge:
             msg = "a shim accessor was called outside a call from pytest_spekvm.ckit"
             raise RuntimeError(msg)
         call.site = site
+        self._last[0] = site[0]
         return call
 
     def _mrs(self, site: Any, name: Any, value: Any) -> int:

@@ -24,33 +24,40 @@ from _pytest._code.code import ReprEntryNative, ReprExceptionInfo, ReprFileLocat
 _BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
 
 
-def _failure_parts(exc: BaseException) -> list[tuple[str, list[str]]] | None:
-    """(report, notes) for a SpekvmFailure or each one of a group of them; None for anything else."""
+def _failure_parts(exc: BaseException, rule: str = "") -> list[tuple[str, list[str], str]] | None:
+    """(report, notes, rule id) for a SpekvmFailure or each one of a group of them; None for anything else."""
     from .session import SpekvmFailure
 
+    rule = getattr(exc, "spekvm_rule", rule)
     if isinstance(exc, SpekvmFailure):
-        return [(str(exc), list(getattr(exc, "__notes__", [])))]
+        return [(str(exc), list(getattr(exc, "__notes__", [])), rule)]
     if isinstance(exc, BaseExceptionGroup):
-        parts = [_failure_parts(e) for e in exc.exceptions]
+        parts = [_failure_parts(e, rule) for e in exc.exceptions]
         if all(parts):
             flat = [part for group in parts if group for part in group]
             notes = list(getattr(exc, "__notes__", []))
-            return [*flat[:-1], (flat[-1][0], [*flat[-1][1], *notes])]
+            return [*flat[:-1], (flat[-1][0], [*flat[-1][1], *notes], flat[-1][2])]
     return None
 
 
-def _replay_anywhere(lines: list[str]) -> list[str]:
+def _replay_anywhere(lines: list[str], rule: str) -> list[str]:
+    """The --spekvm-reproduce line for hypothesis' @reproduce_failure blob in `lines` (unless the report has one)."""
     from .plugin import REPRODUCE_OPTION
+    from .session import reproduce_line
 
     found = _BLOB.search("\n".join(lines))
-    return [f"replay anywhere: add {REPRODUCE_OPTION}={found[1]}:{found[2]} to the command above"] if found else []
+    if not found or "replay anywhere: " in lines[0]:
+        return []
+    if rule:
+        return [reproduce_line(rule, f"{found[1]}:{found[2]}")]
+    return [f"replay anywhere: add {REPRODUCE_OPTION}={found[1]}:{found[2]} to the command above"]
 
 
 def _short(report: str) -> list[str]:
     """The report without its steps and timeline: what failed, on which CPU, and how to replay it."""
     lines = report.splitlines()
     head = lines[: lines.index("steps:")] if "steps:" in lines else lines
-    return [*head, *(line for line in lines[len(head):] if line.startswith("replay:"))]
+    return [*head, *(line for line in lines[len(head):] if line.startswith(("replay:", "replay anywhere:")))]
 
 
 def failure_text(exc: BaseException, style: str) -> str | None:
@@ -59,12 +66,12 @@ def failure_text(exc: BaseException, style: str) -> str | None:
     if parts is None:
         return None
     shown = []
-    for report, notes in parts:
+    for report, notes, rule in parts:
         lines = [report, *notes]
         if style == "short":
-            shown.append("\n".join([*_short(report), *_replay_anywhere(lines)]))
+            shown.append("\n".join([*_short(report), *_replay_anywhere(lines, rule)]))
         else:
-            shown.append("\n".join([*lines, *_replay_anywhere(lines)]))
+            shown.append("\n".join([*lines, *_replay_anywhere(lines, rule)]))
     return "\n\n".join(shown)
 
 

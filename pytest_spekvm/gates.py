@@ -27,6 +27,7 @@ from .reference.chooser import WorstCaseChooser
 from .reference.features import Features
 from .reference.switch import ReferenceSwitch
 from .reference.system import Choices
+from .reference.trace import Trace
 from .report import RunLog, build_report, runlog, write_report
 from .rules import Rule, Severity
 from .scenario import SCRIPT, Run
@@ -90,12 +91,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @functools.cache
-def _reached(cell: Features, choices: Choices, rules: tuple[Rule, ...]) -> frozenset[str]:
+def _reference_trace(cell: Features, choices: Choices) -> Trace:
+    """The trace of the reference switch running the scripted scenario on `cell` (once per process)."""
     target = Target("reference", "reference", "built in", ReferenceSwitch, choices=choices)
     run = Run.start(target, cell, WorstCaseChooser())
     run.do_all(SCRIPT)
-    trace = run.system.cpu.trace
-    return frozenset(rule.id for rule in rules if rule.judge(trace, cell).exercised)
+    return run.system.cpu.trace
+
+
+@functools.cache
+def _reached_by(cell: Features, choices: Choices, rule: Rule) -> bool:
+    return rule.judge(_reference_trace(cell, choices), cell).exercised
+
+
+def _reached(cell: Features, choices: Choices, rules: tuple[Rule, ...]) -> frozenset[str]:
+    return frozenset(rule.id for rule in rules if _reached_by(cell, choices, rule))
 
 
 def reachable(space: FeatureSpace, choices: Choices, rules: Iterable[Rule]) -> dict[str, set[str]]:
@@ -119,7 +129,7 @@ def _checked_classes(log: RunLog, space: FeatureSpace) -> dict[str, set[str]]:
     everywhere = {precondition_class(cell_id(c)) for c in space.cells()}
     checked: dict[str, set[str]] = {}
     for test in log.tests.values():
-        if test.outcome in ("not run", "skipped"):
+        if test.outcome in ("not run", "skipped") or test.not_judged:
             continue
         mine = checked.setdefault(test.rule, set())
         mine.update(everywhere if test.where == GENERATED else {precondition_class(test.where)})
@@ -172,7 +182,7 @@ def rule_verdicts(session: SpekvmSession, log: RunLog, cov: Coverage) -> dict[st
         tests = [t for t in log.tests.values() if t.rule == rule_id]
         tally = session.verdicts.tallies.get(rule_id)
         verdict = tally.verdict() if tally is not None else "not run"
-        if any(t.outcome == "failed" for t in tests):
+        if any(t.outcome == "failed" and not t.not_judged for t in tests):
             verdict = "failed"
         elif verdict == "failed" and any(t.outcome == "known" for t in tests):
             verdict = "known deviation"
@@ -190,8 +200,9 @@ def evaluate(config: pytest.Config, session: SpekvmSession, log: RunLog, cov: Co
     """Every gate's result; those with `failing` set fail the run."""
     gates: list[dict[str, Any]] = []
     opts = config.stash[SETTINGS_KEY]
-    blocking = [t for t in log.tests.values() if t.outcome == "failed" and t.severity in opts.fail_on]
-    tolerated = [t for t in log.tests.values() if t.outcome == "failed" and t.severity not in opts.fail_on]
+    # A broken contract fails the run whatever the severity of the rule whose check reported it.
+    blocking = [t for t in log.tests.values() if t.outcome == "failed" and (t.severity in opts.fail_on or t.not_judged)]
+    tolerated = [t for t in log.tests.values() if t.outcome == "failed" and t not in blocking]
     gates.append(_gate(
         "fail-on", not blocking,
         f"{len(blocking)} failing checks of severities {', '.join(sorted(opts.fail_on))}; "
@@ -310,7 +321,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for gate in log.gates:
         if not gate["passed"] and gate["gate"] != "fail-on":
             tr.write_line(f"spekvm {'FAILED' if gate['failing'] else 'warning'}: {gate['detail']}")
-    tolerated = sorted({t.rule for t in log.tests.values() if t.outcome == "failed"} - {
+    tolerated = sorted({t.rule for t in log.tests.values() if t.outcome == "failed" and not t.not_judged} - {
         t.rule for t in log.tests.values() if t.outcome == "failed" and t.severity in config.stash[SETTINGS_KEY].fail_on
     })
     if tolerated:

@@ -197,8 +197,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     ledger = ledger_of(item.config)
     data = getattr(report, "spekvm", None)
-    if ledger is None or not isinstance(data, dict) or not report.failed or call.when != "call":
-        return report
+    if ledger is None or not isinstance(data, dict) or not report.failed or call.when != "call" or data.get("not_judged"):
+        return report  # a broken contract is the adapter failing, not a deviation a ledger can accept
     entry = ledger.match(data["rule"], data["findings"])
     if entry is not None:
         data["known"] = {"index": entry.index, "reason": entry.reason}
@@ -244,7 +244,7 @@ def write(path: Path, tests: Sequence[TestRecord], target: str, space_cells: Seq
     """Write a ledger of the failures in `tests`, one entry per rule listing its failing cells; the number of entries."""
     cells: dict[str, set[str]] = {}
     for test in tests:
-        if test.outcome in ("failed", "known"):
+        if test.outcome in ("failed", "known") and not test.not_judged:
             cells.setdefault(test.rule, set()).add(test.where)
     lines = [
         f"# Known deviations of {target}, written by --spekvm-ledger-write from one run's failures.",

@@ -8,6 +8,7 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ REPRODUCE_OPTION = "--spekvm-reproduce"
 MAX_TIMEOUT = 86400.0
 """The longest --spekvm-timeout, a day: beyond it, 0 (no limit) says what is meant."""
 LEAN_MARKER = "spekvm_lean"
+_RULE_ID = re.compile(r"[A-Z][A-Z0-9-]*\Z")
 
 
 # dataclasses, not attrs: pytest has imported dataclasses already, attrs would cost every pytest run.
@@ -158,9 +160,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         )
         parser.addini(opt.ini, f"{opt.help} (same as {opt.flag})", default=opt.default)
     group.addoption(
-        REPRODUCE_OPTION, dest="spekvm_reproduce", default=None, metavar="VERSION:BLOB",
+        REPRODUCE_OPTION, dest="spekvm_reproduce", default=None, metavar="RULE:VERSION:BLOB",
         help="replay one failing generated sequence exactly: the value a failure report printed "
-        "(hypothesis version and @reproduce_failure blob); select the failing test with its node id.",
+        "(rule id, hypothesis version and @reproduce_failure blob); only that rule's sequences test "
+        "replays it, the rest of the run is unchanged. Default: none.",
     )
     group.addoption(
         LIST_TARGETS_OPTION, action="store_true", default=False,
@@ -220,6 +223,9 @@ def option_percent(config: pytest.Config, flag: str, example: int) -> float:
 def _target_spec(config: pytest.Config) -> str:
     """--spekvm-target's value; a relative .py path from the ini file is relative to that file, as pytest's own ini paths are."""
     value, where = option_source(config, OPTIONS[0])
+    if not value.strip() and where in (OPTIONS[0].flag, OPTIONS[0].env):
+        msg = f"{TARGET_OPTION} (from {where}) is empty: give 'reference', an installed target, a dotted module name or a path to a .py file (an unset shell variable, as in {TARGET_OPTION}=$TARGET, expands to nothing)"
+        raise pytest.UsageError(msg)
     path = Path(value.strip())
     ini_path = value.strip().endswith(".py") and where.startswith(OPTIONS[0].ini) and not path.is_absolute()
     if ini_path and config.inipath is not None:
@@ -265,19 +271,27 @@ def _timeout(config: pytest.Config) -> float:
     return value
 
 
-def _reproduce(config: pytest.Config) -> tuple[str, bytes] | None:
+def _reproduce(config: pytest.Config) -> tuple[str, str, bytes] | None:
+    """--spekvm-reproduce=RULE:VERSION:BLOB (or VERSION:BLOB): (rule id or '', hypothesis version, blob)."""
     raw = config.getoption("spekvm_reproduce")
     if raw is None:
         return None
-    version, _, blob = str(raw).partition(":")
+    import hypothesis
+
+    parts = str(raw).strip().split(":")
+    rule = parts.pop(0) if len(parts) == 3 and _RULE_ID.match(parts[0]) else ""
+    version, blob = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
     try:
         base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError):
         version = ""
     if not version or not blob:
-        msg = f"{REPRODUCE_OPTION}={raw!r} is not VERSION:BLOB (copy it from the failure report, e.g. {REPRODUCE_OPTION}=6.155.2:AXicY2BgYAAAAAQAAQ==)"
+        msg = f"{REPRODUCE_OPTION}={raw!r} is not RULE:VERSION:BLOB (copy it from the failure report, e.g. {REPRODUCE_OPTION}=DRAIN-ORDER:{hypothesis.__version__}:AXicY2BgYAAAAAQAAQ==)"
         raise pytest.UsageError(msg)
-    return version, blob.encode()
+    if version != hypothesis.__version__:
+        msg = f"{REPRODUCE_OPTION}={raw!r} was recorded with hypothesis {version}, and this is hypothesis {hypothesis.__version__}, which reads it differently (install hypothesis=={version} to replay it, or run the test again to find the failure anew)"
+        raise pytest.UsageError(msg)
+    return rule, version, blob.encode()
 
 
 def _extra_rules(config: pytest.Config) -> list[Rule]:
@@ -331,7 +345,7 @@ def _smoke(target: Target, space: FeatureSpace, timeout: float) -> None:
 
 def target_given(config: pytest.Config) -> bool:
     """Whether this run checks a target (and is not only listing the installed ones)."""
-    return bool(_target_spec(config)) and not config.getoption("spekvm_list_targets", False)
+    return not config.getoption("spekvm_list_targets", False) and bool(_target_spec(config))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -357,11 +371,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(msg)
     reproduce = _reproduce(config)
     rules = {r.id: r for r in (*RULES, *_extra_rules(config))}
+    if reproduce is not None and reproduce[0] and reproduce[0] not in rules:
+        msg = f"{REPRODUCE_OPTION} names the rule {reproduce[0]!r}, which this run does not have (rules: {', '.join(rules)}); copy the value from the failure report"
+        raise pytest.UsageError(msg)
     space = _space(config, target)
     _smoke(target, space, timeout)
     fast_default, explain = budget_of(config)
     config.stash[SESSION_KEY] = SpekvmSession(
-        target=target, space=space, rules=rules, timeout=timeout, reproduce=reproduce,
+        target=target, space=space, rules=rules, timeout=timeout,
+        reproduce=None if reproduce is None else reproduce[1:], reproduce_rule="" if reproduce is None else reproduce[0],
         fast_default=fast_default, explain=explain,
     )
     for name in TARGET_PLUGINS:
@@ -584,9 +602,13 @@ def _rule_rows(rules: Iterable[Rule]) -> list[tuple[str, str, str]]:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """The verdict per rule, and which feature combinations the run exercised."""
     session = session_of(config)
-    if session is None or not session.verdicts.tallies:
+    if session is None:
         return
     tr = terminalreporter
+    for line in session.replayed:
+        tr.write_line(f"spekvm {REPRODUCE_OPTION}: {line}")
+    if not session.verdicts.tallies:
+        return
     tr.write_sep("=", f"spekvm verdicts for {session.target.name}")
     for line in session.verdicts.table(_rule_rows(session.rules.values())):
         tr.write_line(line)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,8 +27,11 @@ from .findings import GENERATED, findings_of
 from .plugin import REPRODUCE_OPTION, TARGET_OPTION, _is_suite, _rule_of, session_of
 from .reference.features import Features
 from .reference.system import Choices
-from .session import SpekvmSession
+from .session import NOT_JUDGED, ContractFailure, SpekvmSession
 from .space import FeatureSpace, cell_id
+
+_GIVEN = re.compile(r"--spekvm-reproduce=([A-Z][A-Z0-9-]*:[^:\s']+:[A-Za-z0-9+/=]+)")
+"""The value of a --spekvm-reproduce line a report prints itself (a hang's)."""
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
@@ -46,6 +50,9 @@ class TestRecord:
     findings: list[dict[str, Any]] = attrs.field(factory=list)
     reproduce: str | None = None
     known: dict[str, Any] | None = None  # the ledger entry that matched: {"index", "reason"}
+    # The adapter broke the contract on this test's cell before its rule was judged: the test that
+    # reports the broken clause (failed), or one of the cell's other checks (skipped).
+    not_judged: bool = False
 
 
 @attrs.define
@@ -83,15 +90,23 @@ def item_facts(item: pytest.Item, session: SpekvmSession) -> dict[str, str] | No
 
 
 def _reproduce_value(exc: BaseException) -> str | None:
-    notes: list[str] = []
+    """RULE:VERSION:BLOB of a generated failure (hypothesis' blob, in its notes or, for a contract failure
+    or a hang, in the report itself), or None."""
+    texts: list[str] = []
+    rule = ""
     stack = [exc]
     while stack:
         current = stack.pop()
-        notes += getattr(current, "__notes__", [])
+        rule = rule or getattr(current, "spekvm_rule", "")
+        texts += [str(current), *getattr(current, "__notes__", [])]
         if isinstance(current, BaseExceptionGroup):
             stack.extend(current.exceptions)
-    found = _BLOB.search("\n".join(notes))
-    return f"{found[1]}:{found[2]}" if found else None
+    text = "\n".join(texts)
+    found = _BLOB.search(text)
+    if found:
+        return f"{rule}:{found[1]}:{found[2]}" if rule else f"{found[1]}:{found[2]}"
+    given = _GIVEN.search(text)
+    return given[1] if given else None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -110,13 +125,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             ("spekvm_target", session.target.name if session is not None else ""),
         ])
     if call.when == "call" or report.failed:
-        data: dict[str, Any] = {**facts, "when": call.when, "findings": [], "reproduce": None}
+        data: dict[str, Any] = {**facts, "when": call.when, "findings": [], "reproduce": None, "not_judged": False}
         if call.excinfo is not None and report.failed:
             found = findings_of(call.excinfo.value)
             data["findings"] = [f.to_dict() for f in found]
             data["reproduce"] = _reproduce_value(call.excinfo.value)
+            data["not_judged"] = isinstance(call.excinfo.value, ContractFailure)
             if found:
                 item.user_properties.append(("spekvm_fingerprint", ",".join(f.fingerprint for f in found)))
+        elif call.excinfo is not None and report.skipped:
+            data["not_judged"] = str(getattr(call.excinfo.value, "msg", "")).startswith(NOT_JUDGED)
         report.spekvm = data
     return report
 
@@ -138,6 +156,8 @@ class _Collector:
         record = log.tests.get(report.nodeid)
         if record is None:
             record = log.tests[report.nodeid] = TestRecord(report.nodeid, data["rule"], data["severity"], data["where"])
+        if report.when == "call":
+            record.not_judged = bool(data.get("not_judged"))
         if data.get("known"):
             record.outcome, record.known = "known", data["known"]
         elif report.failed:
@@ -186,6 +206,8 @@ def space_dict(space: FeatureSpace) -> dict[str, Any]:
 
 
 def _cell_verdict(record: TestRecord | None, exercised: bool) -> str:
+    if record is not None and record.not_judged:
+        return "not judged"
     if record is None or record.outcome in ("not run", "skipped"):
         return "not run"
     if record.outcome in ("failed", "known"):
@@ -242,6 +264,7 @@ def build_report(config: pytest.Config, session: SpekvmSession, verdicts: dict[s
                 "checks": tally.checks if tally else 0,
                 "exercised": tally.exercised if tally else 0,
                 "failed": tally.failed if tally else 0,
+                "not_judged": tally.not_judged if tally else 0,
                 "known": known.get(rule.id, 0),
             },
         })

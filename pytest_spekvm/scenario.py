@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import threading
-import traceback
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING
+import pickle
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import reference
-from .reference.chooser import Chooser
+from .guard import (
+    Guard,
+    GuardedSwitch,
+    Interrupts,
+    Limit,
+    _Timeout,
+    adapter_frame,
+    safe_text,
+    time_limit,
+    watch_interrupts,
+)
+from .reference.chooser import Chooser, Moment
 from .reference.cpu import ModelError
 from .reference.features import Features
+from .reference.registers import UnknownRegisterError
 from .reference.system import System
 from .reference.vcpu import ContractError, GuestAccess, GuestAction, GuestCode, GuestExit
 from .steps import Op
@@ -95,6 +100,16 @@ SCRIPT: tuple[Step, ...] = (
 )
 
 
+_listener: Callable[[bytes, bytes], None] | None = None
+
+
+def set_listener(listener: Callable[[bytes, bytes], None] | None) -> None:
+    """Have every scenario report its start (b"B", the pickled features) and each step (b"S", its description),
+    as they happen: a forked child's parent then knows how far it got if it crashes."""
+    global _listener  # noqa: PLW0603 - one listener per process, set once in a forked child
+    _listener = listener
+
+
 class AdapterFailure(Exception):
     """The implementation under test broke a contract clause while a scenario ran."""
 
@@ -104,51 +119,59 @@ class AdapterFailure(Exception):
         self.step = step
         self.hung = hung  # the call ran out of --spekvm-timeout
 
-
-class _Timeout(BaseException):
-    """Raised inside the adapter by the alarm: a BaseException so an adapter's `except Exception` cannot swallow it."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise `_Timeout` in the main thread if the block runs longer than `seconds` (0: no limit)."""
-    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
-        yield
-        return
-
-    def on_alarm(signum: int, frame: FrameType | None) -> None:
-        raise _Timeout
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def __reduce__(self) -> tuple[type[AdapterFailure], tuple[str, str, int, bool]]:
+        return AdapterFailure, (self.clause, str(self.args[0]), self.step, self.hung)
 
 
-# The plugin's and the model's own folders (the model is installed beside the plugin, or lives in a
-# checkout's reference/): frames there are not the adapter's.
-_OWN_DIRS = tuple(str(Path(file).resolve().parent) + os.sep for file in (__file__, reference.__file__ or __file__))
+_OUTCOMES = {
+    "Skipped": "pytest.skip() in an adapter cannot skip a cell: declare feature_space for the CPUs it does not support",
+    "Failed": "pytest.fail() in an adapter is the adapter failing, not a rule",
+    "Exit": "pytest.exit() in an adapter cannot end the run",
+    "XFailed": "pytest.xfail() in an adapter cannot mark a cell",
+    "KeyboardInterrupt": "raised by the adapter's own code, not a Ctrl-C from the user",
+    "SystemExit": "sys.exit() in an adapter is its failure, not the end of the run",
+}
 
 
-def _adapter_frame(exc: BaseException) -> str:
-    """The innermost frame of the traceback outside the plugin and the model: where the adapter went wrong."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    for frame in reversed(frames):
-        if not str(Path(frame.filename).resolve()).startswith(_OWN_DIRS):
-            return f"{frame.filename}:{frame.lineno} in {frame.name}"
-    return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
+def describe_exception(exc: BaseException) -> str:
+    """'Type: message (what it means here)', whatever the exception's __str__ does."""
+    name = type(exc).__name__
+    text = f"{name}: {safe_text(exc, str)}"
+    note = _OUTCOMES.get(name)
+    return f"{text} ({note})" if note else text
 
 
-def _bad_mdcr(system: System, index: int) -> str | None:
-    """Why the MDCR_EL2 that setup_vcpu left in vcpu `index` is not a register value, or None if it is one."""
-    value: object = system.vcpus[index].mdcr_el2
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64:
-        return None
-    return f"setup_vcpu() set vcpu.mdcr_el2 to {value!r}; expected an int from 0 to 2**64-1 (the MDCR_EL2 value the guest runs with)"
+class WatchedChooser:
+    """The chooser, as the model asks it: an exception it raises (hypothesis ending a test case) is kept,
+    so the harness raises it again after the adapter's call even if the adapter caught it."""
+
+    def __init__(self, chooser: Chooser) -> None:
+        self.chooser = chooser
+        self.raised: BaseException | None = None
+
+    def write_visible(self, register: str, old: int, new: int) -> bool:
+        """The chooser's answer."""
+        try:
+            return self.chooser.write_visible(register, old, new)
+        except BaseException as exc:
+            self.raised = exc
+            raise
+
+    def records_to_write(self, pending: int, moment: Moment, detail: str) -> int:
+        """The chooser's answer."""
+        try:
+            return self.chooser.records_to_write(pending, moment, detail)
+        except BaseException as exc:
+            self.raised = exc
+            raise
+
+    def reserved_as(self, register: str, field: str, allowed: tuple[int, ...]) -> int:
+        """The chooser's answer."""
+        try:
+            return self.chooser.reserved_as(register, field, allowed)
+        except BaseException as exc:
+            self.raised = exc
+            raise
 
 
 @attrs.define
@@ -158,23 +181,54 @@ class Run:
     system: System
     steps: list[Step] = attrs.field(factory=list)
     timeout: float = DEFAULT_TIMEOUT
+    guard: Guard = attrs.field(factory=Guard, repr=False)
+    chooser: Any = attrs.field(default=None, repr=False)  # the WatchedChooser the model was given
+    # The trace the model started with: the one the rules judge, whatever the adapter does. Not in
+    # the repr: pytest shows the locals of a failing test's frames, and a trace is long.
+    trace: Any = attrs.field(default=None, repr=False)
+    _features: Any = attrs.field(default=None, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.trace is None:
+            self.trace = self.system.cpu.trace
+        if self.chooser is None:
+            self.chooser = self.system.cpu.chooser
+        self._features = self.system.cpu.features
 
     @classmethod
     def start(cls, target: Target, features: Features, chooser: Chooser, timeout: float = DEFAULT_TIMEOUT) -> Run:
         """Boot a system with a fresh adapter from `target`."""
+        error: BaseException | None = None
+        limit, seen = Limit(timeout), Interrupts()
+        adapter: Any = None
         try:
-            with time_limit(timeout):
+            with watch_interrupts() as seen, time_limit(timeout) as limit:
                 adapter = target.make()
-        except _Timeout:
+        except BaseException as exc:
+            error = exc
+        if seen.user:
+            raise KeyboardInterrupt
+        if limit.expired:
             msg = f"making a fresh adapter took more than {timeout:g}s (--spekvm-timeout)"
             raise AdapterFailure("spekvm_adapter() returns promptly", msg, 0, hung=True) from None
-        except (Exception, SystemExit) as exc:  # sys.exit() in an adapter is its failure, not pytest's
-            msg = f"spekvm_adapter() raised {type(exc).__name__}: {exc} at {_adapter_frame(exc)}"
-            raise AdapterFailure("spekvm_adapter() returns an adapter", msg, 0) from exc
-        return cls(System(features, adapter, chooser, choices=target.choices), timeout=timeout)
+        if error is not None:
+            msg = f"spekvm_adapter() raised {describe_exception(error)} at {adapter_frame(error)}"
+            raise AdapterFailure("spekvm_adapter() returns an adapter", msg, 0) from error
+        if _listener is not None:
+            _listener(b"B", pickle.dumps(features))
+        guard = Guard()
+        watched = WatchedChooser(chooser)
+        system = System(features, GuardedSwitch(adapter, guard), watched, choices=target.choices)
+        return cls(system, timeout=timeout, guard=guard, chooser=watched)
+
+    def set_chooser(self, chooser: Chooser) -> None:
+        """The harness hands the model another chooser (the end of a generated scenario)."""
+        self.chooser = self.system.cpu.chooser = WatchedChooser(chooser)
 
     def do(self, step: Step) -> None:
         """Perform one step, turning the adapter's misbehaviour into `AdapterFailure`."""
+        if _listener is not None:
+            _listener(b"S", step.describe().encode())
         self.steps.append(step)
         system = self.system
         index = len(self.steps)
@@ -186,38 +240,71 @@ class Run:
             else:
                 getattr(system, step.op)()
             return
-        method = "setup_vcpu" if step.op == "setup_vcpu" else "vcpu_run"
+        self._check_state(index)
+        method = "setup_vcpu"
+        error: BaseException | None = None
+        limit, seen = Limit(self.timeout), Interrupts()
         try:
-            with time_limit(self.timeout):
-                if step.op == "setup_vcpu":
-                    system.setup_vcpu(step.vcpu)
-                else:
-                    # KVM's run loop calls kvm_arm_setup_debug before every entry.
-                    method = "setup_vcpu"
-                    system.setup_vcpu(step.vcpu)
+            with watch_interrupts() as seen, time_limit(self.timeout) as limit:
+                self.guard.limit = limit
+                system.setup_vcpu(step.vcpu)  # KVM's run loop calls kvm_arm_setup_debug before every entry
+                if step.op == "run_vcpu":
                     method = "vcpu_run"
                     system.run_vcpu(step.vcpu, step.program)
-        except _Timeout:
-            msg = f"{method}() did not return within {self.timeout:g}s (--spekvm-timeout); it may loop forever"
+        except BaseException as exc:
+            error = exc
+        finally:
+            self.guard.limit = None
+        self._settle(method, index, error, seen, limit)
+
+    def _settle(self, method: str, index: int, error: BaseException | None, seen: Interrupts, limit: Limit) -> None:
+        """After a call into the adapter: the user's Ctrl-C, hypothesis' own exceptions, then the adapter's faults."""
+        if seen.user:
+            raise KeyboardInterrupt
+        raised, self.chooser.raised = self.chooser.raised, None
+        if raised is not None:
+            raise raised  # hypothesis ending the test case (overrun, ...): not the adapter's doing
+        if limit.expired:
+            if limit.outer:
+                msg = f"{method}() was stopped when a time limit set around the test (a SIGALRM timer such as pytest-timeout's) expired"
+            else:
+                msg = f"{method}() did not return within {self.timeout:g}s (--spekvm-timeout); it may loop forever"
+            if not isinstance(error, _Timeout):
+                msg += " (it went on past the limit)"
             raise AdapterFailure(f"{method}() returns", msg, index, hung=True) from None
-        except ContractError as exc:
-            raise AdapterFailure(exc.clause, str(exc.args[0]), index) from exc
-        except ModelError as exc:
-            msg = f"{method}() asked the model for something that cannot exist: {exc} (at {_adapter_frame(exc)})"
-            raise AdapterFailure(f"{method}() uses only what the CPU model offers", msg, index) from exc
-        except (Exception, SystemExit) as exc:
-            bad = _bad_mdcr(system, step.vcpu) if method == "setup_vcpu" else None
-            if bad is not None:
-                # The model failed on the value, not the adapter's code: name the value, not a model frame.
-                raise AdapterFailure("setup_vcpu() sets vcpu.mdcr_el2 to a 64-bit value", bad, index) from exc
-            msg = f"{method}() raised {type(exc).__name__}: {exc} at {_adapter_frame(exc)}"
-            raise AdapterFailure(f"{method}() returns normally", msg, index) from exc
+        self._check_state(index)
+        if error is None:
+            return
+        if isinstance(error, ContractError):
+            raise AdapterFailure(error.clause, str(error.args[0]), index) from error
+        if isinstance(error, (ModelError, UnknownRegisterError)):
+            msg = f"{method}() asked the model for something that cannot exist: {safe_text(error, str)} (at {adapter_frame(error)})"
+            raise AdapterFailure(f"{method}() uses only what the CPU model offers", msg, index) from error
+        msg = f"{method}() raised {describe_exception(error)} at {adapter_frame(error)}"
+        raise AdapterFailure(f"{method}() returns normally", msg, index) from error
+
+    def _check_state(self, index: int) -> None:
+        """A clause the adapter broke through its view of the CPU (even if it caught the error), or the model rewired."""
+        violation = self.guard.violation
+        if violation is not None:
+            raise AdapterFailure(violation.clause, violation.message, index)
+        cpu = self.system.cpu
+        for name, expected in (("trace", self.trace), ("chooser", self.chooser), ("features", self._features)):
+            found = getattr(cpu, name)
+            if found is not expected:
+                msg = f"the model's cpu.{name} was replaced by {safe_text(found)}; the rules judge the model's own record, which an adapter cannot replace"
+                raise AdapterFailure("the adapter leaves the model's state alone", msg, index)
+
+    def finish(self) -> None:
+        """The host finishes (drains and stops profiling); anything the adapter did after its last call is reported."""
+        self.system.finish()
+        self._check_state(len(self.steps))
 
     def do_all(self, steps: Sequence[Step]) -> None:
         """Perform `steps` in order, then let the host finish (drain and stop profiling)."""
         for step in steps:
             self.do(step)
-        self.system.finish()
+        self.finish()
 
     def describe_steps(self) -> str:
         """The steps so far, numbered, for a failure message."""

@@ -15,10 +15,10 @@ from typing import Any
 
 import attrs
 
+from .guard import Limit, safe_text, time_limit
 from .reference.contract import WorldSwitch
 from .reference.switch import ReferenceSwitch
 from .reference.system import Choices
-from .scenario import _Timeout, time_limit
 from .space import FULL_SPACE, FeatureSpace
 from .timeouts import DEFAULT_TIMEOUT
 
@@ -53,6 +53,7 @@ class Target:
     version: str = ""
     space: FeatureSpace = FULL_SPACE
     choices: Choices = attrs.field(factory=Choices)
+    isolated: bool = False  # each cell and each sequence test runs in a forked process (native code may crash)
 
     def make(self) -> WorldSwitch:
         """A fresh adapter for one scenario."""
@@ -110,7 +111,7 @@ def _import_module(spec: str) -> tuple[Any, str]:
             module_spec.loader.exec_module(module)
         except BaseException as exc:
             del sys.modules[name]
-            msg = f"Cannot load target {spec!r} because importing {path} raised {type(exc).__name__}: {exc}"
+            msg = f"Cannot load target {spec!r} because importing {path} raised {type(exc).__name__}: {safe_text(exc, str)}"
             raise TargetError("target names an importable module", msg) from exc
         return module, str(path)
     try:
@@ -120,7 +121,7 @@ def _import_module(spec: str) -> tuple[Any, str]:
         msg = f"Cannot load target {spec!r} because no module of that name can be imported ({exc}); give 'reference', an installed target ({known}), a dotted module name on sys.path, or a path to a .py file"
         raise TargetError("target names an importable module", msg) from exc
     except BaseException as exc:
-        msg = f"Cannot load target {spec!r} because importing it raised {type(exc).__name__}: {exc}"
+        msg = f"Cannot load target {spec!r} because importing it raised {type(exc).__name__}: {safe_text(exc, str)}"
         raise TargetError("target names an importable module", msg) from exc
     return module, getattr(module, "__file__", None) or spec
 
@@ -128,8 +129,11 @@ def _import_module(spec: str) -> tuple[Any, str]:
 def _check_method(adapter: object, name: str, arity: int, spec: str) -> None:
     method = getattr(adapter, name, None)
     if method is None or not callable(method):
-        msg = f"Cannot use target {spec!r} because its adapter {adapter!r} has no method {name}() (expected the WorldSwitch protocol: setup_vcpu(cpu, vcpu, host_mdcr_el2) and vcpu_run(cpu, vcpu))"
+        msg = f"Cannot use target {spec!r} because its adapter {safe_text(adapter)} has no method {name}() (expected the WorldSwitch protocol: setup_vcpu(cpu, vcpu, host_mdcr_el2) and vcpu_run(cpu, vcpu))"
         raise TargetError(f"adapter has {name}()", msg)
+    if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method) or inspect.isgeneratorfunction(method):
+        msg = f"Cannot use target {spec!r} because its adapter's {name}() is an `async def` or a generator, which returns without running (the adapter contract is synchronous: make {name} a plain def)"
+        raise TargetError(f"{name}() is a plain function", msg)
     try:
         inspect.signature(method).bind(*range(arity))
     except TypeError as exc:
@@ -147,11 +151,11 @@ def _declared_space(adapter: object, spec: str) -> FeatureSpace:
     if callable(declared) and not isinstance(declared, FeatureSpace):
         try:
             declared = declared()
-        except Exception as exc:
-            msg = f"Cannot use target {spec!r} because its feature_space() raised {type(exc).__name__}: {exc} (expected it to return a pytest_spekvm.FeatureSpace)"
+        except BaseException as exc:
+            msg = f"Cannot use target {spec!r} because its feature_space() raised {type(exc).__name__}: {safe_text(exc, str)} (expected it to return a pytest_spekvm.FeatureSpace)"
             raise TargetError("feature_space is a FeatureSpace", msg) from exc
     if not isinstance(declared, FeatureSpace):
-        msg = f"Cannot use target {spec!r} because its feature_space is {declared!r} (expected a pytest_spekvm.FeatureSpace, or a method returning one)"
+        msg = f"Cannot use target {spec!r} because its feature_space is {safe_text(declared)} (expected a pytest_spekvm.FeatureSpace, or a method returning one)"
         raise TargetError("feature_space is a FeatureSpace", msg)
     return declared
 
@@ -163,12 +167,12 @@ def _declared_choices(adapter: object, spec: str) -> Choices:
         return declared or Choices()
     known = [f.name for f in attrs.fields(Choices)]
     if not isinstance(declared, Mapping) or not set(declared) <= set(known):
-        msg = f"Cannot use target {spec!r} because its choices are {declared!r} (expected a pytest_spekvm.Choices, or a mapping with keys from {known})"
+        msg = f"Cannot use target {spec!r} because its choices are {safe_text(declared)} (expected a pytest_spekvm.Choices, or a mapping with keys from {known})"
         raise TargetError("choices names known choices", msg)
     try:
         return Choices(**declared)
     except TypeError as exc:
-        msg = f"Cannot use target {spec!r} because its choices {declared!r} have a value of the wrong type ({exc})"
+        msg = f"Cannot use target {spec!r} because its choices {safe_text(declared)} have a value of the wrong type ({exc})"
         raise TargetError("choices names known choices", msg) from exc
 
 
@@ -176,25 +180,30 @@ def _declared_text(adapter: object, attribute: str, spec: str) -> str:
     """The adapter's optional `name` or `version`, as text ('' when it declares none)."""
     try:
         return str(getattr(adapter, attribute, "") or "")
-    except Exception as exc:
-        msg = f"Cannot use target {spec!r} because reading its adapter's {attribute} raised {type(exc).__name__}: {exc} (expected a str, or no {attribute} attribute at all)"
+    except BaseException as exc:
+        msg = f"Cannot use target {spec!r} because reading its adapter's {attribute} raised {type(exc).__name__}: {safe_text(exc, str)} (expected a str, or no {attribute} attribute at all)"
         raise TargetError(f"{attribute} is a str", msg) from exc
 
 
 def from_factory(spec: str, name: str, origin: str, factory: object, timeout: float = DEFAULT_TIMEOUT) -> Target:
     """Validate `factory` against the contract and wrap it as a Target (`timeout`: seconds `factory()` may take)."""
     if not callable(factory):
-        msg = f"Cannot use target {spec!r} because {ADAPTER_ATTRIBUTE} is {factory!r}, not a callable (expected a class or function returning a fresh adapter)"
+        msg = f"Cannot use target {spec!r} because {ADAPTER_ATTRIBUTE} is {safe_text(factory)}, not a callable (expected a class or function returning a fresh adapter)"
         raise TargetError(f"{ADAPTER_ATTRIBUTE} is callable", msg)
+    error: BaseException | None = None
+    limit = Limit(timeout)
+    adapter: object = None
     try:
-        with time_limit(timeout):
+        with time_limit(timeout) as limit:
             adapter = factory()
-    except _Timeout:
+    except BaseException as exc:
+        error = exc
+    if limit.expired:
         msg = f"Cannot use target {spec!r} because calling its {ADAPTER_ATTRIBUTE}() did not return within {timeout:g}s (--spekvm-timeout)"
         raise TargetError(f"{ADAPTER_ATTRIBUTE}() returns promptly", msg) from None
-    except BaseException as exc:
-        msg = f"Cannot use target {spec!r} because calling its {ADAPTER_ATTRIBUTE}() raised {type(exc).__name__}: {exc}"
-        raise TargetError(f"{ADAPTER_ATTRIBUTE}() returns an adapter", msg) from exc
+    if error is not None:
+        msg = f"Cannot use target {spec!r} because calling its {ADAPTER_ATTRIBUTE}() raised {type(error).__name__}: {safe_text(error, str)}"
+        raise TargetError(f"{ADAPTER_ATTRIBUTE}() returns an adapter", msg) from error
     _check_method(adapter, "setup_vcpu", 3, spec)
     _check_method(adapter, "vcpu_run", 2, spec)
     space = _declared_space(adapter, spec)
@@ -204,7 +213,8 @@ def from_factory(spec: str, name: str, origin: str, factory: object, timeout: fl
     if label == BUILTIN and factory is not ReferenceSwitch:
         label = name  # a subclass of the reference inherits its name, but it is not the reference
     return Target(
-        spec=spec, name=label, origin=origin, factory=factory, version=version, space=space, choices=choices
+        spec=spec, name=label, origin=origin, factory=factory, version=version, space=space, choices=choices,
+        isolated=bool(getattr(factory, "isolate", False)),
     )
 
 
@@ -225,7 +235,7 @@ def load(spec: str, timeout: float = DEFAULT_TIMEOUT) -> Target:
         try:
             factory = ep.load()
         except BaseException as exc:
-            msg = f"Cannot load target {spec!r} because its entry point {ep.value!r} raised {type(exc).__name__}: {exc}"
+            msg = f"Cannot load target {spec!r} because its entry point {ep.value!r} raised {type(exc).__name__}: {safe_text(exc, str)}"
             raise TargetError("target names an importable module", msg) from exc
         dist = ep.dist.name if ep.dist is not None else "?"
         return from_factory(spec, spec, f"entry point {ep.value} ({dist})", factory, timeout)

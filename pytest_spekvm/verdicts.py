@@ -1,4 +1,4 @@
-"""The per-rule verdict table: passed, failed (with counts) or never exercised."""
+"""The per-rule verdict table: passed, failed (with counts), never exercised, or not judged because the adapter failed."""
 
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ class Tally:
     checks: int = 0
     exercised: int = 0
     failed: int = 0
+    not_judged: int = 0  # checks whose scenario the adapter broke before the rule could be judged
+    contract: int = 0  # of those, the checks that reported the broken clause (once per cell and clause)
 
     def verdict(self) -> str:
-        """'failed', 'passed', 'never exercised' or 'not run'."""
+        """'failed', 'passed', 'never exercised', 'not judged' or 'not run'."""
         if self.failed:
             return "failed"
         if not self.checks:
             return "not run"
+        if self.not_judged:
+            return "not judged"
         if not self.exercised:
             return "never exercised"
         return "passed"
@@ -40,22 +44,42 @@ class Verdicts:
     seconds: float = 0.0  # time spent in the checks that ran them
     # The last result of each named check (a test's node id): a check that runs again (a rerun)
     # replaces its earlier result instead of counting twice.
-    _last: dict[str, tuple[str, bool, bool]] = attrs.field(factory=dict)
+    _last: dict[str, tuple[str, bool, bool, bool, bool]] = attrs.field(factory=dict)
 
-    def record(self, rule: str, exercised: bool, failed: bool, check: str = "") -> None:
-        """One check of `rule` ran; `check` names it (a node id), so that running it again replaces it."""
-        previous = self._last.get(check) if check else None
-        if previous is not None:
-            old = self.tallies[previous[0]]
-            old.checks -= 1
-            old.exercised -= previous[1]
-            old.failed -= previous[2]
+    def record(
+        self, rule: str, exercised: bool, failed: bool, check: str = "", *, judged: bool = True, contract: bool = False
+    ) -> None:
+        """One check of `rule` ran; `check` names it (a node id), so that running it again replaces it.
+
+        `judged` False: the adapter broke the contract before the rule could be judged; `contract`: this
+        check is the one that reports the broken clause (the cell's other checks are not judged, silently).
+        """
         if check:
-            self._last[check] = (rule, exercised, failed)
+            self._forget(check)
+            self._last[check] = (rule, exercised, failed, judged, contract)
         tally = self.tallies.setdefault(rule, Tally())
         tally.checks += 1
         tally.exercised += exercised
         tally.failed += failed
+        tally.not_judged += not judged
+        tally.contract += contract
+
+    def _forget(self, check: str) -> None:
+        """Take the earlier result of `check` out of its tally (it runs again)."""
+        previous = self._last.pop(check, None)
+        if previous is not None:
+            rule, exercised, failed, judged, contract = previous
+            old = self.tallies[rule]
+            old.checks -= 1
+            old.exercised -= exercised
+            old.failed -= failed
+            old.not_judged -= not judged
+            old.contract -= contract
+
+    @property
+    def contract_failures(self) -> int:
+        """Tests failed because the adapter broke the contract (one per cell and clause)."""
+        return sum(t.contract for t in self.tallies.values())
 
     def exercise(self, rule: str, cell: str) -> None:
         """A check of `rule` reached its precondition on the cell with id `cell`."""
@@ -76,10 +100,17 @@ class Verdicts:
             "pairs": sorted(self.pairs),
             "steps": self.steps,
             "seconds": self.seconds,
+            "last": {k: list(v) for k, v in self._last.items()},
         }
 
     def merge(self, data: Mapping[str, object]) -> None:
-        """Add what `to_dict` of another process gave."""
+        """Add what `to_dict` of another process gave; a check it ran that this one had run before
+        (a rerun in a forked child) replaces the earlier result."""
+        last = data.get("last", {})
+        assert isinstance(last, dict)
+        for check, (rule, exercised, failed, judged, contract) in last.items():
+            self._forget(check)
+            self._last[check] = (rule, exercised, failed, judged, contract)
         tallies = data.get("tallies", {})
         assert isinstance(tallies, dict)
         for rule, t in tallies.items():
@@ -87,6 +118,8 @@ class Verdicts:
             mine.checks += t["checks"]
             mine.exercised += t["exercised"]
             mine.failed += t["failed"]
+            mine.not_judged += t.get("not_judged", 0)
+            mine.contract += t.get("contract", 0)
         combinations = data.get("combinations", [])
         assert isinstance(combinations, list)
         self.combinations.update(combinations)
@@ -109,13 +142,22 @@ class Verdicts:
         for rule_id, severity, title in rules:
             tally = self.tallies.get(rule_id, Tally())
             verdict = tally.verdict()
+            unjudged = f"; {tally.not_judged} not judged: adapter failed" if tally.not_judged else ""
             if verdict == "failed":
-                verdict = f"FAILED ({tally.failed} of {tally.checks} checks)"
+                verdict = f"FAILED ({tally.failed} of {tally.checks} checks{unjudged})"
+            elif verdict == "not judged":
+                verdict = f"not judged (adapter failed on {tally.not_judged} of {tally.checks} checks)"
             elif verdict == "passed":
                 verdict = f"passed ({tally.checks} checks, {tally.exercised} exercised it)"
             elif verdict == "never exercised":
                 verdict = f"NEVER EXERCISED ({tally.checks} checks)"
             lines.append(f"{rule_id:<14} {severity:<12} {verdict:<44} {title}")
+        if self.contract_failures:
+            cells = sum(t.not_judged for t in self.tallies.values())
+            lines.append(
+                f"ADAPTER CONTRACT broken: {self.contract_failures} failed test{'s' if self.contract_failures > 1 else ''}"
+                f" (once per cell and clause); {cells - self.contract_failures} more checks of those cells not judged (skipped)"
+            )
         return lines
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unmeasured  # whole runs of an example (see the marker in conftest.py)
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MAINLINE = EXAMPLES / "linux_mainline.py"
 LEDGER = EXAMPLES / "linux_mainline.ledger.toml"

@@ -15,6 +15,9 @@ from pytest_spekvm.session import SpekvmSession
 from pytest_spekvm.space import FULL_SPACE, cell_id
 from pytest_spekvm.target import load
 
+# Whole mutants judged on whole cells: the focused tests measure the same model and rule paths.
+pytestmark = pytest.mark.unmeasured
+
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 MUTANTS_DIR = EXAMPLES_DIR / "mutants"
 MUTANTS = sorted(p for p in MUTANTS_DIR.glob("*.py") if not p.name.startswith("_"))

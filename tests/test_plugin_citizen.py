@@ -13,6 +13,7 @@ from test_plugin_run import DRAIN_CELLS, NODRAIN, NODRAIN_TARGET
 from pytest_spekvm.failures import failure_text
 from pytest_spekvm.plugin import TARGET_OPTION
 from pytest_spekvm.session import SpekvmFailure
+from pytest_spekvm.space import FULL_SPACE, cell_id
 from pytest_spekvm.xdist_cells import cell_scope, pytest_xdist_make_scheduler
 
 PROJECT_TESTS = "def test_one():\n    pass\n\ndef test_two():\n    pass\n\ndef test_three():\n    pass\n"
@@ -267,13 +268,15 @@ def test_transient_adapter_failure_passes_on_rerun(spekvm_pytester: pytest.Pytes
 
 
 def test_adapter_failure_is_shared_by_a_cells_checks(spekvm_pytester: pytest.Pytester) -> None:
-    """Without a rerun, the checks of a cell whose scenario failed share that failure instead of running it again."""
+    """Without a rerun, the checks of a cell whose scenario failed share that failure instead of running it
+    again: the first reports it, the others are skipped as not judged."""
     spekvm_pytester.makepyfile(flaky=FLAKY)
     result = spekvm_pytester.runpytest(
         f"{TARGET_OPTION}=flaky.py", "-k", "(test_res0 or test_undef) and not sequences and nvhe-spe1-pmuv3p1",
-        "-p", "no:cacheprovider",
+        "-p", "no:cacheprovider", "-rs",
     )
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*not judged (adapter failed): CONTRACT 'vcpu_run() returns normally' broken on *"])
     assert 0 == steps(result)
 
 
@@ -295,6 +298,13 @@ def test_cell_scope(nodeid: str, scope: str) -> None:
     assert scope == cell_scope(nodeid)
 
 
+def test_cell_scope_knows_every_cell_of_the_space() -> None:
+    """Every cell id of the full feature space (ExS, all-flags and no-EL3 cells included) is read back by the scheduler."""
+    ids = [cell_id(cell) for cell in FULL_SPACE.cells()]
+    assert [f"spekvm cell {i}" for i in ids] == [cell_scope(f"test_res0.py::test_res0[{i}]") for i in ids]
+
+
+@pytest.mark.unmeasured
 def test_xdist_runs_each_cell_once(spekvm_pytester: pytest.Pytester) -> None:
     """Under -n 2 the scripted cells run no more scenario steps than in a serial run."""
     selection = ("-k", "pmuv3p1 and not sequences", "-p", "no:cacheprovider")

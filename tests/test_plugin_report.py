@@ -74,7 +74,7 @@ def test_report_validates_and_carries_the_run(nodrain: pytest.Pytester) -> None:
     assert (
         {"name": "nodrain", "version": "", "spec": "nodrain.py"},
         {"profile": "default", "seed": "3"},
-        ("failed", {"checks": 22, "exercised": 5, "failed": 5, "known": 0}, "correctness", "ordering"),
+        ("failed", {"checks": 22, "exercised": 5, "failed": 5, "not_judged": 0, "known": 0}, "correctness", "ordering"),
         ("failed", "never exercised", "not run"),
         ("DRAIN-ORDER", "nvhe-spe1-pmuv3p1", "msr", "HCR_EL2", "hyp"),
         "pytest --spekvm-target=nodrain.py 'test_ordering.py::test_drain_order[nvhe-spe1-pmuv3p1]'",
@@ -100,6 +100,7 @@ def test_report_ini_twin_is_relative_to_the_ini_file(nodrain: pytest.Pytester) -
     assert "passed" == rule_entry(read_report(nodrain.path / "reports" / "spekvm.json"), "RES0")["verdict"]
 
 
+@pytest.mark.unmeasured
 def test_xdist_report_is_the_serial_one(nodrain: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under xdist (-n 2) the controller writes one report, with the same content as a serial run's."""
     # The suites' fast default with a fixed seed: under CI=true hypothesis' own ci profile would be
@@ -113,6 +114,7 @@ def test_xdist_report_is_the_serial_one(nodrain: pytest.Pytester, monkeypatch: p
     assert serial == xdist
 
 
+@pytest.mark.unmeasured
 def test_fingerprint_is_stable_across_seeds(nodrain: pytest.Pytester) -> None:
     """The same mistake found by generated sequences under two seeds gets the same fingerprint."""
     prints = []

@@ -1,0 +1,212 @@
+"""The suite's speed as ratios to floors measured in the same process, the same minute.
+
+Run from anywhere, with the package installed (the test extra is not needed):
+
+    python benchmarks/ratios.py [--rounds 3] [--seconds 1.0] [--no-default-run]
+
+Absolute times on a shared machine say little; each figure here is set against a floor measured in
+this process, with the repetitions of the measurements interleaved (floor, model, floor, model...)
+and the median of each kept:
+
+1. model cost per event: reference round trips (`System.run_vcpu` with the host profiling) against
+   a bare-Python floor that, per event, writes one dict entry and appends one tuple;
+2. generated sequences: steps per second of one rule's sequences (the suites' fast default
+   budget) against a trivial hypothesis stateful machine that does one bare round trip per step
+   under the same budget;
+3. judging cost per event of all rules over traces of 12, 40, 100 and 200 steps (flat if judging
+   is linear in the trace);
+4. the default run's CPU time (`pytest --spekvm-target=reference` on the suites, in a fresh
+   folder, one process).
+
+It prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+
+from pytest_spekvm import rules
+from pytest_spekvm.reference.chooser import WorstCaseChooser
+from pytest_spekvm.reference.features import Features
+from pytest_spekvm.reference.switch import ReferenceSwitch
+from pytest_spekvm.reference.system import System
+from pytest_spekvm.reference.vcpu import GuestCode
+from pytest_spekvm.session import FAST_EXAMPLES, STEPS_PER_EXAMPLE, SpekvmSession
+from pytest_spekvm.space import FULL_SPACE
+from pytest_spekvm.target import load
+
+GUEST_PROGRAM = (GuestCode(2),)
+HOST_SAMPLES = 4
+SEQUENCE_RULE = "HOST-STATE"  # a rule every reference sequence exercises, passing (no shrinking)
+
+
+def _median_interleaved(rounds: int, *measures: Callable[[], float]) -> list[float]:
+    """Run each measure `rounds` times, interleaved, and return the median of each."""
+    samples: list[list[float]] = [[] for _ in measures]
+    for _ in range(rounds):
+        for i, measure in enumerate(measures):
+            samples[i].append(measure())
+    return [statistics.median(s) for s in samples]
+
+
+# ----------------------------------------------------------------------------- 1. the model
+
+
+def _system(features: Features) -> System:
+    s = System(features, ReferenceSwitch(), WorstCaseChooser())
+    s.enable_profiling()
+    return s
+
+
+def model_ns_per_event(seconds: float, vhe: bool = False) -> float:
+    """Nanoseconds per trace event of reference round trips with the host profiling."""
+    events = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        s = _system(Features(vhe=vhe))
+        for i in range(50):
+            s.host_run(HOST_SAMPLES)
+            s.run_vcpu(i % 2, GUEST_PROGRAM)
+            s.handle_buffer_irq()
+        events += len(s.cpu.trace)
+    return (time.perf_counter() - start) * 1e9 / events
+
+
+def floor_ns_per_event(seconds: float) -> float:
+    """Nanoseconds per event of the floor: one dict entry written and one tuple appended."""
+    events = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        registers: dict[str, int] = {}
+        trace: list[tuple[int, str, int, int]] = []
+        for seq in range(10_000):
+            registers["PMSCR_EL1"] = seq
+            trace.append((seq, "PMSCR_EL1", seq, 1))
+        events += 10_000
+    return (time.perf_counter() - start) * 1e9 / events
+
+
+# ----------------------------------------------------------------------- 2. the sequences
+
+
+def _budget() -> settings:
+    return settings(max_examples=FAST_EXAMPLES, stateful_step_count=STEPS_PER_EXAMPLE, deadline=None, database=None)
+
+
+def sequences_steps_per_s() -> float:
+    """Steps per second of one rule's generated sequences against the reference (fast default)."""
+    session = SpekvmSession(target=load("reference"), space=FULL_SPACE, rules={r.id: r for r in rules.RULES})
+    session.fast_default = True
+    start = time.process_time()
+    session.explore(SEQUENCE_RULE)
+    return session.verdicts.steps / (time.process_time() - start)
+
+
+class TrivialMachine(RuleBasedStateMachine):
+    """One bare round trip per step: the floor for the sequences."""
+
+    steps = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.system = _system(Features())
+
+    @rule(vcpu=st.integers(0, 1).map(int))
+    def round_trip(self, vcpu: int) -> None:
+        """Enter a vcpu and come back."""
+        self.system.run_vcpu(vcpu, GUEST_PROGRAM)
+        TrivialMachine.steps += 1
+
+
+def trivial_steps_per_s() -> float:
+    """Steps per second of the trivial machine under the same budget."""
+    TrivialMachine.steps = 0
+    start = time.process_time()
+    run_state_machine_as_test(TrivialMachine, settings=_budget())
+    return TrivialMachine.steps / (time.process_time() - start)
+
+
+# --------------------------------------------------------------------------- 3. judging
+
+
+def judging_ns_per_event(steps: int, seconds: float) -> float:
+    """Nanoseconds per event of all rules judging a trace of `steps` scenario steps."""
+    s = _system(Features())
+    for i in range(steps // 2):
+        s.host_run(HOST_SAMPLES)
+        s.run_vcpu(i % 2, GUEST_PROGRAM)
+    s.finish()
+    trace, runs = s.cpu.trace, 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        rules.judge_all(trace, s.features)
+        runs += 1
+    return (time.perf_counter() - start) * 1e9 / runs / len(trace)
+
+
+# ------------------------------------------------------------------------ 4. the default run
+
+
+def default_run_cpu_s() -> float:
+    """CPU seconds (user + system) of the default run against the reference, in a fresh folder."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--spekvm-target=reference",
+             "--pyargs", "pytest_spekvm.suites"],
+            cwd=folder, check=True, stdout=subprocess.DEVNULL,
+            # hypothesis loads its `ci` profile wherever CI is set, even empty: the default run is without it
+            env={k: v for k, v in os.environ.items() if k != "CI"},
+        )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of each measure (median kept)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per repetition of the model and judging measures")
+    parser.add_argument("--no-default-run", action="store_true", help="leave out the default run's CPU time")
+    args = parser.parse_args(argv)
+    os.chdir(tempfile.mkdtemp(prefix="spekvm-ratios-"))  # hypothesis' example database goes there
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
+          f"{args.rounds} interleaved rounds, medians")
+
+    floor, model, model_vhe = _median_interleaved(
+        args.rounds,
+        lambda: floor_ns_per_event(args.seconds),
+        lambda: model_ns_per_event(args.seconds),
+        lambda: model_ns_per_event(args.seconds, vhe=True),
+    )
+    print(f"model:     {model:8.0f} ns/event nVHE, {model_vhe:8.0f} ns/event VHE; floor {floor:5.0f} ns/event; "
+          f"ratio {model / floor:5.1f}x (nVHE), {model_vhe / floor:5.1f}x (VHE)")
+
+    ours, trivial = _median_interleaved(args.rounds, sequences_steps_per_s, trivial_steps_per_s)
+    print(f"sequences: {ours:8.0f} steps/s ({SEQUENCE_RULE}, fast default); trivial machine {trivial:8.0f} steps/s; "
+          f"ratio {ours / trivial:5.2f}x")
+
+    lengths = (12, 40, 100, 200)
+    costs = _median_interleaved(args.rounds, *(lambda n=n: judging_ns_per_event(n, args.seconds / 2) for n in lengths))
+    curve = ", ".join(f"{n} steps {c:6.0f}" for n, c in zip(lengths, costs, strict=True))
+    print(f"judging:   ns/event at {curve}; 200 steps / 12 steps = {costs[-1] / costs[0]:4.2f}x")
+
+    if not args.no_default_run:
+        print(f"default run: {default_run_cpu_s():6.1f} s of CPU (one run)")
+
+
+if __name__ == "__main__":
+    main()

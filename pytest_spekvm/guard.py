@@ -1,0 +1,436 @@
+"""The harness's side of every call into an adapter.
+
+A time limit the adapter cannot swallow, a user's Ctrl-C told apart from an adapter's own
+`KeyboardInterrupt`, and the view of the CPU an adapter is given: it acts through the CPU's
+instructions, but cannot rewire the model (its trace, features, chooser), act on it from another
+thread, or keep acting once its call has returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+
+from . import reference
+from .reference.cpu import CPU, ModelError
+from .reference.vcpu import ContractError, ExitReason, Vcpu
+
+if TYPE_CHECKING:
+    from .reference.contract import WorldSwitch
+
+REFIRE = 0.05
+"""Seconds between repeated alarms once a limit has passed, until the adapter's call unwinds:
+an adapter that catches every exception in a loop meets the next one outside its `try`."""
+
+OFFERED = frozenset({"features"})
+"""What an adapter may read of the CPU besides its instructions (the view's methods). Everything else is
+the model's own state or machinery, for the harness and the rules: the trace they judge, the chooser,
+memory, the markers and exception entries that say where a guest ran."""
+
+
+# The plugin's and the model's own folders (the model is installed beside the plugin, or lives in a
+# checkout's reference/): frames there are not the adapter's.
+_OWN_DIRS = tuple(str(Path(file).resolve().parent) + os.sep for file in (__file__, reference.__file__ or __file__))
+
+
+def _outside(frames: list[traceback.FrameSummary]) -> str:
+    for frame in reversed(frames):
+        if not str(Path(frame.filename).resolve()).startswith(_OWN_DIRS):
+            return f"{frame.filename}:{frame.lineno} in {frame.name}"
+    return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
+
+
+def adapter_frame(exc: BaseException) -> str:
+    """The innermost frame of the traceback outside the plugin and the model: where the adapter went wrong."""
+    return _outside(traceback.extract_tb(exc.__traceback__))
+
+
+def calling_frame() -> str:
+    """The innermost frame of the current stack outside the plugin and the model: the adapter's line acting now."""
+    return _outside(traceback.extract_stack())
+
+
+class _Timeout(BaseException):
+    """Raised inside the adapter by the alarm: a BaseException so an adapter's `except Exception` cannot swallow it."""
+
+
+@attrs.define
+class Limit:
+    """What happened to one time limit: whether it expired, and whether an enclosing timer's did first."""
+
+    seconds: float
+    expired: bool = False
+    outer: bool = False  # a timer armed before ours (pytest-timeout's, say) came due first
+    active: bool = True  # False once the block is over: an alarm still pending then raises nothing
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[Limit]:
+    """Raise `_Timeout` in the main thread if the block runs longer than `seconds` (0: no limit), and again
+    every REFIRE seconds until it ends; `Limit.expired` says so even if the block swallowed every one.
+
+    A SIGALRM timer armed before (pytest-timeout's signal method) is honoured: if it comes due first the
+    block is interrupted the same way, and on the way out it is armed again with what remains of it (at
+    once if its time has passed), so that its owner still sees it fire.
+    """
+    limit = Limit(seconds)
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield limit
+        return
+    outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if seconds <= 0 and outer_delay <= 0:
+        yield limit
+        return
+    ours = seconds if seconds > 0 else math.inf
+    theirs = outer_delay if outer_delay > 0 else math.inf
+    escape: _Escape | None = None
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        nonlocal escape
+        if not limit.expired:
+            limit.expired, limit.outer = True, theirs <= ours
+        # Raised only into the adapter's own code: in the harness or the model (the adapter's next call
+        # through the view raises instead) it would break the bookkeeping that reports the hang.
+        if limit.active and frame is not None and _adapter_code(frame):
+            if escape is None:
+                escape = _Escape(limit)
+            escape.watch(frame)
+            raise _Timeout
+
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, min(ours, theirs), REFIRE)
+    try:
+        yield limit
+    finally:
+        limit.active = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        if escape is not None:
+            escape.close()
+        if theirs < math.inf:
+            left = theirs - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), outer_interval)
+
+
+_HARNESS_CODE = (*_OWN_DIRS, contextlib.__file__)
+
+
+def _adapter_code(frame: FrameType) -> bool:
+    """Whether `frame` runs the adapter's code (or a library it calls), not the plugin's, the model's or a `with`'s exit."""
+    return not frame.f_code.co_filename.startswith(_HARNESS_CODE)
+
+
+class _Escape:
+    """The line tracing that makes an expired limit unswallowable: a line of the adapter's run inside an
+    `except` that caught the timeout raises it again, so `while True: try: ... except BaseException: pass`
+    cannot hold it. Installed only once the limit has expired and the alarm met the adapter's code, and
+    removed when the limit's block ends.
+
+    Python has one trace function per thread, and a tracer may already hold it: coverage.py's (whose C
+    tracer keeps a stack of the frames it saw called) or a debugger's. That tracer keeps seeing every
+    event it would have seen: the escape passes each one on and steps back in front of it after each call
+    (coverage's C tracer takes the place back at calls). Raising from a trace function makes Python drop
+    the trace function, so the events of the frames that the timeout then unwinds would be lost to that
+    tracer, and its stack would be wrong for the rest of the process: a profile function, which Python
+    keeps, hands those events on and puts the escape back at once.
+    """
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit = limit
+        self.previous: Any = sys.gettrace()  # a trace function, or coverage.py's C tracer object
+        self.profile: Any = sys.getprofile()
+        self.locals: dict[FrameType, _AdapterLines] = {}  # the adapter's frames being traced
+        self.closed = False
+
+    def watch(self, frame: FrameType) -> None:
+        """Trace from now on, and the adapter's frames from `frame` out to the harness's call into it."""
+        if sys.gettrace() is not self:
+            sys.settrace(self)
+        current: FrameType | None = frame
+        while current is not None and _adapter_code(current):
+            local = self.locals.get(current)
+            if local is None:
+                local = self.locals[current] = _AdapterLines(self, current.f_trace)
+            current.f_trace = local
+            current = current.f_back
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> Any:
+        """The global trace function: a frame starts ('call')."""
+        local = self.previous(frame, event, arg) if self.previous is not None else None
+        if sys.gettrace() is not self and not self.closed:
+            sys.settrace(self)
+        if frame.f_back not in self.locals or not _adapter_code(frame):
+            return local  # the harness's own calls (and what they call) are not the adapter's
+        adapter = self.locals[frame] = _AdapterLines(self, local)
+        return adapter
+
+    def raising(self) -> None:
+        """A trace function is about to raise: have the next event (the unwinding frame's return) put the tracing back."""
+        if self.profile is None:
+            sys.setprofile(self._resume)
+
+    def _resume(self, frame: FrameType, event: str, arg: object) -> None:
+        """Profile function for the first event after a raise: tracing back on, and the event handed to the
+        tracer that missed it."""
+        sys.setprofile(self.profile)
+        if self.closed:
+            return
+        sys.settrace(self)
+        if event == "call":
+            local = self(frame, event, arg)
+            if local is not None:
+                frame.f_trace = local
+        elif event == "return":
+            local = frame.f_trace or self.locals.get(frame)
+            if local is not None:
+                local(frame, event, arg)
+
+    def close(self) -> None:
+        """The limit's block is over: the previous tracer alone again."""
+        self.closed = True
+        if sys.getprofile() == self._resume:
+            sys.setprofile(self.profile)
+        sys.settrace(self.previous)
+        self.locals.clear()
+
+
+class _AdapterLines:
+    """The local trace function of one of the adapter's frames: passes each event on to the frame's own
+    (the previous tracer's), then raises the timeout again on a line run while an `except` handles it."""
+
+    def __init__(self, escape: _Escape, inner: Any) -> None:
+        self.escape = escape
+        self.inner = inner
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> Any:
+        if self.inner is not None:
+            self.inner = self.inner(frame, event, arg)
+        escape = self.escape
+        if event == "line" and not escape.closed and isinstance(sys.exc_info()[1], _Timeout):
+            escape.raising()
+            raise _Timeout
+        return self
+
+
+@attrs.define
+class Interrupts:
+    """Whether the user pressed Ctrl-C (SIGINT) while the adapter ran."""
+
+    user: bool = False
+
+
+@contextlib.contextmanager
+def watch_interrupts() -> Iterator[Interrupts]:
+    """Note a real SIGINT during the block (and raise KeyboardInterrupt, as Python does), so that a
+    KeyboardInterrupt the adapter raises itself can be told apart from the user's."""
+    seen = Interrupts()
+    if threading.current_thread() is not threading.main_thread():  # pragma: no cover - the suites run in the main thread
+        yield seen
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        seen.user = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+
+
+def safe_text(value: object, conversion: Callable[[object], str] = repr) -> str:
+    """`repr(value)` (or another conversion), or a note saying it raised: an adapter's object must not break a report."""
+    try:
+        text = conversion(value)
+    except BaseException as exc:
+        return f"<{type(value).__name__} whose {conversion.__name__}() raised {type(exc).__name__}>"
+    if conversion is repr and len(text) > 200:  # a value shown in a message; an exception's text is kept whole
+        return text[:197] + "..."
+    return text
+
+
+def where_defined(function: object) -> str:
+    """file:line of a function (the adapter's method), for blaming a value it left behind."""
+    try:
+        target = inspect.unwrap(cast(Callable[..., Any], function))
+        file = inspect.getsourcefile(target) or "?"
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return f"{safe_text(function)}"
+    name = getattr(target, "__qualname__", "?")
+    return f"{file}:{line} in {name}"
+
+
+@attrs.define
+class Violation:
+    """A contract clause the adapter broke through the view (reported even if the adapter caught the error)."""
+
+    clause: str
+    message: str
+
+
+class Guard:
+    """One scenario's watch over the adapter: which call is in progress, and what the adapter did wrong."""
+
+    def __init__(self) -> None:
+        self.method = ""  # the adapter method running now ('' between calls)
+        self.thread = threading.get_ident()
+        self.limit: Limit | None = None
+        self.violation: Violation | None = None
+        self.view: CpuView | None = None
+
+    def break_clause(self, clause: str, message: str) -> ContractError:
+        """Remember the first clause broken, and make the error to raise at the adapter."""
+        if self.violation is None:
+            self.violation = Violation(clause, f"{message} (at {calling_frame()})")
+        return ContractError(clause, message)
+
+    def check(self, what: str) -> None:
+        """The adapter is about to act through the view: it may only do so during its own calls, from their thread."""
+        if not self.method:
+            msg = f"cpu.{what} was called after the adapter's call had returned (a thread, a callback or a stored closure kept acting on the CPU); the adapter acts on the CPU only during setup_vcpu() and vcpu_run()"
+            raise self.break_clause("the adapter acts only during its own calls", msg)
+        if threading.get_ident() != self.thread:
+            msg = f"cpu.{what} was called from thread {threading.current_thread().name!r} during {self.method}(); the adapter acts on the CPU only from the thread that called it"
+            raise self.break_clause("the adapter acts only from the calling thread", msg)
+        if self.limit is not None and self.limit.expired:
+            raise _Timeout
+
+
+class CpuView:
+    """What an adapter is given as `cpu`: the model's CPU, through its instructions only."""
+
+    __slots__ = ("_cpu", "_guard")
+    _cpu: CPU
+    _guard: Guard
+
+    def __init__(self, cpu: CPU, guard: Guard) -> None:
+        object.__setattr__(self, "_cpu", cpu)
+        object.__setattr__(self, "_guard", guard)
+
+    def mrs(self, name: Any) -> int:
+        """MRS: read a system register."""
+        self._guard.check("mrs")
+        return self._cpu.mrs(name)
+
+    def msr(self, name: Any, value: int) -> None:
+        """MSR: write a system register; the value must be one (None is not a read)."""
+        self._guard.check("msr")
+        if value is None:
+            msg = f"Cannot write None to {safe_text(name, str)} because a system register value is an int (cpu.mrs(name) reads one)"
+            raise ModelError(msg)
+        self._cpu.msr(name, value)
+
+    def isb(self) -> None:
+        """ISB."""
+        self._guard.check("isb")
+        self._cpu.isb()
+
+    def dsb(self, domain: str = "sy") -> None:
+        """DSB over `domain`."""
+        self._guard.check("dsb")
+        self._cpu.dsb(domain)
+
+    def psb_csync(self) -> None:
+        """PSB CSYNC."""
+        self._guard.check("psb_csync")
+        self._cpu.psb_csync()
+
+    def hint(self, imm: int) -> None:
+        """HINT #imm."""
+        self._guard.check("hint")
+        self._cpu.hint(imm)
+
+    def run_guest(self, vcpu: Vcpu) -> ExitReason:
+        """ERET into the guest and take its exit back: vcpu_run's job, never setup_vcpu's."""
+        guard = self._guard
+        guard.check("run_guest")
+        if guard.method == "setup_vcpu":
+            msg = "setup_vcpu() called cpu.run_guest(vcpu): setup_vcpu is kvm_arm_setup_debug, run in the host before the run; only vcpu_run enters the guest"
+            raise guard.break_clause("setup_vcpu() does not enter the guest", msg)
+        return self._cpu.run_guest(vcpu)
+
+    def __getattr__(self, name: str) -> Any:
+        guard = self._guard
+        guard.check(name)
+        if name not in OFFERED:
+            msg = f"{guard.method}() read cpu.{name}, which is the model's own state or machinery (the trace the rules judge, the chooser, memory, trace markers, exception entry and return); an adapter acts through the CPU's instructions (cpu.mrs, cpu.msr, cpu.isb, cpu.dsb, cpu.psb_csync, cpu.hint, cpu.run_guest) and reads cpu.features"
+            raise guard.break_clause("the adapter leaves the model's state alone", msg)
+        return getattr(self._cpu, name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        guard = self._guard
+        msg = f"{guard.method or 'the adapter'}() assigned cpu.{name} = {safe_text(value)}; an adapter changes the CPU only through its instructions (cpu.msr, cpu.isb, ...), never the model's attributes"
+        raise guard.break_clause("the adapter leaves the model's state alone", msg)
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
+
+    def __repr__(self) -> str:
+        return f"<CPU {self._cpu.features.describe()}>"
+
+
+class GuardedSwitch:
+    """The adapter, as the model calls it: through a `CpuView`, with the results checked where they are made."""
+
+    def __init__(self, adapter: WorldSwitch, guard: Guard) -> None:
+        self.adapter = adapter
+        self.guard = guard
+
+    def _view(self, cpu: CPU) -> CPU:
+        guard = self.guard
+        if guard.view is None:
+            guard.view = CpuView(cpu, guard)
+        return cast(CPU, guard.view)
+
+    @contextlib.contextmanager
+    def _in(self, method: str) -> Iterator[None]:
+        guard = self.guard
+        outer, guard.method = guard.method, method
+        try:
+            yield
+        finally:
+            guard.method = outer
+
+    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        """The adapter's setup_vcpu; the MDCR_EL2 it leaves is checked here, so the blame stays with it."""
+        with self._in("setup_vcpu"):
+            adapter: Any = self.adapter  # its setup_vcpu is declared to return None, which is what is checked
+            result: object = adapter.setup_vcpu(self._view(cpu), vcpu, host_mdcr_el2)
+        _refuse_awaitable(self.adapter.setup_vcpu, "setup_vcpu", result)
+        value: object = vcpu.mdcr_el2
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+            msg = f"setup_vcpu() set vcpu.mdcr_el2 to {safe_text(value)}; expected an int from 0 to 2**64-1 (the MDCR_EL2 value the guest runs with) (setup_vcpu at {where_defined(self.adapter.setup_vcpu)})"
+            raise ContractError("setup_vcpu() sets vcpu.mdcr_el2 to a 64-bit value", msg)
+
+    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason | None:
+        """The adapter's vcpu_run."""
+        with self._in("vcpu_run"):
+            result: object = self.adapter.vcpu_run(self._view(cpu), vcpu)
+        _refuse_awaitable(self.adapter.vcpu_run, "vcpu_run", result)
+        return cast("ExitReason | None", result)
+
+
+def _refuse_awaitable(method: object, name: str, result: object) -> None:
+    """An `async def` method (or a generator) returns without having run: the contract is synchronous."""
+    if inspect.isawaitable(result) or inspect.isgenerator(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning on top of the report
+        msg = f"{name}() returned {safe_text(result)} without running: it is an `async def` or a generator ({where_defined(method)}); the adapter's methods are plain functions that do their work before returning"
+        raise ContractError(f"{name}() is a plain function", msg)

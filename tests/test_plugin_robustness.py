@@ -1,0 +1,416 @@
+"""A catalogue of bad adapters and bad options: none makes the plugin print a traceback of its own, lose a
+result or report a broken contract as a rule verdict; each is named, once per cell, and the verdict table's
+counts agree with the test outcomes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+import hypothesis
+import pytest
+
+from pytest_spekvm import guard
+from pytest_spekvm.guard import CpuView, Guard, time_limit, watch_interrupts
+from pytest_spekvm.plugin import TARGET_OPTION, TIMEOUT_OPTION
+from pytest_spekvm.reference.chooser import WorstCaseChooser
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.features import Features, SpeLevel
+from pytest_spekvm.reference.vcpu import ContractError
+
+# Two cells: nVHE and VHE with FEAT_SPE, no PMU, no optional flags. The smoke run at configure
+# time uses the first (nVHE), so an adapter that misbehaves on VHE only is loaded and then tested.
+NARROW = """
+from pytest_spekvm import FeatureSpace, PmuLevel, SpeLevel
+
+
+def pytest_spekvm_narrow_features(config, space):
+    return FeatureSpace(spe={SpeLevel.SPE}, spe_owned_by_higher_el={False}, pmu={PmuLevel.NONE}, flags=set())
+"""
+
+ON_VHE = """
+import sys, threading, time
+import pytest
+from pytest_spekvm.reference.switch import ReferenceSwitch
+from pytest_spekvm.reference.trace import Kind, Trace
+
+
+class Weird(BaseException):
+    pass
+
+
+class BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("no text")
+
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+class Switch(ReferenceSwitch):
+    def {method}(self, cpu, vcpu, *args):
+        if cpu.features.vhe:
+{misbehave}
+        return super().{method}(cpu, vcpu, *args)
+
+
+spekvm_adapter = Switch
+"""
+
+RUN, SETUP = "vcpu_run", "setup_vcpu"
+FAST = (f"{TIMEOUT_OPTION}=0.3",)
+
+
+def row(method: str, code: str, clause: str, extra: tuple[str, ...] = (), id: str = "") -> object:
+    """One bad adapter: `code` runs in `method` on VHE cells; the VHE cell fails naming `clause`."""
+    body = "\n".join(f"            {line}" for line in code.splitlines())
+    # A row under a 0.3 s limit races the alarm against the adapter's own code; on a loaded machine
+    # (CI's shared cores) the race was lost once in a few hundred runs: such a row gets two reruns.
+    marks = [pytest.mark.flaky(reruns=2)] if extra == FAST else []
+    return pytest.param(ON_VHE.replace("{method}", method).replace("{misbehave}", body), extra, 1, clause, id=id, marks=marks)
+
+
+ADAPTERS = [
+    row(RUN, "raise KeyError('VHE')", "*vcpu_run() raised KeyError: 'VHE' at */bad.py:*", id="raises"),
+    row(RUN, "raise Weird('odd')", "*vcpu_run() raised Weird: odd at */bad.py:*", id="custom-baseexception"),
+    row(RUN, "raise KeyboardInterrupt", "*KeyboardInterrupt*not a Ctrl-C from the user*", id="own-keyboardinterrupt"),
+    row(RUN, "pytest.skip('no VHE yet')", "*Skipped: no VHE yet (pytest.skip() in an adapter cannot skip a cell*", id="pytest-skip"),
+    row(RUN, "pytest.fail('nope')", "*Failed: nope (pytest.fail() in an adapter*", id="pytest-fail"),
+    row(RUN, "pytest.exit('bye')", "*Exit: bye (pytest.exit() in an adapter cannot end the run)*", id="pytest-exit"),
+    row(RUN, "pytest.xfail('later')", "*XFailed: later*", id="pytest-xfail"),
+    row(RUN, "sys.exit(3)", "*SystemExit: 3 (sys.exit() in an adapter*", id="sys-exit"),
+    row(RUN, "raise GeneratorExit", "*vcpu_run() raised GeneratorExit*", id="generatorexit"),
+    row(RUN, "raise BadStr()", "*vcpu_run() raised BadStr: <BadStr whose str() raised RuntimeError>*", id="str-raises"),
+    row(SETUP, "raise BadStr()", "*setup_vcpu() raised BadStr: <BadStr whose str() raised RuntimeError>*", id="setup-str-raises"),
+    row(RUN, "while True:\n    pass", "*vcpu_run() did not return within 0.3s*", FAST, id="hangs"),
+    row(RUN, "while True:\n    try:\n        while True:\n            cpu.mrs('PMSCR_EL1')\n    except:\n        pass",
+        "*vcpu_run() did not return within 0.3s*", FAST, id="hang-bare-except-model-calls"),
+    row(RUN, "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass",
+        "*vcpu_run() did not return within 0.3s*", FAST, id="hang-except-baseexception-busy"),
+    row(RUN, "try:\n    time.sleep(5)\nexcept BaseException:\n    pass",
+        "*vcpu_run() did not return within 0.3s*", FAST, id="swallows-timeout"),
+    row(RUN, "try:\n    time.sleep(5)\nexcept BaseException:\n    pass\nreturn None",
+        "*vcpu_run() did not return within 0.3s*", FAST, id="swallows-timeout-returns"),
+    row(SETUP, "while True:\n    try:\n        time.sleep(1)\n    except BaseException:\n        pass",
+        "*setup_vcpu() did not return within 0.3s*", FAST, id="setup-hang-swallowed"),
+    row(RUN, "super().vcpu_run(cpu, vcpu)\nreturn 'fine'", "*it returned 'fine'*", id="returns-str"),
+    row(RUN, "super().vcpu_run(cpu, vcpu)\nreturn 7", "*it returned 7*", id="returns-int"),
+    row(RUN, "super().vcpu_run(cpu, vcpu)\ncpu.run_guest(vcpu)\nreturn None", "*it entered 2 times*", id="enters-twice"),
+    row(RUN, "return None", "*it entered 0 times*", id="never-enters"),
+    row(RUN, "async def later():\n    pass\nsuper().vcpu_run(cpu, vcpu)\nreturn later()",
+        "*vcpu_run() returned <coroutine*without running*", id="returns-coroutine"),
+    row(SETUP, "vcpu.mdcr_el2 = 'TPMS'\nreturn None", "*set vcpu.mdcr_el2 to 'TPMS'*(setup_vcpu at */bad.py:*", id="mdcr-str"),
+    row(SETUP, "vcpu.mdcr_el2 = -1\nreturn None", "*set vcpu.mdcr_el2 to -1*(setup_vcpu at */bad.py:*", id="mdcr-negative"),
+    row(SETUP, "vcpu.mdcr_el2 = 1 << 64\nreturn None", "*set vcpu.mdcr_el2 to 18446744073709551616*", id="mdcr-too-big"),
+    row(SETUP, "vcpu.mdcr_el2 = True\nreturn None", "*set vcpu.mdcr_el2 to True*", id="mdcr-bool"),
+    row(SETUP, "cpu.run_guest(vcpu)", "*setup_vcpu() called cpu.run_guest(vcpu)*(at */bad.py:*", id="setup-enters-guest"),
+    row(SETUP, "raise ValueError('no PMU')", "*setup_vcpu() raised ValueError: no PMU at */bad.py:*", id="setup-raises"),
+    row(RUN, "cpu.msr('PMSCR_EL1', None)", "*Cannot write None to PMSCR_EL1*(at */bad.py:*", id="msr-none"),
+    row(RUN, "cpu.msr('PMSCR_EL1', 1 << 64)", "*does not fit in 64 bits (at */bad.py:*", id="msr-too-big"),
+    row(RUN, "cpu.msr('PMSCR_EL1', 'x')", "*Cannot write 'x' to PMSCR_EL1*", id="msr-str"),
+    row(RUN, "cpu.mrs('BOGUS_EL1')", "*asked the model for something that cannot exist*BOGUS_EL1*", id="unknown-register"),
+    row(RUN, "cpu.dsb('bogus')", "*not a DSB option*", id="bad-dsb"),
+    row(RUN, "cpu.trace = Trace()", "*assigned cpu.trace = *(at */bad.py:*", id="replaces-trace"),
+    row(RUN, "cpu.features = None", "*assigned cpu.features = None*", id="replaces-features"),
+    row(RUN, "cpu.chooser = None", "*assigned cpu.chooser = None*", id="replaces-chooser"),
+    row(RUN, "try:\n    cpu.trace = Trace()\nexcept Exception:\n    pass", "*assigned cpu.trace = *", id="replaces-trace-swallowed"),
+    row(RUN, "cpu.trace.events.clear()", "*read cpu.trace, which is the model's own state*", id="reads-trace"),
+    row(RUN, "cpu._regs['PMSCR_EL1'] = 0", "*read cpu._regs*", id="reads-private"),
+    row(RUN, "def work():\n    try:\n        cpu.msr('PMSCR_EL1', 0)\n    except Exception:\n        pass\nt = threading.Thread(target=work)\nt.start()\nt.join()",
+        "*cpu.msr was called from thread*", id="other-thread"),
+    row(RUN, "cpu.__dict__['trace'] = Trace()", "*read cpu.__dict__*", id="dict-backdoor"),
+    row(RUN, "cpu.mark(Kind.GUEST, 'a guest entry')\nreturn None", "*vcpu_run() read cpu.mark, which is the model's own state*", id="forges-guest-entry"),
+    row(RUN, "cpu.eret(1, 'guest', 'into the guest', into_guest=True)", "*vcpu_run() read cpu.eret, which is the model's own state*", id="erets-by-itself"),
+    row(RUN, "if cpu.el == 2:\n    pass", "*vcpu_run() read cpu.el, which is the model's own state*", id="reads-el"),
+]
+
+LOAD_ERRORS = [
+    pytest.param(ON_VHE.replace("    def {method}", "    async def vcpu_run(self, cpu, vcpu):\n        pass\n\n    def {method}")
+                 .replace("{method}", "x").replace("{misbehave}", "            pass"),
+                 (), 4, "*vcpu_run() is an `async def` or a generator*", id="async-vcpu-run"),
+    pytest.param(ON_VHE.replace("    def {method}", "    def setup_vcpu(self, cpu, vcpu, host):\n        yield\n\n    def {method}")
+                 .replace("{method}", "x").replace("{misbehave}", "            pass"),
+                 (), 4, "*setup_vcpu() is an `async def` or a generator*", id="generator-setup"),
+    pytest.param(ON_VHE.replace("if cpu.features.vhe:", "if True:").replace("{method}", RUN)
+                 .replace("{misbehave}", "            raise KeyError('always')"),
+                 (), 4, "*breaks the contract clause 'vcpu_run() returns normally' on the first run*", id="fails-everywhere"),
+]
+
+OPTIONS = [
+    pytest.param(None, (f"{TARGET_OPTION}=",), 4, "*--spekvm-target (from --spekvm-target) is empty*", id="empty-target"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", "--hypothesis-profile=thorogh"), 4,
+                 "*--hypothesis-profile='thorogh' is not a registered hypothesis profile*", id="misspelt-profile"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", f"{TIMEOUT_OPTION}=soon"), 4, "*--spekvm-timeout*'soon'*", id="timeout-text"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", f"{TIMEOUT_OPTION}=-1"), 4, "*--spekvm-timeout*'-1'*", id="timeout-negative"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=garbage"), 4, "*is not RULE:VERSION:BLOB*", id="reproduce-garbage"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=RES0:1.0.0:AXicY2BgYAAAAAQAAQ=="), 4,
+                 "*recorded with hypothesis 1.0.0, and this is hypothesis *", id="reproduce-other-version"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=NOPE:{version}:AXicY2BgYAAAAAQAAQ=="), 4,
+                 "*names the rule 'NOPE', which this run does not have*", id="reproduce-unknown-rule"),
+    pytest.param(None, (f"{TARGET_OPTION}=missing.py",), 4, "*there is no file at*", id="missing-target"),
+]
+
+
+def table_counts(lines: list[str]) -> tuple[int, int, int]:
+    """(failed, skipped, passed) tests as the verdict table accounts for them."""
+    failed = not_judged = checks = contract = 0
+    for line in lines:
+        for pattern, fields in (
+            (r"FAILED \((\d+) of (\d+) checks(?:; (\d+) not judged)?", ("f", "n", "j")),
+            (r"not judged \(adapter failed on (\d+) of (\d+)", ("j", "n")),
+            (r"(?:passed|NEVER EXERCISED) \((\d+) checks", ("n",)),
+        ):
+            found = re.search(r"(?:correctness|lean) +" + pattern, line)
+            if found:
+                values = dict(zip(fields, (int(g or 0) for g in found.groups()), strict=True))
+                failed += values.get("f", 0)
+                not_judged += values.get("j", 0)
+                checks += values["n"]
+                break
+        broken = re.match(r"ADAPTER CONTRACT broken: (\d+) failed test", line)
+        if broken:
+            contract = int(broken[1])
+    return failed + contract, not_judged - contract, checks - failed - not_judged
+
+
+@pytest.mark.parametrize(("adapter", "args", "code", "message"), ADAPTERS + LOAD_ERRORS + OPTIONS)
+def test_catalogue(spekvm_pytester: pytest.Pytester, adapter: str | None, args: tuple[str, ...], code: int, message: str) -> None:
+    """A bad adapter or option gives the expected exit code and a message naming the clause or option, no
+    traceback from the plugin, and (for a run) a verdict table and summary whose counts match the outcomes."""
+    spekvm_pytester.makeconftest(NARROW)
+    if adapter is not None:
+        spekvm_pytester.makepyfile(bad=adapter)
+        args = (f"{TARGET_OPTION}=bad.py", *args)
+    args = tuple(a.replace("{version}", hypothesis.__version__) for a in args)
+    result = spekvm_pytester.runpytest(*args, "-k", "not sequences", "-p", "no:cacheprovider")
+    output = result.stdout.str() + result.stderr.str()
+    assert code == result.ret, output
+    assert "Traceback" not in output, output
+    assert "INTERNALERROR" not in output, output
+    assert re.search(r"pytest_spekvm/(?!reference)\S+\.py", output) is None, output
+    (result.stdout if code != 4 else result.stderr).fnmatch_lines([message])
+    if code == 4:
+        return
+    result.stdout.fnmatch_lines(["*spekvm verdicts for*", "ADAPTER CONTRACT broken: 1 failed test*", "*scenario steps:*"])
+    outcomes = result.parseoutcomes()
+    assert table_counts(result.stdout.lines) == (outcomes.get("failed", 0), outcomes.get("skipped", 0), outcomes.get("passed", 0))
+    result.stdout.no_fnmatch_line("* FAILED (*")  # no rule is blamed for the adapter's failure
+    assert 1 == outcomes.get("failed", 0)  # once per cell, not once per rule
+
+
+def test_empty_target_from_the_environment(spekvm_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEKVM_TARGET set to nothing is a usage error too, not a run that silently tests nothing."""
+    monkeypatch.setenv("SPEKVM_TARGET", "")
+    result = spekvm_pytester.runpytest()
+    assert 4 == result.ret
+    result.stderr.fnmatch_lines(["*--spekvm-target (from SPEKVM_TARGET) is empty*"])
+
+
+def test_catalogue_size() -> None:
+    """The catalogue has at least 40 rows."""
+    assert 40 <= len(ADAPTERS) + len(LOAD_ERRORS) + len(OPTIONS) + 1
+
+
+# ------------------------------------------------------------------- the guard, directly
+
+
+def _view() -> tuple[Guard, CpuView]:
+    guard = Guard()
+    return guard, CpuView(CPU(Features(vhe=False, spe=SpeLevel.SPE), WorstCaseChooser()), guard)
+
+
+def test_late_call_is_a_contract_failure_even_if_caught() -> None:
+    """A call through the view after the adapter's call returned raises, and is remembered for the report."""
+    guard, view = _view()
+    with pytest.raises(ContractError, match="after the adapter's call had returned"):
+        view.isb()
+    assert guard.violation is not None
+    assert "the adapter acts only during its own calls" == guard.violation.clause
+
+
+def test_view_forwards_instructions_during_a_call() -> None:
+    """During a call the view acts on the model: the instructions land in the trace."""
+    guard, view = _view()
+    guard.method = "vcpu_run"
+    view.msr("PMSCR_EL1", 0)
+    view.isb()
+    view.dsb("nsh")
+    view.psb_csync()
+    view.hint(17)
+    assert 0 == view.mrs("PMSCR_EL1")
+    assert view.features.vhe is False
+    assert "<CPU nVHE" in repr(view)
+    assert guard.violation is None
+    with pytest.raises(ContractError):
+        del view.el
+
+
+def test_real_ctrl_c_is_the_users() -> None:
+    """A SIGINT during the adapter's call is noted as the user's, and raises KeyboardInterrupt as Python does."""
+    with pytest.raises(KeyboardInterrupt), watch_interrupts() as seen:
+        signal.raise_signal(signal.SIGINT)
+    assert seen.user
+
+
+def test_outer_alarm_is_rearmed() -> None:
+    """A SIGALRM timer armed before a time limit is armed again, with what remains of it, when the limit ends."""
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1000)
+        with time_limit(5) as limit:
+            pass
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert not limit.expired
+        assert 0 < remaining <= 1000
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+PYTEST_TIMEOUT = """
+import time
+
+
+def test_spekvm_then_sleep(spekvm, spekvm_cell, request):
+    spekvm.check_cell("RES0", spekvm_cell, request.node.nodeid)
+    time.sleep(30)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pytest-timeout's signal method needs SIGALRM")
+def test_pytest_timeout_still_fires_after_a_spekvm_run(spekvm_pytester: pytest.Pytester) -> None:
+    """pytest-timeout's alarm (signal method) armed around a test still fires after the test ran a spekvm check."""
+    spekvm_pytester.makeconftest(NARROW)
+    spekvm_pytester.makepyfile(test_own=PYTEST_TIMEOUT)
+    result = spekvm_pytester.runpytest(
+        f"{TARGET_OPTION}=reference", "test_own.py", "-k", "nvhe", "--timeout=2", "--timeout-method=signal",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Failed: Timeout*"])
+
+
+# ------------------------------------------------- the escape tracing, chained to a previous tracer
+
+
+class FakeSys:
+    """The trace and profile slots of `sys`, as the escape tracing sees them, without tracing this process."""
+
+    def __init__(self, trace: Any = None) -> None:
+        self.trace, self.profile = trace, None
+        self.exc_info = sys.exc_info
+
+    def gettrace(self) -> Any:
+        return self.trace
+
+    def settrace(self, function: Any) -> None:
+        self.trace = function
+
+    def getprofile(self) -> Any:
+        return self.profile
+
+    def setprofile(self, function: Any) -> None:
+        self.profile = function
+
+
+class Recorder:
+    """A previous tracer (coverage.py's, say) that notes each event and, like coverage's C tracer, takes the trace slot back at a call."""
+
+    def __init__(self, fake: FakeSys) -> None:
+        self.fake, self.events = fake, list[tuple[str, str]]()
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> Any:
+        self.events.append((frame.f_code.co_name, event))
+        if event == "call":
+            self.fake.settrace(self)
+        return self
+
+
+def through_harness(callback: Any) -> Any:
+    """Call `callback` from a function whose code lives in the plugin's folder: the harness, to the escape."""
+    namespace: dict[str, Any] = {}
+    exec(compile("def harness(callback):\n    return callback()\n", guard.__file__, "exec"), namespace)
+    return namespace["harness"](callback)
+
+
+def test_escape_chains_to_the_previous_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The escape hands each event to the tracer it found, steps back in front of it after a call, traces the
+    adapter's frames only, and after raising puts itself back at the next event, handing that event on."""
+    fake = FakeSys()
+    previous = fake.trace = Recorder(fake)
+    monkeypatch.setattr(guard, "sys", fake)
+    escape = guard._Escape(guard.Limit(1))
+    found: dict[str, Any] = {}
+
+    def own() -> Any:
+        return escape(sys._getframe(), "call", None)
+
+    def work() -> None:
+        here = sys._getframe()
+        here.f_trace = previous  # as coverage's C tracer leaves it on the frames it traces
+        escape.watch(here)
+        found["watched"] = here.f_trace
+        found["own"] = own()  # the adapter calls a function of its own: traced for the escape
+        found["harness"] = through_harness(lambda: escape(sys._getframe(1), "call", None))  # the harness's: not
+        try:
+            raise guard._Timeout
+        except guard._Timeout:
+            with pytest.raises(guard._Timeout):
+                here.f_trace(here, "line", None)  # a line run while the adapter handles the timeout
+        fake.trace = None  # as Python does when a trace function raises
+        fake.profile(here, "return", None)
+
+    through_harness(work)
+    assert isinstance(found["watched"], guard._AdapterLines)
+    assert isinstance(found["own"], guard._AdapterLines)
+    assert previous is found["harness"]
+    assert [("own", "call"), ("harness", "call"), ("work", "line"), ("work", "return")] == previous.events
+    assert escape is fake.trace  # put back by the profile function, which took itself away
+    assert fake.profile is None
+    escape.close()
+    assert previous is fake.trace
+    assert escape.closed
+
+
+def test_escape_after_its_block_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once closed, a pending profile event leaves tracing alone, and a frame's escape tracing only passes events on."""
+    fake = FakeSys()
+    monkeypatch.setattr(guard, "sys", fake)
+    escape = guard._Escape(guard.Limit(1))
+    frame = sys._getframe()
+    escape.raising()
+    resume = fake.profile
+    escape.close()
+    assert fake.profile is None
+    resume(frame, "call", None)
+    assert fake.trace is None
+    lines = guard._AdapterLines(escape, None)
+    try:
+        raise guard._Timeout
+    except guard._Timeout:
+        assert lines is lines(frame, "line", None)
+
+
+def test_escape_resumes_on_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first event after a raise may be a call: the new frame gets its tracing as if the escape had been in place."""
+    fake = FakeSys()
+    monkeypatch.setattr(guard, "sys", fake)
+    escape = guard._Escape(guard.Limit(1))
+    escape.raising()
+
+    def callee() -> FrameType:
+        return sys._getframe()
+
+    def work() -> FrameType:
+        escape.watch(sys._getframe())
+        frame = callee()
+        fake.profile(frame, "call", None)
+        return frame
+
+    frame = through_harness(work)
+    assert isinstance(frame.f_trace, guard._AdapterLines)
+    assert escape is fake.trace
+    escape.close()

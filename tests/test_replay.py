@@ -1,0 +1,146 @@
+"""Replaying a failure: the printed commands are shell commands that work as printed (a path with a space too),
+--spekvm-reproduce replays a generated failure or hang anywhere, replays only its own test, and says so when
+the recorded case passes after the fix."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+
+import pytest
+
+from pytest_spekvm.plugin import TARGET_OPTION, TIMEOUT_OPTION
+
+NODRAIN = """
+from pytest_spekvm.reference import switch as S
+
+
+class NoDrain(S.ReferenceSwitch):
+    name = "nodrain"
+
+    def save_spe(self, cpu, vcpu):
+        pass
+
+
+spekvm_adapter = NoDrain
+"""
+
+RES0_BIT = """
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class Switch(ReferenceSwitch):
+    def setup_vcpu(self, cpu, vcpu, host_mdcr_el2):
+        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
+        vcpu.mdcr_el2 |= 1 << 63  # a RES0 bit of MDCR_EL2
+
+
+spekvm_adapter = Switch
+"""
+
+FIXED = "from pytest_spekvm.reference.switch import ReferenceSwitch\n\n\nclass Fixed(ReferenceSwitch):\n    pass\n\n\nspekvm_adapter = Fixed\n"
+
+HANGS_WITH_SPE = """
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class Switch(ReferenceSwitch):
+    def vcpu_run(self, cpu, vcpu):
+        if cpu.features.has_spe:
+            while True:
+                pass
+        return super().vcpu_run(cpu, vcpu)
+
+
+spekvm_adapter = Switch
+"""
+
+
+def printed(result: pytest.RunResult, prefix: str) -> str:
+    """The first output line starting with `prefix`, without it."""
+    return next(line for line in result.stdout.lines if line.startswith(prefix)).removeprefix(prefix)
+
+
+def ran(result: pytest.RunResult) -> dict[str, int]:
+    """The outcome counts of the summary line, without the deselected tests."""
+    return {k: v for k, v in result.parseoutcomes().items() if k != "deselected"}
+
+
+def replay_args(result: pytest.RunResult) -> list[str]:
+    """The arguments of the 'replay: pytest ...' line, parsed as a shell would."""
+    command = shlex.split(printed(result, "replay: ").split("   (")[0])
+    assert "pytest" == command[0]
+    return command[1:]
+
+
+def reproduce_option(result: pytest.RunResult) -> str:
+    """The --spekvm-reproduce=... argument of the 'replay anywhere' line, parsed as a shell would."""
+    (option,) = shlex.split(printed(result, "replay anywhere: add ").removesuffix(" to the command above"))
+    return option
+
+
+def test_replay_of_a_target_path_with_a_space(spekvm_pytester: pytest.Pytester) -> None:
+    """A target whose path has a space gives a quoted replay command that, run as printed, fails the same way."""
+    folder = spekvm_pytester.path / "my switches"
+    folder.mkdir()
+    (folder / "no drain.py").write_text(NODRAIN)
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=my switches/no drain.py", "-k", "test_drain_order and nvhe-spe1-pmunone")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["replay: pytest '--spekvm-target=my switches/no drain.py' *"])
+    again = spekvm_pytester.runpytest(*replay_args(result))
+    assert {"failed": 1} == ran(again)
+
+
+def test_reproduce_confirms_the_fix_and_replays_only_its_own_test(spekvm_pytester: pytest.Pytester) -> None:
+    """--spekvm-reproduce replays the failure in a fresh database; with the switch fixed it says the recorded case
+    now passes (exit 0); next to other sequences tests it leaves them to their own generation."""
+    spekvm_pytester.makepyfile(nodrain=NODRAIN)
+    first = spekvm_pytester.runpytest(f"{TARGET_OPTION}=nodrain.py", "--hypothesis-profile=default", "-k", "test_drain_order_sequences")
+    first.assert_outcomes(failed=1)
+    option = reproduce_option(first)
+    assert option.startswith("--spekvm-reproduce=DRAIN-ORDER:")
+
+    shutil.rmtree(spekvm_pytester.path / ".hypothesis")
+    again = spekvm_pytester.runpytest(*replay_args(first), option)
+    assert {"failed": 1} == ran(again)
+    again.stdout.fnmatch_lines(["RULE DRAIN-ORDER violated on features: *"])
+
+    others = spekvm_pytester.runpytest(f"{TARGET_OPTION}=nodrain.py", option, "-k", "sequences and (res0 or lean or trap)")
+    others.assert_outcomes(passed=4)  # RES0, LEAN, and test_traps.py: TRAP-COND and UNDEF
+
+    spekvm_pytester.makepyfile(nodrain=FIXED)
+    fixed = spekvm_pytester.runpytest_subprocess(*replay_args(first), option)  # a fresh process imports the fixed file
+    assert 0 == fixed.ret
+    assert {"passed": 1} == ran(fixed)
+    fixed.stdout.fnmatch_lines([
+        "spekvm --spekvm-reproduce: the recorded case of DRAIN-ORDER (test_ordering.py::test_drain_order_sequences) now passes against nodrain (nodrain.py)*",
+    ])
+    assert "Traceback" not in fixed.stdout.str()
+
+
+def test_a_hang_in_a_sequence_reproduces_from_what_was_printed(spekvm_pytester: pytest.Pytester) -> None:
+    """A generated sequence that hangs prints a --spekvm-reproduce line that replays the hang in a fresh database."""
+    spekvm_pytester.makepyfile(hangs=HANGS_WITH_SPE)
+    args = (f"{TARGET_OPTION}=hangs.py", f"{TIMEOUT_OPTION}=0.2", "--hypothesis-profile=default", "-k", "test_res0_sequences")
+    first = spekvm_pytester.runpytest(*args)
+    first.assert_outcomes(failed=1)
+    option = reproduce_option(first)
+    shutil.rmtree(spekvm_pytester.path / ".hypothesis")
+    again = spekvm_pytester.runpytest(*args, option)
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["CONTRACT 'vcpu_run() returns' broken on features: *SPE*", "  vcpu_run() did not return within 0.2s*"])
+
+
+def test_reproduce_says_the_recorded_case_now_passes(spekvm_pytester: pytest.Pytester) -> None:
+    """After a fix that leaves the scenario's shape as it was, the replay says the recorded case now passes, exit 0."""
+    spekvm_pytester.makepyfile(res0bit=RES0_BIT)
+    first = spekvm_pytester.runpytest(f"{TARGET_OPTION}=res0bit.py", "--hypothesis-profile=default", "-k", "test_res0_sequences")
+    first.assert_outcomes(failed=1)
+    option = reproduce_option(first)
+    spekvm_pytester.makepyfile(res0bit=FIXED)
+    shutil.rmtree(spekvm_pytester.path / ".hypothesis")
+    fixed = spekvm_pytester.runpytest_subprocess(*replay_args(first), option)
+    assert 0 == fixed.ret
+    fixed.stdout.fnmatch_lines([
+        "spekvm --spekvm-reproduce: the recorded case of RES0 (test_res0.py::test_res0_sequences) now passes against res0bit (res0bit.py)*",
+    ])
