@@ -26,6 +26,7 @@ import attrs
 
 from . import reference
 from .reference.cpu import CPU, ModelError
+from .reference.trace import Dsb
 from .reference.vcpu import ContractError, ExitReason, Vcpu
 
 if TYPE_CHECKING:
@@ -341,7 +342,7 @@ class CpuView:
         self._guard.check("isb")
         self._cpu.isb()
 
-    def dsb(self, domain: str = "sy") -> None:
+    def dsb(self, domain: str | Dsb = Dsb.SY) -> None:
         """DSB over `domain`."""
         self._guard.check("dsb")
         self._cpu.dsb(domain)

@@ -29,7 +29,7 @@ from . import ckit, scenario
 from .findings import Finding, make_finding
 from .reference.features import Features
 from .scenario import AdapterFailure
-from .session import CellOutcome, ContractFailure, SpekvmFailure, contract_body
+from .session import CellOutcome, ContractFailure, SpekvmFailure, contract_body, is_not_judged, not_judged
 from .verdicts import Verdicts
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ def explore_isolated(session: SpekvmSession, rule_id: str, nodeid: str) -> None:
         try:
             session.explore_here(rule_id, nodeid)
         except pytest.skip.Exception as exc:
-            outcome = {"kind": "skipped", "text": str(exc.msg)}
+            outcome = {"kind": "skipped", "text": str(exc.msg), "not_judged": is_not_judged(exc)}
         except BaseException as exc:
             outcome = {"kind": "failed", "failure": _pack(exc)}
         outcome["verdicts"] = session.verdicts.to_dict()
@@ -258,7 +258,7 @@ def explore_isolated(session: SpekvmSession, rule_id: str, nodeid: str) -> None:
         if cell is None:
             raise SpekvmFailure(f"CONTRACT {clause!r} broken while generating sequences for {rule_id}\n  {message}")
         text = contract_body(failure, cell, None, steps=_numbered(child.steps))
-        text += f"\nreplay: {session.replay_hint(nodeid, scripted=False).split('   (')[0]}   (the process died before hypothesis could save the example: run it again to search anew)"
+        text += f"\nreplay: {session.replay_command(nodeid)}   (the process died before hypothesis could save the example: run it again to search anew)"
         finding: Finding = attrs.evolve(
             make_finding(rule_id, cell, [], generated=True, clause=clause, message=message), steps=tuple(child.steps)
         )
@@ -271,5 +271,5 @@ def explore_isolated(session: SpekvmSession, rule_id: str, nodeid: str) -> None:
     if kind == "passed":
         return
     if kind == "skipped":
-        raise pytest.skip.Exception(result["text"], _use_item_location=True)
+        raise not_judged(result["text"]) if result["not_judged"] else pytest.skip.Exception(result["text"], _use_item_location=True)
     raise _unpack(result["failure"])

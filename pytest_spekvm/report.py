@@ -27,7 +27,7 @@ from .findings import GENERATED, findings_of
 from .plugin import REPRODUCE_OPTION, TARGET_OPTION, _is_suite, _rule_of, session_of
 from .reference.features import Features
 from .reference.system import Choices
-from .session import NOT_JUDGED, ContractFailure, SpekvmSession
+from .session import ContractFailure, SpekvmSession, is_not_judged
 from .space import FeatureSpace, cell_id
 
 _GIVEN = re.compile(r"--spekvm-reproduce=([A-Z][A-Z0-9-]*:[^:\s']+:[A-Za-z0-9+/=]+)")
@@ -134,7 +134,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if found:
                 item.user_properties.append(("spekvm_fingerprint", ",".join(f.fingerprint for f in found)))
         elif call.excinfo is not None and report.skipped:
-            data["not_judged"] = str(getattr(call.excinfo.value, "msg", "")).startswith(NOT_JUDGED)
+            data["not_judged"] = is_not_judged(call.excinfo.value)
         report.spekvm = data
     return report
 

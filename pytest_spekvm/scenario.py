@@ -232,13 +232,13 @@ class Run:
         self.steps.append(step)
         system = self.system
         index = len(self.steps)
-        if step.op not in ("setup_vcpu", "run_vcpu"):
-            if step.op == "host_run":
+        if step.op not in (Op.SETUP_VCPU, Op.RUN_VCPU):
+            if step.op is Op.HOST_RUN:
                 system.host_run(step.samples, step.el0)
-            elif step.op == "enable_profiling":
+            elif step.op is Op.ENABLE_PROFILING:
                 system.enable_profiling(step.pmscr)
             else:
-                getattr(system, step.op)()
+                getattr(system, step.op.value)()
             return
         self._check_state(index)
         method = "setup_vcpu"
@@ -248,7 +248,7 @@ class Run:
             with watch_interrupts() as seen, time_limit(self.timeout) as limit:
                 self.guard.limit = limit
                 system.setup_vcpu(step.vcpu)  # KVM's run loop calls kvm_arm_setup_debug before every entry
-                if step.op == "run_vcpu":
+                if step.op is Op.RUN_VCPU:
                     method = "vcpu_run"
                     system.run_vcpu(step.vcpu, step.program)
         except BaseException as exc:

@@ -29,6 +29,7 @@ from .reference.features import Features
 from .rules import Judgement, Rule, Violation
 from .scenario import SCRIPT, AdapterFailure, Run, Step
 from .space import FeatureSpace, cell_id
+from .steps import Op
 from .strategies import HypothesisChooser, features, guest_programs
 from .target import Target
 from .timeouts import DEFAULT_TIMEOUT
@@ -80,7 +81,20 @@ class _Hung(BaseException):
 
 
 NOT_JUDGED = "not judged (adapter failed)"
-"""How a check that the adapter's broken contract left unjudged is skipped (its reason begins so)."""
+"""How the reason of a check that the adapter's broken contract left unjudged begins."""
+
+
+def not_judged(reason: str) -> BaseException:
+    """The skip of a check the adapter's broken contract left unjudged: known as such by its
+    `spekvm_not_judged` attribute (see `is_not_judged`), never by its reason."""
+    skip = pytest.skip.Exception(reason, _use_item_location=True)
+    skip.spekvm_not_judged = True  # type: ignore[attr-defined]
+    return skip
+
+
+def is_not_judged(exc: BaseException) -> bool:
+    """Whether `exc` is the skip of a check left unjudged (`not_judged`)."""
+    return isinstance(exc, pytest.skip.Exception) and getattr(exc, "spekvm_not_judged", False) is True
 
 Judged = tuple[bool, str, "Finding | None"]
 """A rule judged on a cell: whether a check exercised it, the violation's report ('' if none) and its finding."""
@@ -241,7 +255,7 @@ class SpekvmSession:
             error.spekvm_rule = rule_id  # type: ignore[attr-defined]
             raise error
         reason = f"{NOT_JUDGED}: CONTRACT {clause!r} broken on {cell.describe()}, reported by {reported}"
-        raise pytest.skip.Exception(reason, _use_item_location=True)
+        raise not_judged(reason)
 
     # ------------------------------------------------------------------ generated sequences
 
@@ -301,9 +315,11 @@ class SpekvmSession:
             if not replaying:  # pragma: no cover - hypothesis raises it only when replaying a blob
                 raise
             # No step of the recorded case failed: it either completed or, as a fixed switch usually
-            # does, went on past the recorded steps (hypothesis: "the shape ... has changed"). The
-            # rule's sequences are then generated afresh to confirm the fix.
-            fresh = "completed successfully" not in str(exc)
+            # does, went on past the recorded steps. Hypothesis raises DidNotReproduce from the
+            # StopTest (the recorded choices ran out) or failed assumption it caught, and from
+            # nothing when the case completed. Past the recorded steps, the rule's sequences are
+            # generated afresh to confirm the fix.
+            fresh = exc.__context__ is not None
             self.replayed.append(
                 f"the recorded case of {rule_id} ({nodeid or rule_id}) now passes against {self.target.name} ({self.target.spec})"
                 + (": its recorded steps ran without a violation, and fresh sequences passed" if fresh else "")
@@ -327,11 +343,14 @@ class SpekvmSession:
             return
         self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False, check=nodeid)
 
-    def replay_hint(self, nodeid: str, scripted: bool) -> str:
-        """How to run this check again, as a shell command."""
+    def replay_command(self, nodeid: str) -> str:
+        """The shell command that runs this check again."""
         command = f"pytest {shlex.quote(f'--spekvm-target={self.target.spec}')}"
-        if nodeid:
-            command += f" {shlex.quote(nodeid)}"
+        return f"{command} {shlex.quote(nodeid)}" if nodeid else command
+
+    def replay_hint(self, nodeid: str, scripted: bool) -> str:
+        """How to run this check again: the shell command, and what it replays."""
+        command = self.replay_command(nodeid)
         if scripted:
             return f"{command}   (scripted, deterministic)"
         return (
@@ -365,8 +384,8 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
             session.verdicts.saw(cpu)
             self.run = self._guard(lambda: Run.start(session.target, cpu, self.chooser, session.timeout))
             if not idle:
-                self._step(data, Step("enable_profiling"))
-                self._step(data, Step("host_run", samples=2))
+                self._step(data, Step(Op.ENABLE_PROFILING))
+                self._step(data, Step(Op.HOST_RUN, samples=2))
 
         def _guard(self, action: Any) -> Any:
             try:
@@ -392,31 +411,31 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
 
         @rule(
             data=st.data(),
-            action=st.sampled_from(["enable_profiling", "disable_profiling", "pause_sampling"]),
+            action=st.sampled_from([Op.ENABLE_PROFILING, Op.DISABLE_PROFILING, Op.PAUSE_SAMPLING]),
             pmscr=st.sampled_from([0b11, 0b01, 0b10]),
         )
-        def host_changes_profiling(self, data: Any, action: str, pmscr: int) -> None:
+        def host_changes_profiling(self, data: Any, action: Op, pmscr: int) -> None:
             """One rule for the SPE driver's three moves, so repeating the rule still varies the move."""
             self._step(data, Step(action, pmscr=pmscr))
 
         @rule(data=st.data(), samples=st.one_of(st.integers(0, 6), st.just(300)), el0=st.booleans())
         def host_runs_code(self, data: Any, samples: int, el0: bool) -> None:
-            self._step(data, Step("host_run", samples=samples, el0=el0))
+            self._step(data, Step(Op.HOST_RUN, samples=samples, el0=el0))
 
         @precondition(lambda self: self.run is not None and self.run.system.cpu.buffer_irq)
         @rule(data=st.data())
         def handle_buffer_irq(self, data: Any) -> None:
-            self._step(data, Step("handle_buffer_irq"))
+            self._step(data, Step(Op.HANDLE_BUFFER_IRQ))
 
         @rule(data=st.data(), vcpu=st.integers(0, 1), program=guest_programs())
         def enter_vcpu(self, data: Any, vcpu: int, program: Sequence[Any]) -> None:
-            self._step(data, Step("run_vcpu", vcpu=vcpu, program=tuple(program)))
+            self._step(data, Step(Op.RUN_VCPU, vcpu=vcpu, program=tuple(program)))
 
         @rule(data=st.data(), samples=st.integers(1, 4), vcpu=st.integers(0, 1), program=guest_programs())
         def after_host_code_enter_vcpu(self, data: Any, samples: int, vcpu: int, program: Sequence[Any]) -> None:
             """The common case, worth a rule of its own: the host runs, then enters a guest."""
-            self._step(data, Step("host_run", samples=samples))
-            self._step(data, Step("run_vcpu", vcpu=vcpu, program=tuple(program)))
+            self._step(data, Step(Op.HOST_RUN, samples=samples))
+            self._step(data, Step(Op.RUN_VCPU, vcpu=vcpu, program=tuple(program)))
 
         def judged(self) -> None:
             """Judge the whole trace. Once, at the end: every checker is causal (a violation at an

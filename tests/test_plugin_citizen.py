@@ -5,6 +5,7 @@ pytest-xdist's options work on the suites as they do on any test."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import pytest
@@ -19,6 +20,19 @@ from pytest_spekvm.xdist_cells import cell_scope, pytest_xdist_make_scheduler
 PROJECT_TESTS = "def test_one():\n    pass\n\ndef test_two():\n    pass\n\ndef test_three():\n    pass\n"
 ONE_CELL = ("-k", "test_res0 and not sequences and nvhe-spe1-pmuv3p1")
 FAILING_CELL = ("-k", "test_drain_order and not sequences and nvhe-spe1-pmuv3p1")
+# A plugin that rewrites the reason of every skip: what a skip means must not be read from its text.
+SCRAMBLE_SKIPS = """
+import pytest
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except pytest.skip.Exception as exc:
+        exc.msg, exc.args = "scrambled", ("scrambled",)
+        raise
+"""
 STEPS = re.compile(r"^scenario steps: ([\d,]+) in", re.MULTILINE)
 
 
@@ -278,6 +292,21 @@ def test_adapter_failure_is_shared_by_a_cells_checks(spekvm_pytester: pytest.Pyt
     result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*not judged (adapter failed): CONTRACT 'vcpu_run() returns normally' broken on *"])
     assert 0 == steps(result)
+
+
+def test_not_judged_is_known_by_its_type(spekvm_pytester: pytest.Pytester) -> None:
+    """A check skipped because the adapter broke its cell counts as not judged in the report whatever its reason says."""
+    spekvm_pytester.makepyfile(flaky=FLAKY, scramble_skips=SCRAMBLE_SKIPS)
+    spekvm_pytester.syspathinsert()
+    result = spekvm_pytester.runpytest(
+        f"{TARGET_OPTION}=flaky.py", "-k", "(test_res0 or test_undef) and not sequences and nvhe-spe1-pmuv3p1",
+        "-p", "no:cacheprovider", "-p", "scramble_skips", "--spekvm-report=r.json", "-rs",
+    )
+    result.assert_outcomes(failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*scrambled"])
+    report = json.loads((spekvm_pytester.path / "r.json").read_text())
+    cell = next(c for c in report["cells"] if c["id"] == "nvhe-spe1-pmuv3p1")
+    assert ("not judged", "not judged") == (cell["verdicts"]["RES0"], cell["verdicts"]["UNDEF"])
 
 
 # ------------------------------------------------------------------ pytest-xdist
