@@ -39,8 +39,9 @@ import attrs
 import pytest
 from hypothesis import Phase, settings
 
+from pytest_spekvm.failure_report import SpekvmFailure
 from pytest_spekvm.rules import BY_ID, Rule
-from pytest_spekvm.session import FAST_EXAMPLES, STEPS_PER_EXAMPLE, SpekvmFailure, SpekvmSession
+from pytest_spekvm.session import FAST_EXAMPLES, STEPS_PER_EXAMPLE, SpekvmSession
 from pytest_spekvm.target import Target, load
 
 MUTANTS_DIR = Path(__file__).resolve().parent.parent / "examples" / "mutants"

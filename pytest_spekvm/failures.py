@@ -26,7 +26,7 @@ _BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
 
 def _failure_parts(exc: BaseException, rule: str = "") -> list[tuple[str, list[str], str]] | None:
     """(report, notes, rule id) for a SpekvmFailure or each one of a group of them; None for anything else."""
-    from .session import SpekvmFailure
+    from .failure_report import SpekvmFailure
 
     rule = getattr(exc, "spekvm_rule", rule)
     if isinstance(exc, SpekvmFailure):
@@ -42,8 +42,8 @@ def _failure_parts(exc: BaseException, rule: str = "") -> list[tuple[str, list[s
 
 def _replay_anywhere(lines: list[str], rule: str) -> list[str]:
     """The --spekvm-reproduce line for hypothesis' @reproduce_failure blob in `lines` (unless the report has one)."""
+    from .failure_report import reproduce_line
     from .plugin import REPRODUCE_OPTION
-    from .session import reproduce_line
 
     found = _BLOB.search("\n".join(lines))
     if not found or "replay anywhere: " in lines[0]:

@@ -4,6 +4,10 @@ A time limit the adapter cannot swallow, a user's Ctrl-C told apart from an adap
 `KeyboardInterrupt`, and the view of the CPU an adapter is given: it acts through the CPU's
 instructions, but cannot rewire the model (its trace, features, chooser), act on it from another
 thread, or keep acting once its call has returned.
+
+About 440 lines, one module on purpose: the time limit, the tracing that keeps it from being
+swallowed and the view that raises it when the adapter acts past it share `_Timeout` and `Limit`,
+and are read together.
 """
 
 from __future__ import annotations

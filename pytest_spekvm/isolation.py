@@ -26,10 +26,11 @@ import attrs
 import pytest
 
 from . import ckit, scenario
+from .failure_report import ContractFailure, SpekvmFailure, contract_body, is_not_judged, not_judged
 from .findings import Finding, make_finding
 from .reference.features import Features
 from .scenario import AdapterFailure
-from .session import CellOutcome, ContractFailure, SpekvmFailure, contract_body, is_not_judged, not_judged
+from .session import CellOutcome
 from .verdicts import Verdicts
 
 if TYPE_CHECKING:

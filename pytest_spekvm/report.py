@@ -22,12 +22,13 @@ import hypothesis
 import pytest
 from hypothesis import settings
 
+from .failure_report import ContractFailure, is_not_judged
 from .failures import _BLOB
 from .findings import GENERATED, findings_of
 from .plugin import REPRODUCE_OPTION, TARGET_OPTION, _is_suite, _rule_of, session_of
 from .reference.features import Features
 from .reference.system import Choices
-from .session import ContractFailure, SpekvmSession, is_not_judged
+from .session import SpekvmSession
 from .space import FeatureSpace, cell_id
 
 _GIVEN = re.compile(r"--spekvm-reproduce=([A-Z][A-Z0-9-]*:[^:\s']+:[A-Za-z0-9+/=]+)")

@@ -5,32 +5,31 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import attrs
-import hypothesis
-import pytest
 from hypothesis import Phase, reproduce_failure, settings
-from hypothesis import strategies as st
-from hypothesis.control import current_build_context
-from hypothesis.core import encode_failure
 from hypothesis.errors import DidNotReproduce
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    precondition,
-    rule,
-    run_state_machine_as_test,
-)
+from hypothesis.stateful import run_state_machine_as_test
 
-from .findings import Finding, make_finding
+from .failure_report import (
+    NOT_JUDGED,
+    ContractFailure,
+    Hung,
+    SpekvmFailure,
+    contract_body,
+    contract_finding,
+    not_judged,
+    violation_body,
+    violation_finding,
+    with_notes,
+)
+from .findings import Finding
 from .reference.chooser import ADVERSARIES, WorstCaseChooser
 from .reference.features import Features
-from .rules import Judgement, Rule, Violation
-from .scenario import SCRIPT, AdapterFailure, Run, Step
+from .rules import Judgement, Rule
+from .scenario import SCRIPT, AdapterFailure, Run
+from .sequences import machine_for
 from .space import FeatureSpace, cell_id
-from .steps import Op
-from .strategies import HypothesisChooser, features, guest_programs
 from .target import Target
 from .timeouts import DEFAULT_TIMEOUT
 from .verdicts import Verdicts
@@ -40,61 +39,6 @@ FAST_EXAMPLES = 40
 
 STEPS_PER_EXAMPLE = 12
 
-SHOWN_VIOLATIONS = 5
-"""Violations listed in a failure report; the timeline shows the first."""
-
-
-HUNG_NOTE = (
-    "not shrunk: every attempt to shrink a sequence that hangs would wait out --spekvm-timeout again;"
-    " the --spekvm-reproduce line below replays this very sequence."
-)
-
-
-class SpekvmFailure(AssertionError):
-    """A rule violated or a contract clause broken: reported as its message, without a traceback.
-
-    `finding` holds the same failure as structured facts (for the report, JUnit and the ledger)."""
-
-    def __init__(self, message: str, finding: Finding | None = None) -> None:
-        super().__init__(message)
-        self.finding = finding
-
-
-class ContractFailure(SpekvmFailure):
-    """The adapter broke a contract clause: reported once per cell and clause; the cell's rules are not judged."""
-
-    def __init__(self, message: str, clause: str, cell: Features, finding: Finding | None = None) -> None:
-        super().__init__(message, finding)
-        self.clause = clause
-        self.cell = cell
-
-
-class _Hung(BaseException):
-    """An adapter call hung during a generated sequence: a BaseException so that hypothesis stops at
-    once instead of shrinking; it carries the report, and the blob that replays the sequence."""
-
-    def __init__(self, message: str, clause: str, cell: Features, finding: Finding | None = None) -> None:
-        super().__init__(message)
-        self.clause = clause
-        self.cell = cell
-        self.finding = finding
-
-
-NOT_JUDGED = "not judged (adapter failed)"
-"""How the reason of a check that the adapter's broken contract left unjudged begins."""
-
-
-def not_judged(reason: str) -> BaseException:
-    """The skip of a check the adapter's broken contract left unjudged: known as such by its
-    `spekvm_not_judged` attribute (see `is_not_judged`), never by its reason."""
-    skip = pytest.skip.Exception(reason, _use_item_location=True)
-    skip.spekvm_not_judged = True  # type: ignore[attr-defined]
-    return skip
-
-
-def is_not_judged(exc: BaseException) -> bool:
-    """Whether `exc` is the skip of a check left unjudged (`not_judged`)."""
-    return isinstance(exc, pytest.skip.Exception) and getattr(exc, "spekvm_not_judged", False) is True
 
 Judged = tuple[bool, str, "Finding | None"]
 """A rule judged on a cell: whether a check exercised it, the violation's report ('' if none) and its finding."""
@@ -307,7 +251,7 @@ class SpekvmSession:
         started = time.perf_counter()
         try:
             run_state_machine_as_test(machine, settings=self.hypothesis_settings(rule_id))  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
-        except _Hung as hung:
+        except Hung as hung:
             self.contract_failed(
                 rule_id, seen["exercised"], hung.clause, hung.cell, nodeid=nodeid, text=str(hung), finding=hung.finding
             )
@@ -326,7 +270,7 @@ class SpekvmSession:
             )
         except ContractFailure as exc:
             self.contract_failed(
-                rule_id, seen["exercised"], exc.clause, exc.cell, nodeid=nodeid, text=_with_notes(exc), finding=exc.finding
+                rule_id, seen["exercised"], exc.clause, exc.cell, nodeid=nodeid, text=with_notes(exc), finding=exc.finding
             )
         except BaseException as exc:
             exc.spekvm_rule = rule_id  # type: ignore[attr-defined]
@@ -357,195 +301,3 @@ class SpekvmSession:
             f"{command}   (hypothesis keeps the failing example in its database and replays it first;"
             " the --spekvm-reproduce line at the end replays it anywhere)"
         )
-
-
-def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], replay: str) -> type[RuleBasedStateMachine]:
-    """A state machine that drives the host, the vcpus and the chooser, judging `checked` after each step."""
-
-    class SpekvmMachine(RuleBasedStateMachine):
-        """Host and guests acting at random on a CPU drawn from the feature space."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.chooser = HypothesisChooser()
-            self.run: Run | None = None
-            self.cell: Features | None = None
-            self.exercised = False
-            self.failed = False
-
-        # Hypothesis takes rules in name order and the first is the simplest choice: the names
-        # put "host code, then a guest" first, since most bugs need nothing else.
-
-        @initialize(cpu=features(session.space), idle=st.integers(0, 3).map(lambda n: n == 3), data=st.data())
-        def boot(self, cpu: Features, idle: bool, data: Any) -> None:
-            """Boot; unless `idle` (one run in four), the host is already profiling: the riskiest start."""
-            self.chooser.data = data
-            self.cell = cpu
-            session.verdicts.saw(cpu)
-            self.run = self._guard(lambda: Run.start(session.target, cpu, self.chooser, session.timeout))
-            if not idle:
-                self._step(data, Step(Op.ENABLE_PROFILING))
-                self._step(data, Step(Op.HOST_RUN, samples=2))
-
-        def _guard(self, action: Any) -> Any:
-            try:
-                return action()
-            except AdapterFailure as failure:
-                assert self.cell is not None
-                self.failed = True
-                report = format_adapter_failure(failure, self.cell, self.run, replay)
-                finding = contract_finding(checked.id, failure, self.cell, self.run, generated=True)
-                if failure.hung:
-                    choices = current_build_context().data.choices
-                    blob = f"{hypothesis.__version__}:{encode_failure(choices).decode()}"
-                    report += f"\n{HUNG_NOTE}\n{reproduce_line(checked.id, blob)}"
-                    raise _Hung(report, failure.clause, self.cell, finding) from None
-                raise ContractFailure(report, failure.clause, self.cell, finding) from None
-
-        def _step(self, data: Any, step: Step) -> None:
-            assert self.run is not None
-            self.chooser.data = data
-            run = self.run
-            self._guard(lambda: run.do(step))
-            session.verdicts.steps += 1
-
-        @rule(
-            data=st.data(),
-            action=st.sampled_from([Op.ENABLE_PROFILING, Op.DISABLE_PROFILING, Op.PAUSE_SAMPLING]),
-            pmscr=st.sampled_from([0b11, 0b01, 0b10]),
-        )
-        def host_changes_profiling(self, data: Any, action: Op, pmscr: int) -> None:
-            """One rule for the SPE driver's three moves, so repeating the rule still varies the move."""
-            self._step(data, Step(action, pmscr=pmscr))
-
-        @rule(data=st.data(), samples=st.one_of(st.integers(0, 6), st.just(300)), el0=st.booleans())
-        def host_runs_code(self, data: Any, samples: int, el0: bool) -> None:
-            self._step(data, Step(Op.HOST_RUN, samples=samples, el0=el0))
-
-        @precondition(lambda self: self.run is not None and self.run.system.cpu.buffer_irq)
-        @rule(data=st.data())
-        def handle_buffer_irq(self, data: Any) -> None:
-            self._step(data, Step(Op.HANDLE_BUFFER_IRQ))
-
-        @rule(data=st.data(), vcpu=st.integers(0, 1), program=guest_programs())
-        def enter_vcpu(self, data: Any, vcpu: int, program: Sequence[Any]) -> None:
-            self._step(data, Step(Op.RUN_VCPU, vcpu=vcpu, program=tuple(program)))
-
-        @rule(data=st.data(), samples=st.integers(1, 4), vcpu=st.integers(0, 1), program=guest_programs())
-        def after_host_code_enter_vcpu(self, data: Any, samples: int, vcpu: int, program: Sequence[Any]) -> None:
-            """The common case, worth a rule of its own: the host runs, then enters a guest."""
-            self._step(data, Step(Op.HOST_RUN, samples=samples))
-            self._step(data, Step(Op.RUN_VCPU, vcpu=vcpu, program=tuple(program)))
-
-        def judged(self) -> None:
-            """Judge the whole trace. Once, at the end: every checker is causal (a violation at an
-            event depends only on the events before it), so judging after each step would find
-            the same violations at a cost quadratic in the sequence's length; shrinking then drops
-            the steps after the first bad one."""
-            if self.run is None or self.cell is None:
-                return
-            judgement = checked.judge(self.run.trace, self.cell)
-            self.exercised = self.exercised or judgement.exercised
-            seen["exercised"] = seen["exercised"] or judgement.exercised
-            if judgement.exercised:
-                session.verdicts.exercise(checked.id, cell_id(self.cell))
-            if judgement.violations:
-                self.failed = True
-                text = format_violation(checked, judgement, self.cell, self.run, replay)
-                raise SpekvmFailure(text, violation_finding(checked, judgement, self.cell, self.run, generated=True))
-
-        def teardown(self) -> None:
-            if self.run is None or self.cell is None or self.failed:
-                return  # a failed step has been reported; the end of the scenario adds nothing
-            self.chooser.data = None
-            # The end of the scenario: the chooser is no longer asked, the host drains as it would.
-            self.run.set_chooser(WorstCaseChooser())
-            self._guard(self.run.finish)
-            self.judged()
-            # No hypothesis.target() here: the Pareto front it keeps cost more CPU than the
-            # targeting saved (the scripted cells already reach every precondition).
-
-    SpekvmMachine.__name__ = SpekvmMachine.__qualname__ = f"Spekvm_{checked.id.replace('-', '_')}"
-    return SpekvmMachine
-
-
-# ----------------------------------------------------------------------------- failure text
-
-
-def _first_bad(violations: Sequence[Violation]) -> Violation:
-    return min(violations, key=lambda v: v.event)
-
-
-def _with_notes(exc: BaseException) -> str:
-    """The exception's message and hypothesis' notes (the falsifying steps, the blob)."""
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-
-
-def reproduce_line(rule_id: str, blob_text: str) -> str:
-    """The line that replays a generated failure anywhere (`blob_text`: hypothesis' @reproduce_failure arguments)."""
-    return f"replay anywhere: add {shlex.quote(f'--spekvm-reproduce={rule_id}:{blob_text}')} to the command above"
-
-
-def violation_body(rule: Rule, judgement: Judgement, cell: Features, run: Run, *, adversary: str = "") -> str:
-    """The failure a person reads in ten seconds: rule, features, steps, timeline."""
-    first = _first_bad(judgement.violations)
-    ordered = sorted(judgement.violations, key=lambda v: v.event)
-    lines = [
-        f"RULE {rule.id} violated on features: {cell.describe()}",
-        *([f"  under the {adversary} adversary (the PE's timing choices: see docs/model.md)"] if adversary else []),
-        f"  {rule.title}",
-        *(f"  at #{v.event}: {v.message}" for v in ordered[:SHOWN_VIOLATIONS]),
-    ]
-    more = len(ordered) - SHOWN_VIOLATIONS
-    if more > 0:
-        lines.append(f"  (and {more} more violation{'s' if more > 1 else ''} of {rule.id} in this run)")
-    lines += [
-        f"  why: {rule.rationale}",
-        "steps:",
-        run.describe_steps(),
-        f"timeline around event #{first.event} (>>):",
-        run.trace.timeline(around=first.event),
-    ]
-    return "\n".join(lines)
-
-
-def format_violation(
-    rule: Rule, judgement: Judgement, cell: Features, run: Run, replay: str, *, adversary: str = ""
-) -> str:
-    """The violation's report, ending with the command that replays it."""
-    return f"{violation_body(rule, judgement, cell, run, adversary=adversary)}\nreplay: {replay}"
-
-
-def violation_finding(rule: Rule, judgement: Judgement, cell: Features, run: Run, *, generated: bool) -> Finding:
-    """The structured facts of a rule violation (its first bad event)."""
-    first = _first_bad(judgement.violations)
-    trace = run.trace
-    event = trace[first.event] if 0 <= first.event < len(trace) else None
-    return make_finding(rule.id, cell, run.steps, generated=generated, event=event, message=first.message)
-
-
-def contract_finding(rule_id: str, failure: AdapterFailure, cell: Features, run: Run | None, *, generated: bool) -> Finding:
-    """The structured facts of a broken contract clause, met while checking `rule_id`."""
-    steps = run.steps if run is not None else []
-    return make_finding(rule_id, cell, steps, generated=generated, clause=failure.clause, message=str(failure))
-
-
-def contract_body(failure: AdapterFailure, cell: Features, run: Run | None, steps: str = "") -> str:
-    """An adapter that raised, hung, crashed or returned garbage: the contract clause and what happened."""
-    lines = [
-        f"CONTRACT {failure.clause!r} broken on features: {cell.describe()}",
-        f"  {failure}",
-    ]
-    if run is not None:
-        trace = run.trace
-        lines += ["steps:", run.describe_steps()]
-        if len(trace):
-            lines += ["timeline up to the failure:", trace.timeline(around=len(trace) - 1)]
-    elif steps:
-        lines += ["steps:", steps]
-    return "\n".join(lines)
-
-
-def format_adapter_failure(failure: AdapterFailure, cell: Features, run: Run | None, replay: str) -> str:
-    """The contract failure's report, ending with the command that replays it."""
-    return f"{contract_body(failure, cell, run)}\nreplay: {replay}"

@@ -11,9 +11,9 @@ import re
 import pytest
 from test_plugin_run import DRAIN_CELLS, NODRAIN, NODRAIN_TARGET
 
+from pytest_spekvm.failure_report import SpekvmFailure
 from pytest_spekvm.failures import failure_text
 from pytest_spekvm.plugin import TARGET_OPTION
-from pytest_spekvm.session import SpekvmFailure
 from pytest_spekvm.space import FULL_SPACE, cell_id
 from pytest_spekvm.xdist_cells import cell_scope, pytest_xdist_make_scheduler
 
