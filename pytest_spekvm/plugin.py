@@ -36,6 +36,7 @@ REPRODUCE_OPTION = "--spekvm-reproduce"
 MAX_TIMEOUT = 86400.0
 """The longest --spekvm-timeout, a day: beyond it, 0 (no limit) says what is meant."""
 LEAN_MARKER = "spekvm_lean"
+RULE_MARKER = "spekvm_rule"
 _RULE_ID = re.compile(r"[A-Z][A-Z0-9-]*\Z")
 
 
@@ -351,6 +352,7 @@ def target_given(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     """Load and validate the target once; add the shipped suites to what pytest collects."""
     config.addinivalue_line("markers", "spekvm: a conformance check of pytest-spekvm")
+    config.addinivalue_line("markers", f"{RULE_MARKER}(id): the rule a conformance check of pytest-spekvm judges")
     if not target_given(config):
         return
     config.addinivalue_line("markers", f"{LEAN_MARKER}: a LEAN check of pytest-spekvm (the review's cost remarks), not a correctness one")
@@ -527,7 +529,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
         builtin = {r.id for r in RULES}
         extra = [r for r in session.rules.values() if r.id not in builtin] if session is not None else []
-        metafunc.parametrize("spekvm_project_rule", [r.id for r in extra], ids=[r.id for r in extra])
+        params = [pytest.param(r.id, id=r.id, marks=getattr(pytest.mark, RULE_MARKER)(r.id)) for r in extra]
+        metafunc.parametrize("spekvm_project_rule", params)
 
 
 @pytest.fixture(scope="session")
@@ -539,13 +542,19 @@ def spekvm(request: pytest.FixtureRequest) -> SpekvmSession:
     return session
 
 
+@pytest.fixture
+def spekvm_rule(request: pytest.FixtureRequest) -> str:
+    """The id of the rule this test checks: the one its `spekvm_rule` marker names."""
+    rule_id = _rule_of(request.node)
+    if not rule_id:
+        pytest.fail(f"{request.node.nodeid} asks for spekvm_rule but names no rule: mark it @pytest.mark.{RULE_MARKER}(RULE_ID)", pytrace=False)
+    return rule_id
+
+
 def _rule_of(item: pytest.Item) -> str:
-    """The id of the rule a suite item checks: its project-rule parameter, or its name ('test_drain_order' -> 'DRAIN-ORDER')."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and "spekvm_project_rule" in callspec.params:
-        return str(callspec.params["spekvm_project_rule"])
-    name: str = getattr(item, "originalname", item.name)
-    return name.removeprefix("test_").removesuffix("_sequences").upper().replace("_", "-")
+    """The id of the rule an item checks, from its `spekvm_rule` marker ('' if it has none)."""
+    marker = item.get_closest_marker(RULE_MARKER)
+    return str(marker.args[0]) if marker is not None and marker.args else ""
 
 
 # tryfirst: the markers and keywords must be there before -m and -k deselect by them.

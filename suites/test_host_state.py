@@ -12,11 +12,13 @@ import pytest
 from pytest_spekvm import Features, SpekvmSession
 
 
-def test_host_state(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("HOST-STATE")
+def test_host_state(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """HOST-STATE holds on this feature cell under the scripted scenario."""
-    spekvm.check_cell("HOST-STATE", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_host_state_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("HOST-STATE")
+def test_host_state_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """HOST-STATE holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("HOST-STATE", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)

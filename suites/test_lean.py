@@ -13,11 +13,13 @@ import pytest
 from pytest_spekvm import Features, SpekvmSession
 
 
-def test_lean(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("LEAN")
+def test_lean(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """LEAN holds on this feature cell under the scripted scenario."""
-    spekvm.check_cell("LEAN", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_lean_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("LEAN")
+def test_lean_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """LEAN holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("LEAN", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)

@@ -14,21 +14,25 @@ import pytest
 from pytest_spekvm import Features, SpekvmSession
 
 
-def test_drain_order(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("DRAIN-ORDER")
+def test_drain_order(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """DRAIN-ORDER holds on this feature cell under the scripted scenario."""
-    spekvm.check_cell("DRAIN-ORDER", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_drain_order_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("DRAIN-ORDER")
+def test_drain_order_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """DRAIN-ORDER holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("DRAIN-ORDER", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)
 
 
-def test_restore_order(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("RESTORE-ORDER")
+def test_restore_order(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """RESTORE-ORDER holds on this feature cell under the scripted scenario."""
-    spekvm.check_cell("RESTORE-ORDER", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_restore_order_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("RESTORE-ORDER")
+def test_restore_order_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """RESTORE-ORDER holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("RESTORE-ORDER", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)

@@ -12,21 +12,25 @@ import pytest
 from pytest_spekvm import Features, SpekvmSession
 
 
-def test_isolation(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("ISOLATION")
+def test_isolation(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """ISOLATION holds on this feature cell under the scripted scenario."""
-    spekvm.check_cell("ISOLATION", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_isolation_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("ISOLATION")
+def test_isolation_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """ISOLATION holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("ISOLATION", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)
 
 
-def test_no_loss(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("NO-LOSS")
+def test_no_loss(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """NO-LOSS holds on this feature cell under the scripted scenario."""
-    spekvm.check_cell("NO-LOSS", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_no_loss_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("NO-LOSS")
+def test_no_loss_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """NO-LOSS holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("NO-LOSS", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)

@@ -11,11 +11,13 @@ import pytest
 from pytest_spekvm import Features, SpekvmSession
 
 
-def test_res0(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("RES0")
+def test_res0(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """RES0 holds on this feature cell under the scripted scenario and the worst-case chooser."""
-    spekvm.check_cell("RES0", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_res0_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("RES0")
+def test_res0_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """RES0 holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("RES0", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)

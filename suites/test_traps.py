@@ -13,21 +13,25 @@ import pytest
 from pytest_spekvm import Features, SpekvmSession
 
 
-def test_trap_cond(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("TRAP-COND")
+def test_trap_cond(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """TRAP-COND holds on this feature cell under the scripted scenario."""
-    spekvm.check_cell("TRAP-COND", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_trap_cond_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("TRAP-COND")
+def test_trap_cond_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """TRAP-COND holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("TRAP-COND", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)
 
 
-def test_undef(spekvm: SpekvmSession, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("UNDEF")
+def test_undef(spekvm: SpekvmSession, spekvm_rule: str, spekvm_cell: Features, request: pytest.FixtureRequest) -> None:
     """UNDEF holds on this feature cell under the scripted scenario."""
-    spekvm.check_cell("UNDEF", spekvm_cell, request.node.nodeid)
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
 
 
-def test_undef_sequences(spekvm: SpekvmSession, request: pytest.FixtureRequest) -> None:
+@pytest.mark.spekvm_rule("UNDEF")
+def test_undef_sequences(spekvm: SpekvmSession, spekvm_rule: str, request: pytest.FixtureRequest) -> None:
     """UNDEF holds for generated features, event sequences and chooser answers."""
-    spekvm.explore("UNDEF", request.node.nodeid)
+    spekvm.explore(spekvm_rule, request.node.nodeid)

@@ -4,9 +4,12 @@ that narrow the feature space and add a project's own rules."""
 
 from __future__ import annotations
 
+import importlib
+import xml.etree.ElementTree as ET
+
 import pytest
 
-from pytest_spekvm.plugin import TARGET_OPTION
+from pytest_spekvm.plugin import RULE_MARKER, SUITES_DIR, TARGET_OPTION
 from pytest_spekvm.rules import RULES
 
 RULE_IDS = [rule.id for rule in RULES]
@@ -263,3 +266,74 @@ def test_add_rules_misused(spekvm_pytester: pytest.Pytester, result: str, expect
     run = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference")
     assert pytest.ExitCode.USAGE_ERROR == run.ret
     run.stderr.fnmatch_lines([expected])
+
+
+# ------------------------------------------------------------------- the rule a suite test checks
+
+
+def _marked_rules(module: object) -> dict[str, list[str]]:
+    """Each test function of a suite module, with the rules its `spekvm_rule` markers name."""
+    tests = {name: obj for name, obj in vars(module).items() if name.startswith("test_") and callable(obj)}
+    return {
+        name: [str(mark.args[0]) for mark in getattr(test, "pytestmark", []) if mark.name == RULE_MARKER]
+        for name, test in tests.items()
+    }
+
+
+def test_each_suite_test_names_its_rule() -> None:
+    """Each test of the shipped suites carries one spekvm_rule marker, and each rule of the catalogue is named by one cell test and one sequences test."""
+    named: dict[str, list[str]] = {}
+    unmarked = []
+    for path in sorted(SUITES_DIR.glob("test_*.py")):
+        if path.stem == "test_project_rules":  # its tests take the marker from the rule they are given
+            continue
+        for test, marked in _marked_rules(importlib.import_module(f"pytest_spekvm.suites.{path.stem}")).items():
+            if len(marked) != 1:
+                unmarked.append(f"{path.name}::{test}")
+                continue
+            named.setdefault(marked[0], []).append("sequences" if test.endswith("_sequences") else "cell")
+    assert ([], {rule: ["cell", "sequences"] for rule in RULE_IDS}) == (unmarked, {rule: sorted(kinds) for rule, kinds in named.items()})
+
+
+def test_a_renamed_suite_test_keeps_its_rule(spekvm_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A suite test whose name reads as no rule checks, is selected by -k as and is reported under the rule its marker names."""
+    suite = importlib.import_module("pytest_spekvm.suites.test_traps")
+    monkeypatch.setattr(suite, "test_checks_accesses", suite.test_trap_cond, raising=False)
+    monkeypatch.delattr(suite, "test_trap_cond")
+    result = spekvm_pytester.runpytest(
+        f"{TARGET_OPTION}=reference", "-k", "TRAP-COND and nvhe-spe1-pmuv3p1", "-v", "-p", "no:cacheprovider", "--junitxml=j.xml"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "*test_traps.py::test_checks_accesses[[]nvhe-spe1-pmuv3p1[]] PASSED*",
+        "TRAP-COND * correctness  passed (1 checks, 1 exercised it) *",
+    ])
+    case = ET.parse(spekvm_pytester.path / "j.xml").getroot().find(".//testcase")
+    assert case is not None
+    properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert ("test_checks_accesses[nvhe-spe1-pmuv3p1]", "TRAP-COND") == (case.get("name"), properties["spekvm_rule"])
+
+
+OWN_MARKED = """
+import pytest
+
+
+@pytest.mark.spekvm_rule("RES0")
+def test_mine(spekvm, spekvm_rule, spekvm_cell, request):
+    spekvm.check_cell(spekvm_rule, spekvm_cell, request.node.nodeid)
+
+
+def test_unmarked(spekvm_rule):
+    pass
+"""
+
+
+def test_spekvm_rule_fixture_reads_the_marker(spekvm_pytester: pytest.Pytester) -> None:
+    """A project's own test gets the rule its spekvm_rule marker names from the spekvm_rule fixture; without the marker its setup fails saying so."""
+    spekvm_pytester.makepyfile(test_own=OWN_MARKED)
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "test_own.py", "-k", "nvhe-spe1-pmuv3p1 or unmarked", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*test_own.py::test_unmarked asks for spekvm_rule but names no rule: mark it @pytest.mark.spekvm_rule(RULE_ID)",
+        "RES0 * correctness  passed (1 checks, 1 exercised it) *",
+    ])
