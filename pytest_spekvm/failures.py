@@ -75,20 +75,33 @@ def failure_text(exc: BaseException, style: str) -> str | None:
     return "\n\n".join(shown)
 
 
+def _longrepr(item: pytest.Item, text: str, style: str) -> ReprExceptionInfo:
+    path, lineno, _ = item.location
+    crash = ReprFileLocation(path=path, lineno=(lineno or 0) + 1, message=text.partition("\n")[0])
+    entries = [] if style in ("line", "no") else [ReprEntryNative([text + "\n"])]
+    return ReprExceptionInfo(reprtraceback=ReprTraceback(entries, None, "native"), reprcrash=crash)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A rule violation reads as the rule's report, not as a traceback through the plugin."""
-    report = yield
-    if call.excinfo is None or not report.failed:
-        return report
+    """A rule violation reads as the rule's report, not as a traceback through the plugin; pytest
+    never builds that traceback (with the locals and arguments of every frame, it costs far more
+    than the check did)."""
     style = str(item.config.getoption("tbstyle", "auto"))
-    text = failure_text(call.excinfo.value, style)
+    text = None if call.excinfo is None else failure_text(call.excinfo.value, style)
     if text is None:
+        return (yield)
+    longrepr = _longrepr(item, text, style)
+    if call.when != "call":  # pytest renders a setup or teardown failure itself: replace its rendering
+        report = yield
+        if report.failed:
+            report.longrepr = longrepr
         return report
-    path, lineno, _ = item.location
-    crash = ReprFileLocation(path=path, lineno=(lineno or 0) + 1, message=text.partition("\n")[0])
-    entries = [] if style in ("line", "no") else [ReprEntryNative([text + "\n"])]
-    report.longrepr = ReprExceptionInfo(reprtraceback=ReprTraceback(entries, None, "native"), reprcrash=crash)
-    return report
+    # pytest asks the item for a call's failure representation: the item answers with the report.
+    item.repr_failure = lambda excinfo, style=None: longrepr  # type: ignore[method-assign]
+    try:
+        return (yield)
+    finally:
+        del item.repr_failure

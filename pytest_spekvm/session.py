@@ -82,6 +82,11 @@ class SpekvmSession:
     _cells: dict[Features, tuple[CellOutcome, ...]] = attrs.field(factory=dict)
     # (clause, cell) -> the check that reported that broken clause: the cell's other checks are not judged.
     _reported: dict[tuple[str, Features], str] = attrs.field(factory=dict)
+
+    def __repr__(self) -> str:
+        # pytest shows the arguments of a failing frame; every cell's runs and steps would take
+        # seconds to render for each failure.
+        return f"<SpekvmSession {self.target.name}: {len(self._cells)} cells run, rules {', '.join(self.rules)}>"
     # The checks (node ids) that were given a cell's failed outcome: when one of them runs again
     # (a rerun), the cell is run again rather than failing from the cache.
     _failure_seen_by: dict[Features, set[str]] = attrs.field(factory=dict)

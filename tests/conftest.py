@@ -15,40 +15,6 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from pytest_spekvm import failures, rules, scenario, session, space, target  # noqa: F401
 from pytest_spekvm.plugin import OPTIONS
 
-COVERAGE_STARTERS = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
-"""The variables that make coverage start in a new Python process (its .pth file reads them)."""
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Declare the `unmeasured` marker."""
-    config.addinivalue_line(
-        "markers",
-        "unmeasured: run untraced under ./check's coverage: whole runs and whole example switches judged "
-        "end to end, whose model, rule and plugin paths focused tests measure; traced, they cost 3x",
-    )
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Pause coverage measurement, where it runs, for the duration of an `unmeasured` test's call
-    (in this process, and in the processes it starts, which coverage would measure by the environment)."""
-    if item.get_closest_marker("unmeasured") is None:
-        return (yield)
-    # Imported here: the README's first command loads this conftest without the test extra.
-    import coverage  # noqa: PLC0415
-
-    cov = coverage.Coverage.current()
-    if cov is None:
-        return (yield)
-    cov.stop()
-    with pytest.MonkeyPatch.context() as mp:
-        for name in COVERAGE_STARTERS:
-            mp.delenv(name, raising=False)
-        try:
-            return (yield)
-        finally:
-            cov.start()
-
 
 @pytest.fixture
 def spekvm_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Pytester]:

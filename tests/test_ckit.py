@@ -158,7 +158,7 @@ def usage_error(result: pytest.RunResult) -> str:
 # ------------------------------------------------------------------------------ the C example
 
 
-@pytest.mark.unmeasured
+@pytest.mark.no_cover
 def test_example_passes_every_rule(c_pytester: pytest.Pytester) -> None:
     """examples/c_switch/adapter.py passes every rule on every cell, and every rule is exercised."""
     result = c_pytester.runpytest(f"--spekvm-target={EXAMPLE / 'adapter.py'}", "-k", "not sequences", "-p", "no:cacheprovider")

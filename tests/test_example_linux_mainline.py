@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unmeasured  # whole runs of an example (see the marker in conftest.py)
+pytestmark = pytest.mark.no_cover  # whole runs of an example (see CONTRIBUTING: tests left unmeasured)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MAINLINE = EXAMPLES / "linux_mainline.py"

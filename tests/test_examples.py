@@ -37,7 +37,7 @@ ONE_RUN = (Step("enable_profiling"), Step("host_run", samples=2), Step("run_vcpu
 STALE = (*ONE_RUN, Step("disable_profiling"), Step("run_vcpu", vcpu=0))
 
 
-@pytest.mark.unmeasured
+@pytest.mark.no_cover
 def test_rfc_v2_fails_exactly_the_rules_of_its_defects(spekvm_pytester: pytest.Pytester) -> None:
     """A default run against the RFC as posted fails RES0, TRAP-COND, HOST-STATE and LEAN, and passes the others."""
     result = spekvm_pytester.runpytest_inprocess(f"--spekvm-target={RFC}", "-p", "no:cacheprovider", "-q")

@@ -16,7 +16,7 @@ from pytest_spekvm.space import FULL_SPACE, cell_id
 from pytest_spekvm.target import load
 
 # Whole mutants judged on whole cells: the focused tests measure the same model and rule paths.
-pytestmark = pytest.mark.unmeasured
+pytestmark = pytest.mark.no_cover
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 MUTANTS_DIR = EXAMPLES_DIR / "mutants"

@@ -333,7 +333,7 @@ def test_cell_scope_knows_every_cell_of_the_space() -> None:
     assert [f"spekvm cell {i}" for i in ids] == [cell_scope(f"test_res0.py::test_res0[{i}]") for i in ids]
 
 
-@pytest.mark.unmeasured
+@pytest.mark.no_cover
 def test_xdist_runs_each_cell_once(spekvm_pytester: pytest.Pytester) -> None:
     """Under -n 2 the scripted cells run no more scenario steps than in a serial run."""
     selection = ("-k", "pmuv3p1 and not sequences", "-p", "no:cacheprovider")

@@ -100,7 +100,7 @@ def test_report_ini_twin_is_relative_to_the_ini_file(nodrain: pytest.Pytester) -
     assert "passed" == rule_entry(read_report(nodrain.path / "reports" / "spekvm.json"), "RES0")["verdict"]
 
 
-@pytest.mark.unmeasured
+@pytest.mark.no_cover
 def test_xdist_report_is_the_serial_one(nodrain: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under xdist (-n 2) the controller writes one report, with the same content as a serial run's."""
     # The suites' fast default with a fixed seed: under CI=true hypothesis' own ci profile would be
@@ -114,7 +114,7 @@ def test_xdist_report_is_the_serial_one(nodrain: pytest.Pytester, monkeypatch: p
     assert serial == xdist
 
 
-@pytest.mark.unmeasured
+@pytest.mark.no_cover
 def test_fingerprint_is_stable_across_seeds(nodrain: pytest.Pytester) -> None:
     """The same mistake found by generated sequences under two seeds gets the same fingerprint."""
     prints = []

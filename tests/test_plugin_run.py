@@ -173,7 +173,7 @@ def test_x_stops_at_the_first_failure(nodrain: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
 
 
-@pytest.mark.unmeasured
+@pytest.mark.no_cover
 def test_xdist_merges_the_verdicts(nodrain: pytest.Pytester) -> None:
     """Under xdist (-n 2) the workers' verdicts reach the controller's table, merged."""
     result = nodrain.runpytest(NODRAIN_TARGET, "-n", "2", "-p", "no:benchmark", *DRAIN_CELLS)

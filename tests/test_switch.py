@@ -231,7 +231,7 @@ SCRIPT = (
 CHOOSERS: list[tuple[str, Callable[[], Chooser]]] = [("worst", WorstCaseChooser), ("eager", EagerChooser)]
 
 
-@pytest.mark.unmeasured
+@pytest.mark.no_cover
 @pytest.mark.parametrize("chooser", [f for _, f in CHOOSERS], ids=[n for n, _ in CHOOSERS])
 @pytest.mark.parametrize("features", LATTICE, ids=[f.describe() for f in LATTICE])
 def test_reference_switch_across_the_lattice(features: Features, chooser: Callable[[], Chooser]) -> None:
