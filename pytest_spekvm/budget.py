@@ -27,7 +27,7 @@ _CHOSEN = pytest.StashKey[bool]()
 def pytest_configure(config: pytest.Config) -> None:
     """With a target: register `spekvm-thorough` before hypothesis' plugin loads `--hypothesis-profile`,
     and note whether the user chose a budget."""
-    from .plugin import target_given
+    from .options import target_given
 
     if not target_given(config):
         return

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from . import ckit
-from .plugin import option_percent, option_switch, session_of
+from .options import option_percent, option_switch
+from .plugin import session_of
 
 C_COVERAGE = "--spekvm-c-coverage"
 C_COVERAGE_FAIL_UNDER = "--spekvm-c-coverage-fail-under"

@@ -43,7 +43,7 @@ def _failure_parts(exc: BaseException, rule: str = "") -> list[tuple[str, list[s
 def _replay_anywhere(lines: list[str], rule: str) -> list[str]:
     """The --spekvm-reproduce line for hypothesis' @reproduce_failure blob in `lines` (unless the report has one)."""
     from .failure_report import reproduce_line
-    from .plugin import REPRODUCE_OPTION
+    from .options import REPRODUCE_OPTION
 
     found = _BLOB.search("\n".join(lines))
     if not found or "replay anywhere: " in lines[0]:

@@ -22,7 +22,8 @@ import pytest
 
 from . import ledger as ledger_mod
 from .findings import GENERATED
-from .plugin import OPTION_BY_FLAG, option_path, option_percent, option_source, option_switch, session_of
+from .options import OPTION_BY_FLAG, option_path, option_percent, option_source, option_switch
+from .plugin import session_of
 from .reference.chooser import WorstCaseChooser
 from .reference.features import Features
 from .reference.switch import ReferenceSwitch

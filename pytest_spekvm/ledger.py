@@ -34,7 +34,8 @@ import attrs
 import pytest
 
 from .findings import GENERATED
-from .plugin import option_path, session_of
+from .options import option_path
+from .plugin import session_of
 from .report import RunLog, TestRecord
 
 LEDGER_OPTION = "--spekvm-ledger"

@@ -22,10 +22,12 @@ import hypothesis
 import pytest
 from hypothesis import settings
 
+from .collection import is_suite, rule_of
 from .failure_report import ContractFailure, is_not_judged
 from .failures import _BLOB
 from .findings import GENERATED, findings_of
-from .plugin import REPRODUCE_OPTION, TARGET_OPTION, _is_suite, _rule_of, session_of
+from .options import REPRODUCE_OPTION, TARGET_OPTION
+from .plugin import session_of
 from .reference.features import Features
 from .reference.system import Choices
 from .session import SpekvmSession
@@ -79,9 +81,9 @@ def runlog(config: pytest.Config) -> RunLog:
 
 def item_facts(item: pytest.Item, session: SpekvmSession) -> dict[str, str] | None:
     """Rule, severity and cell (or 'generated') of a suite test; None for any other test."""
-    if not _is_suite(item.path):
+    if not is_suite(item.path):
         return None
-    rule = session.rules.get(_rule_of(item))
+    rule = session.rules.get(rule_of(item))
     if rule is None:
         return None
     callspec = getattr(item, "callspec", None)

@@ -13,7 +13,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 # in-process pytester run forgets the modules it imported when it ends, and the next one would load
 # fresh copies of their classes beside the ones this process holds: import them here, once.
 from pytest_spekvm import failures, rules, scenario, session, space, target  # noqa: F401
-from pytest_spekvm.plugin import OPTIONS
+from pytest_spekvm.options import OPTIONS
 
 
 @pytest.fixture

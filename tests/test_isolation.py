@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_spekvm.plugin import TARGET_OPTION, TIMEOUT_OPTION
+from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
 
 pytest.importorskip("cffi")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from pytest_spekvm import plugin, rules, scenario, session, target
+from pytest_spekvm import options, rules, scenario, session, target
 from pytest_spekvm.reference import registers as R
 from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.reference.cpu import CPU
@@ -106,7 +106,7 @@ def test_each_dependency_decides_which_cpus_exist(dependency: object) -> None:
 
 def test_the_default_timeout_is_one_constant() -> None:
     """--spekvm-timeout's default, the target loaders, a run and a session all take DEFAULT_TIMEOUT."""
-    option = next(o for o in plugin.OPTIONS if o.flag == plugin.TIMEOUT_OPTION)
+    option = next(o for o in options.OPTIONS if o.flag == options.TIMEOUT_OPTION)
     defaults = [
         inspect.signature(target.load).parameters["timeout"].default,
         inspect.signature(target.from_factory).parameters["timeout"].default,

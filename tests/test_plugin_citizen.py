@@ -13,7 +13,7 @@ from test_plugin_run import DRAIN_CELLS, NODRAIN, NODRAIN_TARGET
 
 from pytest_spekvm.failure_report import SpekvmFailure
 from pytest_spekvm.failures import failure_text
-from pytest_spekvm.plugin import TARGET_OPTION
+from pytest_spekvm.options import TARGET_OPTION
 from pytest_spekvm.space import FULL_SPACE, cell_id
 from pytest_spekvm.xdist_cells import cell_scope, pytest_xdist_make_scheduler
 
@@ -140,7 +140,11 @@ def test_imports():
     printed = {m[1]: m[2] for m in (re.search(r"(HEAVY|OURS) \[(.*)", line) for line in result.stdout.lines) if m}
     assert {
         "HEAVY": "]",
-        "OURS": "'pytest_spekvm', 'pytest_spekvm.budget', 'pytest_spekvm.failures', 'pytest_spekvm.hookspecs', 'pytest_spekvm.plugin', 'pytest_spekvm.timeouts', 'pytest_spekvm.xdist_cells']",
+        "OURS": (
+            "'pytest_spekvm', 'pytest_spekvm.budget', 'pytest_spekvm.collection', 'pytest_spekvm.failures', 'pytest_spekvm.header', "
+            "'pytest_spekvm.hookspecs', 'pytest_spekvm.options', 'pytest_spekvm.plugin', 'pytest_spekvm.timeouts', 'pytest_spekvm.verdict_table', "
+            "'pytest_spekvm.xdist_cells']"
+        ),
     } == printed
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_spekvm import guard
 from pytest_spekvm.guard import CpuView, Guard, time_limit, watch_interrupts
-from pytest_spekvm.plugin import TARGET_OPTION, TIMEOUT_OPTION
+from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
 from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.reference.cpu import CPU
 from pytest_spekvm.reference.features import Features, SpeLevel

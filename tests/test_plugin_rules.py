@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_spekvm.plugin import RULE_MARKER, SUITES_DIR, TARGET_OPTION
+from pytest_spekvm.collection import RULE_MARKER, SUITES_DIR
+from pytest_spekvm.options import TARGET_OPTION
 from pytest_spekvm.rules import RULES
 
 RULE_IDS = [rule.id for rule in RULES]

@@ -11,16 +11,12 @@ from types import SimpleNamespace
 import attrs
 import pytest
 
-from pytest_spekvm.plugin import (
-    SESSION_KEY,
-    SUITES_DIR,
-    TARGET_OPTION,
-    TIMEOUT_OPTION,
-    pytest_sessionfinish,
-    pytest_testnodedown,
-)
+from pytest_spekvm.collection import SUITES_DIR
+from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
+from pytest_spekvm.plugin import SESSION_KEY
 from pytest_spekvm.session import SpekvmSession
 from pytest_spekvm.target import load
+from pytest_spekvm.verdict_table import pytest_sessionfinish, pytest_testnodedown
 
 NODRAIN = """
 from pytest_spekvm.reference import switch as S

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_spekvm.plugin import LIST_TARGETS_OPTION, TARGET_OPTION, TIMEOUT_OPTION
+from pytest_spekvm.options import LIST_TARGETS_OPTION, TARGET_OPTION, TIMEOUT_OPTION
 
 # One cell of one rule: enough to show that the target loaded and ran.
 ONE_CELL = ("-k", "test_res0 and nvhe-spe1-pmuv3p1")

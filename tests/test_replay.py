@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from pytest_spekvm.plugin import TARGET_OPTION, TIMEOUT_OPTION
+from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
 
 NODRAIN = """
 from pytest_spekvm.reference import switch as S
