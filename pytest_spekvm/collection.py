@@ -209,3 +209,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         items[:] = kept
         config.hook.pytest_deselected(items=dropped)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A --spekvm-reproduce value replays its rule's sequences test: a run that selects none is a usage
+    error (the value came from another test). Under xdist the controller collects nothing and each
+    worker collects a share; only a run in one process can tell."""
+    spekvm = session_of(session.config)
+    if spekvm is None or not spekvm.reproduce_rule or hasattr(session.config, "workerinput"):
+        return
+    if session.config.pluginmanager.has_plugin("dsession"):  # the xdist controller
+        return
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        if rule_of(item) == spekvm.reproduce_rule and (callspec is None or "spekvm_cell" not in callspec.params):
+            return
+    from .options import REPRODUCE_OPTION
+
+    msg = f"{REPRODUCE_OPTION} replays a sequence of {spekvm.reproduce_rule}'s sequences test, and this run selects no such test (it came from another test: run it with the command its report printed, or drop the -k/-m or node ids that deselect it)"
+    raise pytest.UsageError(msg)

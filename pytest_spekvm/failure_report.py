@@ -82,9 +82,15 @@ def with_notes(exc: BaseException) -> str:
     return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
 
 
-def reproduce_line(rule_id: str, blob_text: str) -> str:
-    """The line that replays a generated failure anywhere (`blob_text`: hypothesis' @reproduce_failure arguments)."""
-    return f"replay anywhere: add {shlex.quote(f'--spekvm-reproduce={rule_id}:{blob_text}')} to the command above"
+def replay_value(rule_id: str, target: str, blob_text: str) -> str:
+    """--spekvm-reproduce's value: the rule whose sequences test replays it, the target it was recorded
+    against, and `blob_text` (hypothesis' version and @reproduce_failure blob, VERSION:BLOB)."""
+    return f"{rule_id}@{target}:{blob_text}"
+
+
+def reproduce_line(value: str) -> str:
+    """The line that replays a generated failure anywhere (`value`: a `replay_value`)."""
+    return f"replay anywhere: add {shlex.quote(f'--spekvm-reproduce={value}')} to the command above"
 
 
 def violation_body(rule: Rule, judgement: Judgement, cell: Features, run: Run, *, adversary: str = "") -> str:

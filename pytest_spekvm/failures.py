@@ -40,16 +40,16 @@ def _failure_parts(exc: BaseException, rule: str = "") -> list[tuple[str, list[s
     return None
 
 
-def _replay_anywhere(lines: list[str], rule: str) -> list[str]:
+def _replay_anywhere(lines: list[str], rule: str, target: str) -> list[str]:
     """The --spekvm-reproduce line for hypothesis' @reproduce_failure blob in `lines` (unless the report has one)."""
-    from .failure_report import reproduce_line
+    from .failure_report import replay_value, reproduce_line
     from .options import REPRODUCE_OPTION
 
     found = _BLOB.search("\n".join(lines))
     if not found or "replay anywhere: " in lines[0]:
         return []
     if rule:
-        return [reproduce_line(rule, f"{found[1]}:{found[2]}")]
+        return [reproduce_line(replay_value(rule, target, f"{found[1]}:{found[2]}"))]
     return [f"replay anywhere: add {REPRODUCE_OPTION}={found[1]}:{found[2]} to the command above"]
 
 
@@ -60,8 +60,9 @@ def _short(report: str) -> list[str]:
     return [*head, *(line for line in lines[len(head):] if line.startswith(("replay:", "replay anywhere:")))]
 
 
-def failure_text(exc: BaseException, style: str) -> str | None:
-    """The report of a SpekvmFailure (or a group of them) in `style` (pytest's --tb); None if `exc` is not one."""
+def failure_text(exc: BaseException, style: str, target: str) -> str | None:
+    """The report of a SpekvmFailure (or a group of them) in `style` (pytest's --tb), its replay lines naming
+    `target` (the target's name); None if `exc` is not one."""
     parts = _failure_parts(exc)
     if parts is None:
         return None
@@ -69,9 +70,9 @@ def failure_text(exc: BaseException, style: str) -> str | None:
     for report, notes, rule in parts:
         lines = [report, *notes]
         if style == "short":
-            shown.append("\n".join([*_short(report), *_replay_anywhere(lines, rule)]))
+            shown.append("\n".join([*_short(report), *_replay_anywhere(lines, rule, target)]))
         else:
-            shown.append("\n".join([*lines, *_replay_anywhere(lines, rule)]))
+            shown.append("\n".join([*lines, *_replay_anywhere(lines, rule, target)]))
     return "\n\n".join(shown)
 
 
@@ -89,8 +90,12 @@ def pytest_runtest_makereport(
     """A rule violation reads as the rule's report, not as a traceback through the plugin; pytest
     never builds that traceback (with the locals and arguments of every frame, it costs far more
     than the check did)."""
+    from .plugin import session_of
+
     style = str(item.config.getoption("tbstyle", "auto"))
-    text = None if call.excinfo is None else failure_text(call.excinfo.value, style)
+    session = session_of(item.config)
+    target = session.target.name if session is not None else ""
+    text = None if call.excinfo is None else failure_text(call.excinfo.value, style, target)
     if text is None:
         return (yield)
     longrepr = _longrepr(item, text, style)

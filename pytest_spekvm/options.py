@@ -116,9 +116,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         )
         parser.addini(opt.ini, f"{opt.help} (same as {opt.flag})", default=opt.default)
     group.addoption(
-        REPRODUCE_OPTION, dest="spekvm_reproduce", default=None, metavar="RULE:VERSION:BLOB",
+        REPRODUCE_OPTION, dest="spekvm_reproduce", default=None, metavar="RULE@TARGET:VERSION:BLOB",
         help="replay one failing generated sequence exactly: the value a failure report printed "
-        "(rule id, hypothesis version and @reproduce_failure blob); only that rule's sequences test "
+        "(rule id, target name, hypothesis version and @reproduce_failure blob); only that rule's sequences test "
         "replays it, the rest of the run is unchanged. Default: none.",
     )
     group.addoption(
@@ -208,24 +208,27 @@ def timeout_of(config: pytest.Config) -> float:
     return value
 
 
-def reproduce_of(config: pytest.Config) -> tuple[str, str, bytes] | None:
-    """--spekvm-reproduce=RULE:VERSION:BLOB (or VERSION:BLOB): (rule id or '', hypothesis version, blob)."""
+def reproduce_of(config: pytest.Config) -> tuple[str, str, str, bytes] | None:
+    """--spekvm-reproduce=RULE@TARGET:VERSION:BLOB (RULE:VERSION:BLOB and VERSION:BLOB are accepted too):
+    (rule id or '', target name or '', hypothesis version, blob)."""
     raw = config.getoption("spekvm_reproduce")
     if raw is None:
         return None
     import hypothesis
 
-    parts = str(raw).strip().split(":")
-    rule = parts.pop(0) if len(parts) == 3 and _RULE_ID.match(parts[0]) else ""
-    version, blob = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
+    # The version and the blob (base64) hold no ':', the target's name may: split from the right.
+    parts = str(raw).strip().rsplit(":", 2)
+    head = parts.pop(0) if len(parts) == 3 else ""
+    rule, _, target = head.partition("@")
+    version, blob = (parts[0], parts[1]) if len(parts) == 2 and (not rule or _RULE_ID.match(rule)) else ("", "")
     try:
         base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError):
         version = ""
-    if not version or not blob:
-        msg = f"{REPRODUCE_OPTION}={raw!r} is not RULE:VERSION:BLOB (copy it from the failure report, e.g. {REPRODUCE_OPTION}=DRAIN-ORDER:{hypothesis.__version__}:AXicY2BgYAAAAAQAAQ==)"
+    if not version or not blob or (head and not target and "@" in head):
+        msg = f"{REPRODUCE_OPTION}={raw!r} is not RULE@TARGET:VERSION:BLOB (copy it from the failure report, e.g. {REPRODUCE_OPTION}=DRAIN-ORDER@reference:{hypothesis.__version__}:AXicY2BgYAAAAAQAAQ==)"
         raise pytest.UsageError(msg)
     if version != hypothesis.__version__:
         msg = f"{REPRODUCE_OPTION}={raw!r} was recorded with hypothesis {version}, and this is hypothesis {hypothesis.__version__}, which reads it differently (install hypothesis=={version} to replay it, or run the test again to find the failure anew)"
         raise pytest.UsageError(msg)
-    return rule, version, blob.encode()
+    return rule, target, version, blob.encode()

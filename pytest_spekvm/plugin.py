@@ -162,12 +162,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if reproduce is not None and reproduce[0] and reproduce[0] not in rules:
         msg = f"{REPRODUCE_OPTION} names the rule {reproduce[0]!r}, which this run does not have (rules: {', '.join(rules)}); copy the value from the failure report"
         raise pytest.UsageError(msg)
+    if reproduce is not None and reproduce[1] and reproduce[1] != target.name:
+        msg = f"{REPRODUCE_OPTION} was recorded against the target {reproduce[1]!r}, and this run's target is {target.name!r} ({spec}): a recorded case replays only against the target it came from (give that target's {TARGET_OPTION}, or run the test again to find the failure anew)"
+        raise pytest.UsageError(msg)
     space = _space(config, target)
     _smoke(target, space, timeout)
     fast_default, explain = budget_of(config)
     config.stash[SESSION_KEY] = SpekvmSession(
         target=target, space=space, rules=rules, timeout=timeout,
-        reproduce=None if reproduce is None else reproduce[1:], reproduce_rule="" if reproduce is None else reproduce[0],
+        reproduce=None if reproduce is None else reproduce[2:], reproduce_rule="" if reproduce is None else reproduce[0],
         fast_default=fast_default, explain=explain,
     )
     for name in TARGET_PLUGINS:

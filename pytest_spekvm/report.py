@@ -23,7 +23,7 @@ import pytest
 from hypothesis import settings
 
 from .collection import is_suite, rule_of
-from .failure_report import ContractFailure, is_not_judged
+from .failure_report import ContractFailure, is_not_judged, replay_value
 from .failures import _BLOB
 from .findings import GENERATED, findings_of
 from .options import REPRODUCE_OPTION, TARGET_OPTION
@@ -33,7 +33,7 @@ from .reference.system import Choices
 from .session import SpekvmSession
 from .space import FeatureSpace, cell_id
 
-_GIVEN = re.compile(r"--spekvm-reproduce=([A-Z][A-Z0-9-]*:[^:\s']+:[A-Za-z0-9+/=]+)")
+_GIVEN = re.compile(r"--spekvm-reproduce=([A-Z][A-Z0-9-]*@[^\n]*?:[^:\s']+:[A-Za-z0-9+/=]+)")
 """The value of a --spekvm-reproduce line a report prints itself (a hang's)."""
 
 SCHEMA_VERSION = 1
@@ -92,8 +92,8 @@ def item_facts(item: pytest.Item, session: SpekvmSession) -> dict[str, str] | No
     return {"rule": rule.id, "severity": rule.severity.value, "where": where}
 
 
-def _reproduce_value(exc: BaseException) -> str | None:
-    """RULE:VERSION:BLOB of a generated failure (hypothesis' blob, in its notes or, for a contract failure
+def _reproduce_value(exc: BaseException, target: str) -> str | None:
+    """RULE@TARGET:VERSION:BLOB of a generated failure (hypothesis' blob, in its notes or, for a contract failure
     or a hang, in the report itself), or None."""
     texts: list[str] = []
     rule = ""
@@ -107,7 +107,7 @@ def _reproduce_value(exc: BaseException) -> str | None:
     text = "\n".join(texts)
     found = _BLOB.search(text)
     if found:
-        return f"{rule}:{found[1]}:{found[2]}" if rule else f"{found[1]}:{found[2]}"
+        return replay_value(rule, target, f"{found[1]}:{found[2]}") if rule else f"{found[1]}:{found[2]}"
     given = _GIVEN.search(text)
     return given[1] if given else None
 
@@ -132,7 +132,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if call.excinfo is not None and report.failed:
             found = findings_of(call.excinfo.value)
             data["findings"] = [f.to_dict() for f in found]
-            data["reproduce"] = _reproduce_value(call.excinfo.value)
+            data["reproduce"] = _reproduce_value(call.excinfo.value, session.target.name if session is not None else "")
             data["not_judged"] = isinstance(call.excinfo.value, ContractFailure)
             if found:
                 item.user_properties.append(("spekvm_fingerprint", ",".join(f.fingerprint for f in found)))

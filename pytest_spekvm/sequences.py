@@ -20,6 +20,7 @@ from .failure_report import (
     contract_finding,
     format_adapter_failure,
     format_violation,
+    replay_value,
     reproduce_line,
     violation_finding,
 )
@@ -74,7 +75,7 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
                 if failure.hung:
                     choices = current_build_context().data.choices
                     blob = f"{hypothesis.__version__}:{encode_failure(choices).decode()}"
-                    report += f"\n{HUNG_NOTE}\n{reproduce_line(checked.id, blob)}"
+                    report += f"\n{HUNG_NOTE}\n{reproduce_line(replay_value(checked.id, session.target.name, blob))}"
                     raise Hung(report, failure.clause, self.cell, finding) from None
                 raise ContractFailure(report, failure.clause, self.cell, finding) from None
 

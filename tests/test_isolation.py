@@ -115,6 +115,6 @@ def test_isolated_sequence_failure_is_reported_with_its_replay(spekvm_pytester: 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "RULE DRAIN-ORDER violated on features: nVHE, *",
-        "replay anywhere: add --spekvm-reproduce=DRAIN-ORDER:* to the command above",
+        "replay anywhere: add --spekvm-reproduce=DRAIN-ORDER@*:* to the command above",
         "DRAIN-ORDER * FAILED (1 of 1 checks) *",
     ])

@@ -146,11 +146,15 @@ OPTIONS = [
                  "*--hypothesis-profile='thorogh' is not a registered hypothesis profile*", id="misspelt-profile"),
     pytest.param(None, (f"{TARGET_OPTION}=reference", f"{TIMEOUT_OPTION}=soon"), 4, "*--spekvm-timeout*'soon'*", id="timeout-text"),
     pytest.param(None, (f"{TARGET_OPTION}=reference", f"{TIMEOUT_OPTION}=-1"), 4, "*--spekvm-timeout*'-1'*", id="timeout-negative"),
-    pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=garbage"), 4, "*is not RULE:VERSION:BLOB*", id="reproduce-garbage"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=garbage"), 4, "*is not RULE@TARGET:VERSION:BLOB*", id="reproduce-garbage"),
     pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=RES0:1.0.0:AXicY2BgYAAAAAQAAQ=="), 4,
                  "*recorded with hypothesis 1.0.0, and this is hypothesis *", id="reproduce-other-version"),
     pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=NOPE:{version}:AXicY2BgYAAAAAQAAQ=="), 4,
                  "*names the rule 'NOPE', which this run does not have*", id="reproduce-unknown-rule"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=DRAIN-ORDER@reference:{version}:AXicY2BgYAAAAAQAAQ==", "-k", "res0_sequences"), 4,
+                 "*replays a sequence of DRAIN-ORDER's sequences test, and this run selects no such test*", id="reproduce-other-test"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=RES0@nodrain:{version}:AXicY2BgYAAAAAQAAQ=="), 4,
+                 "*recorded against the target 'nodrain', and this run's target is 'reference' (reference)*", id="reproduce-other-target"),
     pytest.param(None, (f"{TARGET_OPTION}=missing.py",), 4, "*there is no file at*", id="missing-target"),
 ]
 

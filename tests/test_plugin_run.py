@@ -369,7 +369,7 @@ def test_hang_in_a_sequence_is_not_shrunk(spekvm_pytester: pytest.Pytester) -> N
         "steps:",
         "replay: *",
         "not shrunk: *",
-        "replay anywhere: add --spekvm-reproduce=RES0:*",
+        "replay anywhere: add --spekvm-reproduce=RES0@*:*",
     ])
     assert_no_traceback(result)
 
@@ -386,7 +386,7 @@ def test_contract_failure_in_a_sequence(spekvm_pytester: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines([
         "CONTRACT 'vcpu_run() returns normally' broken on features: *SPE*",
         "  vcpu_run() raised KeyError: 'SPE' at */flaky.py:* in vcpu_run",
-        "replay anywhere: add --spekvm-reproduce=RES0:* to the command above",
+        "replay anywhere: add --spekvm-reproduce=RES0@*:* to the command above",
     ])
     assert_no_traceback(result)
 

@@ -177,7 +177,7 @@ def test_help(spekvm_pytester: pytest.Pytester) -> None:
         "Also ini 'spekvm_target' and environment SPEKVM_TARGET; default: none.",
         "--spekvm-timeout=VALUE seconds one call into the adapter",
         "Also ini 'spekvm_timeout' and environment SPEKVM_TIMEOUT; default: 10.",
-        "--spekvm-reproduce=RULE:VERSION:BLOB replay one failing generated sequence",
+        "--spekvm-reproduce=RULE@TARGET:VERSION:BLOB one failing generated sequence",
         "--spekvm-list-targets list the targets",
     ):
         assert expected in group
@@ -369,10 +369,10 @@ def test_bad_timeout(spekvm_pytester: pytest.Pytester, value: str) -> None:
 
 @pytest.mark.parametrize("value", ["6.155.2", "6.155.2:not base64!", ":AXicY2BgYAAAAAQAAQ=="])
 def test_bad_reproduce(spekvm_pytester: pytest.Pytester, value: str) -> None:
-    """A --spekvm-reproduce that is not RULE:VERSION:BLOB is a usage error that shows the value and an example."""
+    """A --spekvm-reproduce that is not RULE@TARGET:VERSION:BLOB is a usage error that shows the value and an example."""
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", f"--spekvm-reproduce={value}")
     assert pytest.ExitCode.USAGE_ERROR == result.ret
-    result.stderr.fnmatch_lines([f"ERROR: --spekvm-reproduce='{value}' is not RULE:VERSION:BLOB (copy it from the failure report, e.g. *)"])
+    result.stderr.fnmatch_lines([f"ERROR: --spekvm-reproduce='{value}' is not RULE@TARGET:VERSION:BLOB (copy it from the failure report, e.g. *)"])
 
 
 def test_bad_timeout_in_ini(spekvm_pytester: pytest.Pytester) -> None:
