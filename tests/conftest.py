@@ -33,3 +33,17 @@ def spekvm_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) 
     finally:
         set_hypothesis_home_dir(None)
         settings.load_profile(profile)
+
+
+def _weight(item: pytest.Item) -> int:
+    """0 for a whole run (`no_cover`), 1 for a test that runs pytest in pytest, 2 for the rest."""
+    if item.get_closest_marker("no_cover") is not None:
+        return 0
+    return 1 if "pytester" in getattr(item, "fixturenames", ()) else 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (a stable sort keeps each file's order): under xdist's worksteal
+    distribution (./check) they start at once on the workers, and the short ones fill in beside them,
+    instead of one long test running alone at the end."""
+    items.sort(key=_weight)

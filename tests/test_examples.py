@@ -40,7 +40,11 @@ STALE = (*ONE_RUN, Step("disable_profiling"), Step("run_vcpu", vcpu=0))
 @pytest.mark.no_cover
 def test_rfc_v2_fails_exactly_the_rules_of_its_defects(spekvm_pytester: pytest.Pytester) -> None:
     """A default run against the RFC as posted fails RES0, TRAP-COND, HOST-STATE and LEAN, and passes the others."""
-    result = spekvm_pytester.runpytest_inprocess(f"--spekvm-target={RFC}", "-p", "no:cacheprovider", "-q")
+    # Every rule's scripted cells, and the sequences of the rules those cells pass: the failing rules'
+    # sequences add nothing to the verdicts but hypothesis' shrinking (about half the run's time).
+    passing = " or ".join(rule_id.lower().replace("-", "_") for rule_id in sorted(RFC_PASSES))
+    selection = f"not sequences or {passing}"
+    result = spekvm_pytester.runpytest_inprocess(f"--spekvm-target={RFC}", "-p", "no:cacheprovider", "-q", "-k", selection)
     table = verdicts(result.outlines)
     failed = {rule for rule, verdict in table.items() if verdict == "FAILED"}
     passed = {rule for rule, verdict in table.items() if verdict == "passed"}
