@@ -82,10 +82,28 @@ class Limit:
     active: bool = True  # False once the block is over: an alarm still pending then raises nothing
 
 
+_SCHEDSTAT = "/proc/thread-self/schedstat"
+"""Linux: the thread's time on a CPU, its time runnable but waiting for one (ns), and its timeslices."""
+
+
+def waited() -> float:
+    """Seconds the calling thread has spent ready to run but waiting for a CPU that other processes held
+    (Linux's schedstat); 0.0 where the system does not say, and the limit is then plain wall time."""
+    try:
+        with open(_SCHEDSTAT, "rb") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[Limit]:
     """Raise `_Timeout` in the main thread if the block runs longer than `seconds` (0: no limit), and again
     every REFIRE seconds until it ends; `Limit.expired` says so even if the block swallowed every one.
+
+    The block's time is wall time less the time it waited, ready to run, for a CPU that other processes
+    held: on a loaded machine (a shared CI runner) a call that is merely starved is not a hang, while a
+    call that loops or sleeps is one as before.
 
     A SIGALRM timer armed before (pytest-timeout's signal method) is honoured: if it comes due first the
     block is interrupted the same way, and on the way out it is armed again with what remains of it (at
@@ -106,7 +124,12 @@ def time_limit(seconds: float) -> Iterator[Limit]:
     def on_alarm(signum: int, frame: FrameType | None) -> None:
         nonlocal escape
         if not limit.expired:
-            limit.expired, limit.outer = True, theirs <= ours
+            elapsed = time.monotonic() - started
+            ran = elapsed - (waited() - waited_before)  # the time a busy machine kept the block off the CPU is not its own
+            if elapsed < theirs and ran < ours:
+                signal.setitimer(signal.ITIMER_REAL, max(min(ours - ran, theirs - elapsed), 1e-3), REFIRE)
+                return
+            limit.expired, limit.outer = True, elapsed >= theirs
         # Raised only into the adapter's own code: in the harness or the model (the adapter's next call
         # through the view raises instead) it would break the bookkeeping that reports the hang.
         if limit.active and frame is not None and _adapter_code(frame):
@@ -115,7 +138,7 @@ def time_limit(seconds: float) -> Iterator[Limit]:
             escape.watch(frame)
             raise _Timeout
 
-    started = time.monotonic()
+    started, waited_before = time.monotonic(), waited()
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, min(ours, theirs), REFIRE)
     try:

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import time
 from types import FrameType
 from typing import Any
 
@@ -273,6 +274,23 @@ def test_outer_alarm_is_rearmed() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_time_starved_by_other_processes_is_not_the_blocks_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block that waited for the CPU all along (as schedstat would say on a loaded machine) does not use up its limit."""
+    monkeypatch.setattr(guard, "waited", time.monotonic)
+    with time_limit(0.05) as limit:
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            pass
+    assert not limit.expired
+
+
+def test_waited_reads_schedstat_or_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time a thread waited for a CPU comes from Linux's schedstat; where there is none it is 0 (plain wall time)."""
+    assert guard.waited() >= 0.0
+    monkeypatch.setattr(guard, "_SCHEDSTAT", "/nonexistent/schedstat")
+    assert 0.0 == guard.waited()
 
 
 PYTEST_TIMEOUT = """
