@@ -177,7 +177,7 @@ def test_help(spekvm_pytester: pytest.Pytester) -> None:
         "Also ini 'spekvm_target' and environment SPEKVM_TARGET; default: none.",
         "--spekvm-timeout=VALUE seconds one call into the adapter",
         "Also ini 'spekvm_timeout' and environment SPEKVM_TIMEOUT; default: 10.",
-        "--spekvm-reproduce=RULE@TARGET:VERSION:BLOB one failing generated sequence",
+        "--spekvm-reproduce=RULE@TARGET:VERSION:BLOB replay one failing generated sequence",
         "--spekvm-list-targets list the targets",
     ):
         assert expected in group
