@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import attrs
 import pytest
+from mutant_catalogue import source
 
 from pytest_spekvm.collection import SUITES_DIR
 from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
@@ -18,21 +19,7 @@ from pytest_spekvm.session import SpekvmSession
 from pytest_spekvm.target import load
 from pytest_spekvm.verdict_table import pytest_sessionfinish, pytest_testnodedown
 
-NODRAIN = """
-from pytest_spekvm.reference import switch as S
-
-
-class NoDrain(S.ReferenceSwitch):
-    '''The reference switch without its nVHE save: the host's buffer is never drained.'''
-
-    name = "nodrain"
-
-    def save_spe(self, cpu, vcpu):
-        pass
-
-
-spekvm_adapter = NoDrain
-"""
+NODRAIN = source("no_spe_save")  # the mutant without the nVHE save: the host's buffer is never drained
 
 VHE_ONLY = """
 from pytest_spekvm import FeatureSpace
@@ -98,7 +85,7 @@ def test_verdict_table_counts_failures(nodrain: pytest.Pytester) -> None:
     result = nodrain.runpytest(NODRAIN_TARGET, *DRAIN_CELLS)
     result.assert_outcomes(failed=5, passed=17)
     result.stdout.fnmatch_lines([
-        "=* spekvm verdicts for nodrain =*",
+        "=* spekvm verdicts for mutant no_spe_save =*",
         "RES0 * correctness  not run *",
         "DRAIN-ORDER * correctness  FAILED (5 of 22 checks) * A CSE, PSB CSYNC and a full DSB*",
         "LEAN * lean  * not run *",
