@@ -40,5 +40,9 @@ def caught_by(name: str) -> tuple[str, ...]:
 
 
 def source(name: str) -> str:
-    """The mutant's source text, for a pytester run that writes it into its own folder."""
-    return (MUTANTS_DIR / f"{name}.py").read_text()
+    """The mutant's source text without its `name`, for a pytester run that writes it into its own folder:
+    the target is then named after the file it is written to, as the run's report and replay values show."""
+    text = (MUTANTS_DIR / f"{name}.py").read_text()
+    line = f'    name = "mutant {name}"\n'
+    assert line in text, f"{name}.py names its switch {line.strip()!r}"
+    return text.replace(line, "")

@@ -85,7 +85,7 @@ def test_verdict_table_counts_failures(nodrain: pytest.Pytester) -> None:
     result = nodrain.runpytest(NODRAIN_TARGET, *DRAIN_CELLS)
     result.assert_outcomes(failed=5, passed=17)
     result.stdout.fnmatch_lines([
-        "=* spekvm verdicts for mutant no_spe_save =*",
+        "=* spekvm verdicts for nodrain =*",
         "RES0 * correctness  not run *",
         "DRAIN-ORDER * correctness  FAILED (5 of 22 checks) * A CSE, PSB CSYNC and a full DSB*",
         "LEAN * lean  * not run *",
