@@ -7,8 +7,9 @@ Every name below is also importable from its module (`pytest_spekvm.reference.cp
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_names
 
 if __name__ != "pytest_spekvm.reference":  # pragma: no cover - guards a packaging mistake
     msg = (
@@ -61,16 +62,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use."""
-    module = _WHERE.get(name)
-    if module is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_names(__name__, globals(), _WHERE)
 
 __all__ = [
     "ADVERSARIES",

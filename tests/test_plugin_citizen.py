@@ -123,7 +123,8 @@ def test_no_lean_marker_without_a_target(spekvm_pytester: pytest.Pytester, marke
 
 
 def test_no_model_or_hypothesis_import_without_a_target(spekvm_pytester: pytest.Pytester) -> None:
-    """Without a target, a pytest run imports the plugin's light modules only: not the model, the rules, nor hypothesis."""
+    """Without a target, a pytest run imports the plugin's light modules only (and the model's package with its
+    lazy-import helper, which import nothing of the model): not the model, the rules, nor hypothesis."""
     spekvm_pytester.makepyfile(
         test_project="""
 import sys
@@ -142,7 +143,8 @@ def test_imports():
         "HEAVY": "]",
         "OURS": (
             "'pytest_spekvm', 'pytest_spekvm.budget', 'pytest_spekvm.collection', 'pytest_spekvm.failures', 'pytest_spekvm.header', "
-            "'pytest_spekvm.hookspecs', 'pytest_spekvm.options', 'pytest_spekvm.plugin', 'pytest_spekvm.timeouts', 'pytest_spekvm.verdict_table', "
+            "'pytest_spekvm.hookspecs', 'pytest_spekvm.options', 'pytest_spekvm.plugin', 'pytest_spekvm.reference', 'pytest_spekvm.reference.lazy', "
+            "'pytest_spekvm.timeouts', 'pytest_spekvm.verdict_table', "
             "'pytest_spekvm.xdist_cells']"
         ),
     } == printed

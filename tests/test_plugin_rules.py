@@ -1,5 +1,5 @@
 """The plugin black-box, rule by rule: the reference passes every rule and exercises each; for every
-rule a minimal broken adapter that the shipped suite catches under that rule's id; and the hooks
+rule a mutant of the catalogue that the shipped suite catches under that rule's id; and the hooks
 that narrow the feature space and add a project's own rules."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import importlib
 import xml.etree.ElementTree as ET
 
 import pytest
+from mutant_catalogue import MUTANTS_DIR, caught_by
 
 from pytest_spekvm.collection import RULE_MARKER, SUITES_DIR
 from pytest_spekvm.options import TARGET_OPTION
@@ -28,86 +29,19 @@ def test_reference_passes_every_rule(spekvm_pytester: pytest.Pytester) -> None:
         result.stdout.no_fnmatch_line(f"*{word}*")
 
 
-# ------------------------------------------------------------- one broken adapter per rule
+# ------------------------------------------------------------- one mutant per rule
 
-HEADER = "from pytest_spekvm.reference import switch as S\n\n\nclass Broken(S.ReferenceSwitch):\n"
-FOOTER = "\n\nspekvm_adapter = Broken\n"
-
-# The reference's vcpu_run, step by step, with {save} and {restore} standing for its SPE steps.
-RUN = """
-    def vcpu_run(self, cpu, vcpu):
-        nvhe = not S.has_vhe(cpu)
-        S.save_host_sysregs(cpu, vcpu)
-        if nvhe:
-{save}
-        S.activate_traps(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-{early_restore}
-        S.restore_host_sysregs(cpu, vcpu)
-        if nvhe:
-{restore}
-        return reason
-"""
-SAVE = "            S.debug_save_spe_nvhe(cpu, vcpu)"
-RESTORE = "            S.debug_restore_spe(cpu, vcpu)"
-
-
-def run(save: str = SAVE, restore: str = RESTORE, early_restore: str = "") -> str:
-    """The reference's vcpu_run with its SPE save and restore replaced."""
-    return RUN.replace("{save}", save).replace("{restore}", restore).replace("{early_restore}", early_restore)
-
-
-BROKEN = {
-    # MDCR_EL2 bit 16 is RES0 on every CPU.
-    "RES0": """
-    def setup_vcpu(self, cpu, vcpu, host_mdcr_el2):
-        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
-        vcpu.mdcr_el2 |= 1 << 16
-""",
-    # TPMS left clear: the guest reaches the sampling control registers.
-    "TRAP-COND": """
-    def setup_vcpu(self, cpu, vcpu, host_mdcr_el2):
-        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
-        vcpu.mdcr_el2 &= ~S.MDCR_TPMS
-""",
-    # The buffer limit read without asking whether SPE exists or who owns the buffer.
-    "UNDEF": """
-    def vcpu_run(self, cpu, vcpu):
-        cpu.mrs("PMBLIMITR_EL1")
-        return super().vcpu_run(cpu, vcpu)
-""",
-    # No drain before the guest's translation goes in.
-    "DRAIN-ORDER": run(save="            pass"),
-    # Sampling back on before the host's stage 1 is restored, relying on a return to the host
-    # that, on FEAT_ExS CPUs under the default choices, does not synchronise.
-    "RESTORE-ORDER": run(early_restore="        if nvhe:\n" + RESTORE, restore="            pass"),
-    # Sampling never turned back on.
-    "HOST-STATE": run(restore="            pass"),
-    # E2PB=0b11 for the guest: EL1 owns the buffer and its registers do not trap.
-    "ISOLATION": """
-    def setup_vcpu(self, cpu, vcpu, host_mdcr_el2):
-        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
-        if S.has_spe(cpu):
-            vcpu.mdcr_el2 |= S.MDCR_E2PB_MASK
-""",
-    # The buffer switched off without a drain: what the PE still holds is discarded.
-    "NO-LOSS": run(
-        save="            limit = cpu.mrs('PMBLIMITR_EL1') if S.has_spe(cpu) and not cpu.mrs('PMBIDR_EL1') & 0x10 else 0\n"
-        "            if limit:\n                cpu.msr('PMBLIMITR_EL1', 0)\n                cpu.isb()",
-        restore="            if limit:\n                cpu.isb()\n                cpu.msr('PMBLIMITR_EL1', limit)",
-    ),
-    # A PSB CSYNC that VHE does not need.
-    "LEAN": """
-    def vcpu_run(self, cpu, vcpu):
-        if S.has_vhe(cpu) and S.has_spe(cpu):
-            cpu.psb_csync()
-        return super().vcpu_run(cpu, vcpu)
-""",
+# For each rule, a mutant of the catalogue (examples/mutants/) that names it in CAUGHT_BY.
+MUTANT = {
+    "RES0": "mdcr_res0_bit",
+    "TRAP-COND": "guest_without_tpms",
+    "UNDEF": "no_pmsver_check",
+    "DRAIN-ORDER": "no_spe_save",
+    "RESTORE-ORDER": "restore_before_host_sysregs",
+    "HOST-STATE": "no_spe_restore",
+    "ISOLATION": "guest_owns_buffer",
+    "NO-LOSS": "disable_buffer_instead_of_drain",
+    "LEAN": "drain_on_vhe",
 }
 
 SUITE_TEST = {
@@ -123,22 +57,22 @@ SUITE_TEST = {
 }
 
 
-def test_every_rule_has_a_broken_adapter() -> None:
-    """The table below covers the whole catalogue."""
-    assert sorted(RULE_IDS) == sorted(BROKEN) == sorted(SUITE_TEST)
+def test_every_rule_has_a_mutant_that_names_it() -> None:
+    """The tables above cover the whole catalogue, and each rule's mutant names that rule in CAUGHT_BY."""
+    assert sorted(RULE_IDS) == sorted(MUTANT) == sorted(SUITE_TEST)
+    assert [] == [rule for rule, name in MUTANT.items() if rule not in caught_by(name)]
 
 
 @pytest.mark.no_cover
 @pytest.mark.parametrize("rule", RULE_IDS)
-def test_broken_adapter_is_caught(spekvm_pytester: pytest.Pytester, rule: str) -> None:
-    """A switch broken in the way the rule forbids fails that rule's suite test, with the rule id in the report."""
-    spekvm_pytester.makepyfile(broken=HEADER + BROKEN[rule] + FOOTER)
+def test_mutant_is_caught(spekvm_pytester: pytest.Pytester, rule: str) -> None:
+    """A mutant broken in the way the rule forbids fails that rule's suite test, with the rule id in the report."""
     suite_test = SUITE_TEST[rule]
     name = suite_test.partition("::")[2]
     # The 22 cells with PMUv3p1 (VHE or not, every SPE level, PMBIDR_EL1.P 0 or 1), or, for a
     # mistake that shows only where the return to the host does not synchronise, the FEAT_ExS cells.
     cells = "exs" if rule == "RESTORE-ORDER" else "pmuv3p1"
-    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=broken.py", "-k", f"{name} and not sequences and {cells}")
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}={MUTANTS_DIR / MUTANT[rule]}.py", "-k", f"{name} and not sequences and {cells}")
     outcomes = result.parseoutcomes()
     assert outcomes["failed"] >= 1
     result.stdout.fnmatch_lines([

@@ -8,35 +8,13 @@ import shlex
 import shutil
 
 import pytest
+from mutant_catalogue import source
 
 from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
 
-NODRAIN = """
-from pytest_spekvm.reference import switch as S
+NODRAIN = source("no_spe_save")  # the mutant without the nVHE save: the host's buffer is never drained
 
-
-class NoDrain(S.ReferenceSwitch):
-    name = "nodrain"
-
-    def save_spe(self, cpu, vcpu):
-        pass
-
-
-spekvm_adapter = NoDrain
-"""
-
-RES0_BIT = """
-from pytest_spekvm.reference.switch import ReferenceSwitch
-
-
-class Switch(ReferenceSwitch):
-    def setup_vcpu(self, cpu, vcpu, host_mdcr_el2):
-        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
-        vcpu.mdcr_el2 |= 1 << 63  # a RES0 bit of MDCR_EL2
-
-
-spekvm_adapter = Switch
-"""
+RES0_BIT = source("mdcr_res0_bit")  # the mutant that sets MDCR_EL2 bit 16, RES0 on every CPU
 
 FIXED = "from pytest_spekvm.reference.switch import ReferenceSwitch\n\n\nclass Fixed(ReferenceSwitch):\n    pass\n\n\nspekvm_adapter = Fixed\n"
 

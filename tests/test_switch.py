@@ -2,7 +2,8 @@
 
 The checks here judge outcomes the model observes (where records landed, what the host's registers
 hold after a run, which writes set RES0 bits). They are the project's own test of the reference;
-the suite's rules (the package pytest_spekvm/rules/) are tested in tests/test_rules.py.
+the suite's rules (the package pytest_spekvm/rules/) are tested in tests/test_rules*.py. The broken
+switches are the mutant catalogue's (examples/mutants/).
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mutant_catalogue import module as mutant_module
+from mutant_catalogue import switch as mutant
 
 from pytest_spekvm.reference import memory as M
-from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.actors import HOST, HYP
 from pytest_spekvm.reference.chooser import Chooser, EagerChooser, RandomChooser, WorstCaseChooser
-from pytest_spekvm.reference.cpu import CPU
 from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
 from pytest_spekvm.reference.profiling import Fate
 from pytest_spekvm.reference.switch import ReferenceSwitch
 from pytest_spekvm.reference.system import System
 from pytest_spekvm.reference.trace import Kind
-from pytest_spekvm.reference.vcpu import ExitReason, GuestAccess, GuestAction, GuestCode, GuestExit, Vcpu
+from pytest_spekvm.reference.vcpu import GuestAccess, GuestAction, GuestCode, GuestExit
 
 PMBSR_S = 1 << 17  # PMBSR_EL1.S
 SPE_REGISTERS = frozenset({
@@ -320,31 +321,12 @@ def test_vhe_switch_touches_no_spe_register(vhe: bool) -> None:
     assert expected == spe_work
 
 
-# --------------------------------------------------------------------- broken switches
+# --------------------------------------------------------------------- broken switches (from the mutant catalogue)
 
 
-class MissingDrain(ReferenceSwitch):
-    """Enters the guest without the nVHE save: sampling stays on and collected records stay inside the PE."""
-
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        S.save_host_sysregs(cpu, vcpu)
-        S.activate_traps(cpu, vcpu)
-        S.activate_vm(cpu, vcpu)
-        S.restore_guest_sysregs(cpu, vcpu)
-        exit_reason = cpu.run_guest(vcpu)
-        S.save_guest_sysregs(cpu, vcpu)
-        S.deactivate_traps(cpu, vcpu, self._host_mdcr_el2)
-        S.deactivate_vm(cpu, vcpu)
-        S.restore_host_sysregs(cpu, vcpu)
-        return exit_reason
-
-
-class MissingDrainGuestOwnsBuffer(MissingDrain):
-    """No drain, and the guest runs with E2PB = 0b10: the buffer is translated by the guest's tables."""
-
-    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
-        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
-        vcpu.mdcr_el2 |= 0b10 << 12  # MDCR_EL2.E2PB = 0b10: owned by EL1, EL1 accesses trap
+class MissingDrainGuestOwnsBuffer(mutant_module("no_spe_save").Switch, mutant_module("guest_owns_buffer").Switch):  # type: ignore[misc]
+    """Two mutants of the catalogue at once: no drain, and the guest owns the buffer (E2PB = 0b11), so
+    the buffer is translated by the guest's tables."""
 
 
 def test_missing_drain_puts_host_records_in_the_guests_memory() -> None:
@@ -361,7 +343,7 @@ def test_missing_drain_puts_host_records_in_the_guests_memory() -> None:
 
 def test_missing_drain_loses_host_records_to_the_el2_regime() -> None:
     """Without the drain, with EL2 owning the buffer, the first host record faults in the nVHE EL2 regime and stops the buffer."""
-    s = System(Features(), MissingDrain(), WorstCaseChooser())
+    s = System(Features(), mutant("no_spe_save"), WorstCaseChooser())
     s.enable_profiling()
     s.host_run(3)
     checked_run(s, 0, [GuestCode(0)])
@@ -370,22 +352,13 @@ def test_missing_drain_loses_host_records_to_the_el2_regime() -> None:
 
 def test_missing_drain_is_harmless_on_vhe() -> None:
     """Under VHE the host's buffer is translated by EL2 tables the guest never changes: nothing to drain."""
-    s = System(Features(vhe=True), MissingDrain(), WorstCaseChooser())
+    s = System(Features(vhe=True), mutant("no_spe_save"), WorstCaseChooser())
     assert [] == play(s, SCRIPT)
-
-
-class SeedSetupDebug(ReferenceSwitch):
-    """kvm_arm_setup_debug as the RFC posted it: TPMS set whether or not the CPU has SPE."""
-
-    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
-        self._host_mdcr_el2 = host_mdcr_el2
-        vcpu.mdcr_el2 = host_mdcr_el2 & S.MDCR_HPMN_MASK
-        vcpu.mdcr_el2 |= S.MDCR_TPM | S.MDCR_TPMS | S.MDCR_TPMCR | S.MDCR_TDRA | S.MDCR_TDOSA
 
 
 def test_unconditional_tpms_writes_a_res0_bit_without_spe() -> None:
     """The review's first remark: TPMS is RES0 without SPE, and the model flags the MSR that sets it."""
-    s = System(Features(spe=SpeLevel.NONE), SeedSetupDebug(), WorstCaseChooser())
+    s = System(Features(spe=SpeLevel.NONE), mutant("tpms_unconditional"), WorstCaseChooser())
     s.run_vcpu(0)
     bad = [e for e in s.cpu.trace.of(Kind.MSR) if e.res0]
     assert [("MDCR_EL2", 1 << 14, 0x4C66)] == [(e.register, e.res0, e.value) for e in bad]
@@ -394,23 +367,13 @@ def test_unconditional_tpms_writes_a_res0_bit_without_spe() -> None:
 
 def test_unconditional_tpms_is_fine_with_spe() -> None:
     """With SPE the same setup is correct: the same scenario shows no problem."""
-    s = System(Features(), SeedSetupDebug(), WorstCaseChooser())
+    s = System(Features(), mutant("tpms_unconditional"), WorstCaseChooser())
     assert [] == play(s, SCRIPT)
-
-
-class SeedDeactivateTrapsNvhe(ReferenceSwitch):
-    """__deactivate_traps_nvhe as the RFC posted it: E2PB = 0b11 whether or not the CPU has SPE."""
-
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        result = super().vcpu_run(cpu, vcpu)
-        mdcr = cpu.mrs("MDCR_EL2") & S.MDCR_HPMN_MASK
-        cpu.msr("MDCR_EL2", mdcr | S.MDCR_E2PB_MASK)
-        return result
 
 
 def test_unconditional_e2pb_on_exit_writes_res0_bits_without_spe() -> None:
     """The review's second remark: E2PB written on a CPU without SPE sets RES0 bits 13:12."""
-    s = System(Features(spe=SpeLevel.NONE), SeedDeactivateTrapsNvhe(), WorstCaseChooser())
+    s = System(Features(spe=SpeLevel.NONE), mutant("e2pb_on_exit_without_spe"), WorstCaseChooser())
     problems = checked_run(s, 0, [GuestCode(1)])
     assert [
         "hyp: msr MDCR_EL2 <- 0x3006  = E2PB(3) | HPMN(6)   RES0 bits set: bit 12 (E2PB), bit 13 (E2PB)",
@@ -418,20 +381,8 @@ def test_unconditional_e2pb_on_exit_writes_res0_bits_without_spe() -> None:
     ] == sorted(problems, key=lambda p: not p.startswith("hyp"))
 
 
-class StaleSaveArea(ReferenceSwitch):
-    """Restores whatever the save area last held, even when this entry saved nothing."""
-
-    def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason:
-        kept = vcpu.host_debug_state.get("pmscr_el1", 0)
-        result = super().vcpu_run(cpu, vcpu)
-        if not vcpu.host_debug_state.get("pmscr_el1"):
-            vcpu.host_debug_state["pmscr_el1"] = kept
-            S.debug_restore_spe(cpu, vcpu)
-        return result
-
-
 def test_stale_save_area_turns_host_sampling_back_on() -> None:
     """A save area left from an earlier run turns sampling on after the host stopped it."""
-    s = System(Features(), StaleSaveArea(), WorstCaseChooser())
-    problems = play(s, [Step("enable"), run(0), Step("pause"), run(0)])
+    s = System(Features(), mutant("stale_pmscr"), WorstCaseChooser())
+    problems = play(s, [Step("enable"), run(0), Step("disable"), run(0)])
     assert ["step 3 (run vcpu 0 []): PMSCR_EL1 changed across the run: 0x0 -> 0x3"] == problems

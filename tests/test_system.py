@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from mutant_catalogue import switch as mutant
 
 from pytest_spekvm.reference import memory as M
 from pytest_spekvm.reference.actors import HOST, HYP
@@ -390,16 +391,9 @@ def test_finish_without_profiling_does_nothing(in_host: bool) -> None:
     assert [] == events_since(s, mark)
 
 
-class _NoDrain(ReferenceSwitch):
-    """The reference without its drain: host records stay inside the PE across the entry."""
-
-    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
-        cpu.msr("PMSCR_EL1", 0)
-
-
 def test_an_undrained_record_translated_by_the_nvhe_el2_regime_faults() -> None:
     """A host record written while EL2 owns the buffer on nVHE faults: the EL2 regime has no upper VA range (D8.1.2)."""
-    s = System(Features(), _NoDrain(), WorstCaseChooser())
+    s = System(Features(), mutant("no_psb_csync"), WorstCaseChooser())
     s.enable_profiling()
     s.host_run(2)
     s.run_vcpu(0, [GuestExit("hvc")])

@@ -35,6 +35,7 @@ class Switch(S.ReferenceSwitch):
         self.save_spe(cpu, vcpu)  # MUTANT: after __activate_traps instead of before it.
         self.activate_vm(cpu, vcpu)
         self.restore_guest_sysregs(cpu, vcpu)
+        self.synchronise_guest_context(cpu, vcpu)
 
 
 spekvm_adapter = Switch

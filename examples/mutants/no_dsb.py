@@ -10,7 +10,8 @@ Why plausible: PSB CSYNC has "sync" in its name and looks like the whole drain.
 Caught by DRAIN-ORDER: no DSB after the PSB CSYNC, before the translation change. On this switch
 (the buffer stays enabled while the guest runs) the started writes still land where the PSB
 translated them, so no outcome follows in the model: the verdict rests on D17.9's obligation,
-which the rule cites. A switch that also disables the buffer loses records (tests/test_rules.py).
+which the rule cites. A switch that also disables the buffer before the DSB loses records (the
+mutant disable_before_dsb).
 """
 
 from __future__ import annotations

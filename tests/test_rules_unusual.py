@@ -1,0 +1,280 @@
+"""No false alarm: the reference passes every rule everywhere, and correct switches that do not follow the
+review's exact shape fail no correctness rule on any CPU, under any adversary, in any scenario."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from rules_harness import (
+    CORRECTNESS,
+    EXS,
+    GRID,
+    NO_SPE,
+    NVHE,
+    OWNED,
+    SCENARIOS,
+    SYNCHRONISING,
+    VHE,
+    VHE_EXS,
+    failing,
+    fill,
+    judge,
+    run,
+)
+
+from pytest_spekvm.reference import switch as S
+from pytest_spekvm.reference.chooser import (
+    ADVERSARIES,
+    Chooser,
+    EagerChooser,
+    RandomChooser,
+    WorstCaseChooser,
+)
+from pytest_spekvm.reference.cpu import CPU
+from pytest_spekvm.reference.features import Features, PmuLevel, SpeLevel
+from pytest_spekvm.reference.registers import HDFGRTR_PMBIDR, PMBIDR_P, PMBLIMITR_E, PMBSR_S
+from pytest_spekvm.reference.system import Choices
+from pytest_spekvm.reference.trace import Kind
+from pytest_spekvm.reference.vcpu import Vcpu
+
+# ------------------------------------------------------------------ the reference passes
+
+
+def _chooser(name: str, seed: int) -> Chooser:
+    if name == "worst":
+        return WorstCaseChooser()
+    return EagerChooser() if name == "eager" else RandomChooser(seed)
+
+
+@pytest.mark.parametrize("chooser", ["worst", "eager", "random"])
+@pytest.mark.parametrize("features", GRID, ids=str)
+def test_reference_passes_every_rule(features: Features, chooser: str) -> None:
+    """The reference passes every rule on every CPU of the grid, in every scenario, under each chooser."""
+    failures: dict[str, list[str]] = {}
+    for seed, (name, scenario) in enumerate(SCENARIOS.items()):
+        pick = _chooser(chooser, seed)
+        for rid, j in judge(run(S.ReferenceSwitch(), features, scenario, pick)).items():
+            if j.violations:
+                failures[f"{name}/{rid}"] = [v.message for v in j.violations]
+    assert {} == failures
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_reference_passes_under_random_timings(seed: int) -> None:
+    """The reference passes every rule whatever a seeded random chooser decides, on the busiest CPUs."""
+    for features in (NVHE, VHE):
+        for scenario in SCENARIOS.values():
+            assert set() == failing(run(S.ReferenceSwitch(), features, scenario, RandomChooser(seed)))
+
+
+@pytest.mark.parametrize("features", [NVHE, VHE], ids=str)
+def test_fill_scenario_fills_the_buffer_and_restarts_it(features: Features) -> None:
+    """The fill scenario really stops the buffer (PMBSR_EL1.S by the PE) and the host really restarts it."""
+    system = run(S.ReferenceSwitch(), features, fill, EagerChooser())
+    trace = system.cpu.trace
+    stops = [e for e in trace if e.kind is Kind.HW and e.register == "PMBSR_EL1"]
+    restarts = [e for e in trace if e.kind is Kind.MSR and e.register == "PMBSR_EL1" and e.value == 0]
+    windows = list(zip(trace.of(Kind.ENTRY), trace.of(Kind.RETURN), strict=True))
+    in_window = [e.seq for e in stops if any(entry.seq < e.seq < back.seq for entry, back in windows)]
+    assert (2, 3, True) == (len(stops), len(restarts), any(e.kind is Kind.FULL for e in trace))
+    assert in_window, "HOST-STATE must see the PE stop the buffer inside a window"
+
+
+# ------------------------------------------------------------------ correct but unusual switches
+
+
+class PsbRightAfterEntry(S.ReferenceSwitch):
+    """PSB and DSB straight after the entry into EL2, which synchronises (EIS = 1 or no FEAT_ExS): EL2 never
+    samples the host's EL1-owned buffer, so no PMSCR write or ISB is needed first; PMSCR_EL1 is cleared
+    later, before the ERET into the guest."""
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        cpu.psb_csync()
+        cpu.dsb("nsh")
+        cpu.msr("PMSCR_EL1", 0)
+
+
+class SharedDsbAfterAllDrains(S.ReferenceSwitch):
+    """One DSB for every drain, in the run loop, before the traps change (KVM since v6.4)."""
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        cpu.msr("PMSCR_EL1", 0)
+        cpu.isb()
+        cpu.psb_csync()
+
+    def save_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        super().save_spe(cpu, vcpu)
+        cpu.dsb("nsh")
+
+
+class StrongerDsb(S.ReferenceSwitch):
+    """The drain's DSB over a wider domain than NSH."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__()
+        self.domain = domain
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        cpu.msr("PMSCR_EL1", 0)
+        cpu.isb()
+        cpu.psb_csync()
+        cpu.dsb(self.domain)
+
+
+class BufferOffWhileTheGuestRuns(S.ReferenceSwitch):
+    """Linux since 2026: the buffer is disabled after the drain, and restored before PMSCR_EL1."""
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        super().drain(cpu, vcpu)
+        vcpu.host_debug_state["pmblimitr_el1"] = cpu.mrs("PMBLIMITR_EL1")
+        cpu.msr("PMBLIMITR_EL1", 0)
+        cpu.isb()
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        limit = vcpu.host_debug_state.pop("pmblimitr_el1", None)
+        if limit is not None:
+            cpu.msr("PMBLIMITR_EL1", limit)
+        super().restore_spe(cpu, vcpu)
+
+
+class ExtraIsbs(S.ReferenceSwitch):
+    """Extra ISBs everywhere in the drain."""
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        cpu.isb()
+        cpu.msr("PMSCR_EL1", 0)
+        cpu.isb()
+        cpu.isb()
+        cpu.psb_csync()
+        cpu.isb()
+        cpu.dsb("nsh")
+        cpu.isb()
+
+
+class RestoreReliesOnTheEret(S.ReferenceSwitch):
+    """The restore relies on the return to the host (a context synchronisation event) instead of an ISB."""
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        pmscr = vcpu.host_debug_state.get("pmscr_el1", 0)
+        if not S.has_vhe(cpu) and pmscr:
+            cpu.msr("PMSCR_EL1", pmscr)
+
+
+class RestoreBeforeHostTables(S.ReferenceSwitch):
+    """PMSCR_EL1 written before the host's tables: it does nothing at EL2, and the return to the host
+    synchronises everything together."""
+
+    def exit_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
+        self.save_guest_sysregs(cpu, vcpu)
+        self.deactivate_traps(cpu, vcpu)
+        self.deactivate_vm(cpu, vcpu)
+        self.restore_spe(cpu, vcpu)
+        self.restore_host_sysregs(cpu, vcpu)
+        self.synchronise_host_context(cpu, vcpu)
+
+
+class SkipsAStoppedBufferAndAnIdlePmscr(S.ReferenceSwitch):
+    """The save skips the drain when PMBSR_EL1.S says the buffer already stopped (it collects nothing), and
+    the PMSCR_EL1 write when it already reads 0; the liveness check does not look at PMBSR_EL1."""
+
+    def buffer_live(self, cpu: CPU) -> bool:
+        return S.has_spe(cpu) and not cpu.mrs("PMBIDR_EL1") & PMBIDR_P and bool(cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E)
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        if cpu.mrs("PMBSR_EL1") & PMBSR_S:
+            vcpu.host_debug_state["pmscr_el1"] = 0
+            return
+        if vcpu.host_debug_state["pmscr_el1"]:
+            cpu.msr("PMSCR_EL1", 0)
+        cpu.isb()
+        cpu.psb_csync()
+        cpu.dsb("nsh")
+
+
+class SpeCapabilityCachedAtSetup(S.ReferenceSwitch):
+    """SPE capabilities read once, at setup, as a hypervisor caches them in a per-CPU flag."""
+
+    def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        super().setup_vcpu(cpu, vcpu, host_mdcr_el2)
+        self.spe = S.has_spe(cpu)
+
+    def buffer_live(self, cpu: CPU) -> bool:
+        return self.spe and not cpu.mrs("PMBIDR_EL1") & PMBIDR_P and bool(cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E)
+
+
+class TrapsPmbidrWithFgt(S.ReferenceSwitch):
+    """The guest's PMBIDR_EL1 reads trapped by HDFGRTR_EL2 where the CPU has FEAT_FGT, synchronised before the
+    ERET into the guest, and the host's value back before the return."""
+
+    @staticmethod
+    def trap(cpu: CPU, on: bool) -> None:
+        if cpu.features.fgt and S.has_spe(cpu):
+            value = cpu.mrs("HDFGRTR_EL2")
+            cpu.msr("HDFGRTR_EL2", value | HDFGRTR_PMBIDR if on else value & ~HDFGRTR_PMBIDR)
+
+    def synchronise_guest_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        self.trap(cpu, True)
+        super().synchronise_guest_context(cpu, vcpu)
+
+    def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        self.trap(cpu, False)
+        super().synchronise_host_context(cpu, vcpu)
+
+
+# The SPE registers a switch might keep in a guest's saved context.
+GUEST_SPE_CONTEXT = (
+    "PMSCR_EL1", "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
+    "PMBLIMITR_EL1", "PMBPTR_EL1", "PMBSR_EL1",
+)
+
+
+class KeepsAnAllZeroGuestSpeContext(S.ReferenceSwitch):
+    """A guest SPE context kept in vcpu.sysregs, all zeros (the guest never owns the buffer, so it has nothing
+    else), written on entry and on exit."""
+
+    def enter_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
+        vcpu.sysregs.update(dict.fromkeys(GUEST_SPE_CONTEXT, 0))
+        super().enter_guest(cpu, vcpu)
+
+    def exit_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
+        vcpu.sysregs.update(dict.fromkeys(GUEST_SPE_CONTEXT, 0))
+        super().exit_guest(cpu, vcpu)
+
+
+# name: (switch, the choices it declares). Each must pass every correctness rule on every CPU below,
+# under every adversary.
+UNUSUAL: dict[str, tuple[Callable[[], S.ReferenceSwitch], Choices | None]] = {
+    "psb-right-after-entry": (PsbRightAfterEntry, SYNCHRONISING),
+    "shared-dsb-after-all-drains": (SharedDsbAfterAllDrains, None),
+    "dsb-ish": (lambda: StrongerDsb("ish"), None),
+    "dsb-sy": (lambda: StrongerDsb("sy"), None),
+    "buffer-off-while-the-guest-runs": (BufferOffWhileTheGuestRuns, None),
+    "extra-isbs": (ExtraIsbs, None),
+    "restore-relies-on-the-eret": (RestoreReliesOnTheEret, SYNCHRONISING),
+    "restore-before-host-tables": (RestoreBeforeHostTables, SYNCHRONISING),
+    "skips-a-stopped-buffer-and-an-idle-pmscr": (SkipsAStoppedBufferAndAnIdlePmscr, None),
+    "spe-capability-cached-at-setup": (SpeCapabilityCachedAtSetup, None),
+    "traps-pmbidr-with-fgt": (TrapsPmbidrWithFgt, None),
+    "keeps-an-all-zero-guest-spe-context": (KeepsAnAllZeroGuestSpeContext, None),
+}
+
+UNUSUAL_CPUS = [
+    NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P2, fgt=True),
+    Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, exs=True, el3=False, fgt=True, spe_fds=True),
+]
+
+
+@pytest.mark.no_cover
+@pytest.mark.parametrize("case", list(UNUSUAL))
+def test_correct_but_unusual_switch_passes_every_correctness_rule(case: str) -> None:
+    """A switch that does what the architecture asks in another shape than the review's fails no correctness rule, anywhere."""
+    make, choices = UNUSUAL[case]
+    failures = []
+    for features in UNUSUAL_CPUS:
+        for adversary in ADVERSARIES:
+            for name, scenario in SCENARIOS.items():
+                failed = failing(run(make(), features, scenario, adversary(), choices)) & set(CORRECTNESS)
+                if failed:
+                    failures.append(f"{features.describe()} / {adversary.name} / {name}: {sorted(failed)}")
+    assert [] == failures
