@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from plugin_harness import TWO_CELLS
 
 from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
 
@@ -16,13 +17,6 @@ pytest.importorskip("cffi")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "c_switch"
 ENTRY = "u64 __kvm_vcpu_run(struct spekvm_vcpu *vcpu)"
 
-NARROW = """
-from pytest_spekvm import FeatureSpace, PmuLevel, SpeLevel
-
-
-def pytest_spekvm_narrow_features(config, space):
-    return FeatureSpace(spe={SpeLevel.SPE}, spe_owned_by_higher_el={False}, pmu={PmuLevel.NONE}, flags=set())
-"""
 
 
 def c_target(pytester: pytest.Pytester, misbehave: str) -> str:
@@ -35,7 +29,7 @@ def c_target(pytester: pytest.Pytester, misbehave: str) -> str:
     pytester.makepyfile(
         bad_target='from pytest_spekvm.ckit import c_adapter\n\nspekvm_adapter = c_adapter(sources=["bad.c"], setup="kvm_arm_setup_debug", run="__kvm_vcpu_run")\n'
     )
-    pytester.makeconftest(NARROW)
+    pytester.makeconftest(TWO_CELLS)
     line = patched[:body].count("\n") + 2  # the has_vhe() accessor
     return f"bad.c:{line} in __kvm_vcpu_run"
 
@@ -97,7 +91,7 @@ def test_c_loop_without_accessors_is_killed(spekvm_pytester: pytest.Pytester) ->
 
 def test_isolated_sequences_pass_and_keep_their_verdicts(spekvm_pytester: pytest.Pytester) -> None:
     """The example C switch passes its generated sequences in a child, and the verdict table counts them."""
-    spekvm_pytester.makeconftest(NARROW)
+    spekvm_pytester.makeconftest(TWO_CELLS)
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}={EXAMPLE / 'adapter.py'}", "--hypothesis-profile=default", "-k", "sequences and (res0 or drain)")
     result.assert_outcomes(passed=2)
     steps = re.search(r"scenario steps: ([\d,]+)", result.stdout.str())
@@ -108,7 +102,7 @@ def test_isolated_sequences_pass_and_keep_their_verdicts(spekvm_pytester: pytest
 
 def test_isolated_sequence_failure_is_reported_with_its_replay(spekvm_pytester: pytest.Pytester) -> None:
     """A rule violation found by a sequences test in a child comes back with its report and replay line."""
-    spekvm_pytester.makeconftest(NARROW)
+    spekvm_pytester.makeconftest(TWO_CELLS)
     result = spekvm_pytester.runpytest(
         f"{TARGET_OPTION}={EXAMPLE / 'adapter_broken.py'}", "--hypothesis-profile=default", "-k", "drain_order_sequences",
     )

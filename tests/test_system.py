@@ -1,4 +1,7 @@
-"""Tests of the machine around the CPU: host boot, the host's SPE driver, vcpus, and the adapter contract."""
+"""Tests of the machine around the CPU: host boot, the host's SPE driver, vcpus, and the adapter contract.
+
+A little over 400 lines: one section per part of reference/system.py, sharing its fixtures; split,
+they would scatter one module's tests."""
 
 from __future__ import annotations
 
