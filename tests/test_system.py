@@ -1,6 +1,6 @@
 """Tests of the machine around the CPU: host boot, the host's SPE driver, vcpus, and the adapter contract.
 
-A little over 400 lines: one section per part of reference/system.py, sharing its fixtures; split,
+A little over 400 lines: one section per part of reference/system.py, sharing its helpers (system, events_since); split,
 they would scatter one module's tests."""
 
 from __future__ import annotations
