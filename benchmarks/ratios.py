@@ -6,7 +6,8 @@ Run from anywhere, with the package installed (the test extra is not needed):
 
 Absolute times on a shared machine say little; each figure here is set against a floor measured in
 this process, with the repetitions of the measurements interleaved (floor, model, floor, model...)
-and the median of each kept:
+and the median of each kept. Every time is the process's CPU time, so the time other processes
+take the cores from this one does not count:
 
 1. model cost per event: reference round trips (`System.run_vcpu` with the host profiling) against
    a bare-Python floor that, per event, writes one dict entry and appends one tuple;
@@ -74,29 +75,29 @@ def _system(features: Features) -> System:
 def model_ns_per_event(seconds: float, vhe: bool = False) -> float:
     """Nanoseconds per trace event of reference round trips with the host profiling."""
     events = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
         s = _system(Features(vhe=vhe))
         for i in range(50):
             s.host_run(HOST_SAMPLES)
             s.run_vcpu(i % 2, GUEST_PROGRAM)
             s.handle_buffer_irq()
         events += len(s.cpu.trace)
-    return (time.perf_counter() - start) * 1e9 / events
+    return (time.process_time() - start) * 1e9 / events
 
 
 def floor_ns_per_event(seconds: float) -> float:
     """Nanoseconds per event of the floor: one dict entry written and one tuple appended."""
     events = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
         registers: dict[str, int] = {}
         trace: list[tuple[int, str, int, int]] = []
         for seq in range(10_000):
             registers["PMSCR_EL1"] = seq
             trace.append((seq, "PMSCR_EL1", seq, 1))
         events += 10_000
-    return (time.perf_counter() - start) * 1e9 / events
+    return (time.process_time() - start) * 1e9 / events
 
 
 # ----------------------------------------------------------------------- 2. the sequences
@@ -150,11 +151,11 @@ def judging_ns_per_event(steps: int, seconds: float) -> float:
         s.run_vcpu(i % 2, GUEST_PROGRAM)
     s.finish()
     trace, runs = s.cpu.trace, 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
         rules.judge_all(trace, s.features)
         runs += 1
-    return (time.perf_counter() - start) * 1e9 / runs / len(trace)
+    return (time.process_time() - start) * 1e9 / runs / len(trace)
 
 
 # ------------------------------------------------------------------------ 4. the default run

@@ -121,6 +121,15 @@ class CPU(Profiling):
         self._res0 = {r.name: r.res0_mask(features) for r in R.REGISTERS}
         self._absent = {r.name: f"{r.name} needs {r.needs.name}, which this CPU does not implement"
                         for r in R.REGISTERS if not r.implemented(features)}
+        # The register each name reaches (or '' and why not) from each EL, and from EL2 with HCR_EL2.E2H in effect.
+        self._reach = [{name: self._reached(name, el, False) for name in R.ALL_NAMES} for el in (0, 1, 2)]
+        self._reach_e2h = {name: self._reached(name, 2, True) for name in R.ALL_NAMES}
+        # MDCR_EL3.NSPB gives the buffer to another Security state: every SPE register but PMBIDR_EL1
+        # traps to EL3, from EL1 and EL2.
+        self._el3_trapped = frozenset(
+            r.name for r in R.REGISTERS
+            if features.spe_owned_by_higher_el and r.name != "PMBIDR_EL1" and r.kind in (R.SPE_SAMPLING, R.SPE_BUFFER)
+        )
         self._regs: dict[str, int] = reset_values(features)
         # HDFGRTR_EL2's traps act at EL1 with FEAT_FGT, where EL3 is absent or lets them (FGTEn).
         self._fgt = features.fgt and (not features.el3 or SCR_EL3_FGTEN)
@@ -131,22 +140,28 @@ class CPU(Profiling):
 
     # ----------------------------------------------------------------- register access
 
-    def _resolve(self, name: str) -> tuple[str, str]:
-        """The register `name` reaches from the current EL, or ('', why) when it is UNDEFINED."""
+    def _reached(self, name: str, el: int, e2h: bool) -> tuple[str, str]:
+        """The register `name` reaches from `el` with HCR_EL2.E2H in effect `e2h`, or ('', why) when it is UNDEFINED."""
         if name in R.EL12_ALIASES:
             target = R.EL12_ALIASES[name][1]
-            if self.el != 2 or not self._e2h(self._regs["HCR_EL2"]):
+            if el != 2 or not e2h:
                 return "", f"{name} needs EL2 with HCR_EL2.E2H=1"
-        elif self.el == 2 and name in R.VHE_EL2_TWIN and self._e2h(self._regs["HCR_EL2"]):
+        elif el == 2 and name in R.VHE_EL2_TWIN and e2h:
             target = R.VHE_EL2_TWIN[name]
         else:
             target = name
         if target in self._absent:
             return "", self._absent[target]
         reg = R.BY_NAME[target]
-        if self.el < reg.min_el:
-            return "", f"{target} is not accessible from EL{self.el}"
+        if el < reg.min_el:
+            return "", f"{target} is not accessible from EL{el}"
         return target, ""
+
+    def _resolve(self, name: str) -> tuple[str, str]:
+        """The register `name` reaches from the current EL, or ('', why) when it is UNDEFINED."""
+        if self.el == 2 and self._regs["HCR_EL2"] & HCR_E2H and self.features.vhe:  # E2H as it acts: _e2h
+            return self._reach_e2h[name]
+        return self._reach[self.el][name]
 
     def _e2h(self, hcr: int) -> bool:
         """HCR_EL2.E2H as it acts: RES0 without FEAT_VHE, where a 1 written there is kept but does nothing."""
@@ -160,10 +175,8 @@ class CPU(Profiling):
         return e2pb
 
     def _trapped(self, register: str, read: bool) -> str:
-        """Why an EL1 access to `register` traps to EL2 under the HDFGRTR_EL2 and MDCR_EL2 in
+        """Why an access to `register` from EL1 traps to EL2 under the HDFGRTR_EL2 and MDCR_EL2 in
         effect, or ''. The fine-grained read trap comes first, as in the pseudocode (J1)."""
-        if self.el != 1:
-            return ""
         if read and self._fgt and register in self._fgt_fields:
             mask, trap_when, field = self._fgt_fields[register]
             if bool(self._effective("HDFGRTR_EL2") & mask) == bool(trap_when):
@@ -178,17 +191,6 @@ class CPU(Profiling):
                 return f"MDCR_EL2.E2PB={e2pb:#04b}"
         return ""
 
-    def _trapped_to_el3(self, register: str) -> str:
-        """Why an access to `register` traps to EL3 (MDCR_EL3.NSPB gives the buffer to another
-        Security state: every SPE register but PMBIDR_EL1, from EL1 and EL2), or ''."""
-        if (
-            self.features.spe_owned_by_higher_el
-            and register != "PMBIDR_EL1"
-            and R.BY_NAME[register].kind in (R.SPE_SAMPLING, R.SPE_BUFFER)
-        ):
-            return "MDCR_EL3.NSPB gives the profiling buffer to another Security state"
-        return ""
-
     def _pmbidr(self) -> int:
         """PMBIDR_EL1 as the current EL reads it: P is 1 when the owning EL is higher than the reader's
         or the owning Security state differs (D24.7, PMBIDR_EL1.P)."""
@@ -199,25 +201,40 @@ class CPU(Profiling):
 
     def access(self, name: str | R.Encoding | int, value: int | None = None) -> Access:
         """Perform an MRS (value None) or MSR and say what happened; the trace records it."""
-        name = R.lookup(name)
-        if value is not None:
+        return Access(*self._access(name, value))
+
+    def mrs(self, name: str | R.Encoding | int) -> int:
+        """Read a system register; an access that traps or is UNDEFINED reads as 0."""
+        return self._access(name, None)[2]
+
+    def msr(self, name: str | R.Encoding | int, value: int) -> None:
+        """Write a system register."""
+        if value is None:
+            msg = f"Cannot write None to {name} because an MSR needs a value (use mrs to read)"
+            raise ModelError(msg)
+        self._access(name, value)
+
+    def _access(self, name: str | R.Encoding | int, value: int | None) -> tuple[Outcome, str, int, str]:
+        """`access`, as the fields of its `Access`: mrs and msr, the common case, need no object."""
+        if type(name) is not str or name not in R.ALL_NAMES:  # a name the model spells as given needs no lookup
+            name = R.lookup(name)
+        if value is not None and not (type(value) is int and 0 <= value <= MASK64):
             _check_value(name, value)
         target, why = self._resolve(name)
         if not target:
             self.trace.add(self.actor, self.el, Kind.UNDEF, register=name, name=name, value=value or 0,
                            where=why, vcpu=self.vcpu)
-            return Access(Outcome.UNDEF, name, reason=why)
-        trap = self._trapped(target, value is None)
+            return Outcome.UNDEF, name, 0, why
+        trap = self._trapped(target, value is None) if self.el == 1 else ""
         if trap:
             self.trace.add(self.actor, self.el, Kind.TRAP, register=target, name=name, value=value or 0,
                            where=trap, vcpu=self.vcpu)
-            return Access(Outcome.TRAP, target, reason=trap)
-        trap = self._trapped_to_el3(target)
-        if trap:
+            return Outcome.TRAP, target, 0, trap
+        if target in self._el3_trapped:
+            trap = "MDCR_EL3.NSPB gives the profiling buffer to another Security state"
             self.trace.add(self.actor, self.el, Kind.TRAP_EL3, register=target, name=name, value=value or 0,
                            where=trap, vcpu=self.vcpu)
-            return Access(Outcome.TRAP_EL3, target, reason=trap)
-        reg = R.BY_NAME[target]
+            return Outcome.TRAP_EL3, target, 0, trap
         if value is None:
             result = self._pmbidr() if target == "PMBIDR_EL1" else self._regs[target]
             if target == "MDCR_EL2" and MDCR_E2PB.get(result) == E2PB_RESERVED:
@@ -226,14 +243,14 @@ class CPU(Profiling):
                 result = result & ~MDCR_E2PB.mask | MDCR_E2PB.put(unknown)
             self.trace.add(self.actor, self.el, Kind.MRS, register=target, name=name, value=result,
                            vcpu=self.vcpu)
-            return Access(Outcome.OK, target, result)
-        if not reg.writable:
+            return Outcome.OK, target, result, ""
+        if not R.BY_NAME[target].writable:
             why = f"{target} is read-only"
             self.trace.add(self.actor, self.el, Kind.UNDEF, register=target, name=name, value=value,
                            where=why, vcpu=self.vcpu)
-            return Access(Outcome.UNDEF, target, reason=why)
+            return Outcome.UNDEF, target, 0, why
         old = self._regs[target]
-        if (old ^ value) & RECORD_DEPENDENCIES.get(target, 0):
+        if self._pending and (old ^ value) & RECORD_DEPENDENCIES.get(target, 0):
             self._decide_writes(Moment.MSR, f"msr {target}")
         self.trace.add(self.actor, self.el, Kind.MSR, register=target, name=name, value=value, old=old,
                        res0=value & self._res0[target], vcpu=self.vcpu)
@@ -243,21 +260,11 @@ class CPU(Profiling):
             self._stale[target] = old
         if target == "PMBLIMITR_EL1" and not value & PMBLIMITR_E:
             self._disabled_by = self.actor
-            self._buffer_stopped(f"msr PMBLIMITR_EL1 <- {value:#x} by {self.actor}")
-        elif target == "PMBPTR_EL1" and value != old:
+            if self._in_flight:
+                self._buffer_stopped(f"msr PMBLIMITR_EL1 <- {value:#x} by {self.actor}")
+        elif target == "PMBPTR_EL1" and value != old and self._in_flight:
             self._buffer_stopped(f"msr PMBPTR_EL1 <- {value:#x} by {self.actor} (buffer memory reused)")
-        return Access(Outcome.OK, target, value)
-
-    def mrs(self, name: str | R.Encoding | int) -> int:
-        """Read a system register; an access that traps or is UNDEFINED reads as 0."""
-        return self.access(name).value
-
-    def msr(self, name: str | R.Encoding | int, value: int) -> None:
-        """Write a system register."""
-        if value is None:
-            msg = f"Cannot write None to {name} because an MSR needs a value (use mrs to read)"
-            raise ModelError(msg)
-        self.access(name, value)
+        return Outcome.OK, target, value, ""
 
     def peek(self, register: str) -> int:
         """The latest value, with no event: for the harness and the rules, not for the code under test."""
@@ -308,7 +315,8 @@ class CPU(Profiling):
         """Exception entry to `to_el`: a context synchronisation event unless it enters EL2 with
         FEAT_ExS and SCTLR_EL2.EIS = 0."""
         self._check_el(to_el)
-        self._decide_writes(Moment.GUEST_EXIT if from_guest else Moment.EXCEPTION_ENTRY, f"exception entry ({reason})")
+        if self._pending:
+            self._decide_writes(Moment.GUEST_EXIT if from_guest else Moment.EXCEPTION_ENTRY, f"exception entry ({reason})")
         synchronises = to_el != 2 or self.entry_synchronises
         if synchronises:
             self._synchronise()
@@ -320,7 +328,8 @@ class CPU(Profiling):
         """Exception return to `to_el`: a context synchronisation event unless it returns from EL2
         with FEAT_ExS and SCTLR_EL2.EOS = 0."""
         self._check_el(to_el)
-        self._decide_writes(Moment.ERET, f"eret ({reason})" if reason else "eret")
+        if self._pending:
+            self._decide_writes(Moment.ERET, f"eret ({reason})" if reason else "eret")
         synchronises = self.el != 2 or self.return_synchronises
         self.trace.add(self.actor, self.el, Kind.ERET, where=reason, vcpu=self.vcpu, cse=synchronises,
                        into_guest=into_guest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from pytest_spekvm.reference import memory as M
@@ -66,6 +67,16 @@ def test_trace_is_a_sequence_of_events() -> None:
     assert ([0, 1], 2, Kind.DSB, [1]) == (
         [e.seq for e in trace], len(trace), trace[1].kind, [e.seq for e in trace.of(Kind.DSB)],
     )
+
+
+def test_trace_add_takes_every_field_of_the_event_with_its_default() -> None:
+    """Trace.add spells out Event's fields: left out, each is Event's default; given, each lands in its own field."""
+    fields = [f for f in attrs.fields(Event) if f.name not in ("seq", "actor", "el", "kind")]
+    given = {f.name: f"value of {f.name}" for f in fields}  # a distinct value per field shows a swap
+    trace = Trace()
+    trace.add(HYP, 2, Kind.NOTE)
+    trace.add(HYP, 2, Kind.NOTE, **given)  # type: ignore[arg-type]
+    assert (Event(0, HYP, 2, Kind.NOTE), Event(1, HYP, 2, Kind.NOTE, **given)) == (trace[0], trace[1])  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------- memory
