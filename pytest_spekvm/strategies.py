@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from hypothesis import strategies as st
@@ -65,6 +66,21 @@ def guest_programs() -> st.SearchStrategy[tuple[GuestAction, ...]]:
     return st.lists(guest_actions(), max_size=4).map(tuple)
 
 
+# The chooser's strategies, made once: building a strategy costs more than drawing from it, and the
+# model asks the chooser several times a step.
+_DEPART = st.integers(0, 3)
+
+
+@functools.cache
+def _counts(pending: int) -> st.SearchStrategy[int]:
+    return st.integers(0, pending)
+
+
+@functools.cache
+def _values(allowed: tuple[int, ...]) -> st.SearchStrategy[int]:
+    return st.sampled_from(allowed)
+
+
 class HypothesisChooser:
     """A chooser whose every answer is a labelled hypothesis draw, so shrinking minimises it too.
 
@@ -79,7 +95,7 @@ class HypothesisChooser:
     def _deviates(self, what: str) -> bool:
         # One answer in four departs from the adversary: most runs stay on the worst case, and
         # every other answer stays reachable.
-        return bool(self.data.draw(st.integers(0, 3), label=f"depart from the worst case ({what})") == 3)
+        return bool(self.data.draw(_DEPART, label=f"depart from the worst case ({what})") == 3)
 
     def write_visible(self, register: str, old: int, new: int) -> bool:
         """Drawn: is the unsynchronised write in effect? (simplest: not yet)"""
@@ -91,11 +107,11 @@ class HypothesisChooser:
         worst = self._worst.records_to_write(pending, moment, detail)
         if not self._deviates(f"records written at {moment.value}"):
             return worst
-        return int(self.data.draw(st.integers(0, pending), label=f"records written at {moment.value}"))
+        return int(self.data.draw(_counts(pending), label=f"records written at {moment.value}"))
 
     def reserved_as(self, register: str, field: str, allowed: tuple[int, ...]) -> int:
         """Drawn: which of `allowed` a reserved value acts or reads back as (simplest: the adversary's)."""
         worst = self._worst.reserved_as(register, field, allowed)
         if not self._deviates(f"{register}.{field} reserved value"):
             return worst
-        return int(self.data.draw(st.sampled_from(allowed), label=f"{register}.{field} reserved value takes"))
+        return int(self.data.draw(_values(allowed), label=f"{register}.{field} reserved value takes"))

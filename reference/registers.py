@@ -145,6 +145,12 @@ class Register:
     writable: bool = True
     exhaustive: bool = True
     kind: str = CONTROL
+    # The fields from the most significant down, as `decode` shows them (sorted once, not per call).
+    _msb_first: tuple[Field, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    @_msb_first.default
+    def _sort_fields(self) -> tuple[Field, ...]:
+        return tuple(sorted(self.fields, key=lambda f: -f.lsb))
 
     def field(self, name: str) -> Field:
         """The field called `name` (KeyError naming the register otherwise)."""
@@ -175,7 +181,7 @@ class Register:
     def decode(self, value: int) -> str:
         """The value as 'FIELD(v) | FLAG | ...', for a timeline a person reads."""
         parts: list[str] = []
-        for f in sorted(self.fields, key=lambda f: -f.lsb):
+        for f in self._msb_first:
             v = f.get(value)
             if not v:
                 continue
