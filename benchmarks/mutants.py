@@ -20,6 +20,11 @@ hook), and the seconds from the start of the test until that test case had faile
 budget counts valid examples of its generate phase only: test cases it discards, and those of its
 target phase (which steers towards runs that exercise the rule) come on top, so a default run
 can run far more than 40. It prints a markdown table and asserts nothing.
+
+With `--target`, each generated sequence ends by calling `hypothesis.target()` with whether it
+exercised the rule, as the suite's sequences once did: hypothesis then keeps a Pareto front of the
+sequences that scored best and mutates them in its target phase. The suite keeps `target()` only
+if this finds the mutants sooner for the same time.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import hypothesis
 import pytest
 from hypothesis import Phase, settings
 
+from pytest_spekvm import session as session_module
 from pytest_spekvm.failure_report import SpekvmFailure
 from pytest_spekvm.rules import BY_ID, Rule
 from pytest_spekvm.session import FAST_EXAMPLES, STEPS_PER_EXAMPLE, SpekvmSession
@@ -148,6 +155,24 @@ def register_profiles() -> None:
         )
 
 
+def steer_with_target() -> None:
+    """From now on, each generated sequence ends with `hypothesis.target(exercised)` (see --target)."""
+    plain = session_module.machine_for
+
+    def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], replay: str) -> Any:
+        machine = plain(session, checked, seen, replay)
+        teardown = machine.teardown
+
+        def targeted_teardown(self: Any) -> None:
+            teardown(self)  # judges the sequence; a failure ends the test case before any target
+            hypothesis.target(float(self.exercised), label=f"{checked.id} exercised")
+
+        machine.teardown = targeted_teardown
+        return machine
+
+    session_module.machine_for = machine_for  # type: ignore[assignment]
+
+
 def summary(found: list[tuple[int, float]], seeds: int) -> str:
     """'4 of 5 seeds; 6.5 (3-10) cases, 0.09 s' for the seeds that found a failure."""
     if not found:
@@ -162,11 +187,15 @@ def main(argv: list[str] | None = None) -> None:
     """Measure every (mutant, rule) pair and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="hypothesis seeds 0..N-1 per check (default 5)")
+    parser.add_argument("--target", action="store_true", help="end each sequence with hypothesis.target(exercised)")
     parser.add_argument("mutants", nargs="*", help="mutant names (default: every file in examples/mutants)")
     args = parser.parse_args(argv)
     register_profiles()
+    if args.target:
+        steer_with_target()
     budgets = ", ".join(f"{name} {n} examples of {k} steps" for name, (n, k) in BUDGETS.items())
-    print(f"python {platform.python_version()} on {platform.machine()}; seeds 0..{args.seeds - 1}; {budgets}")
+    steering = "; sequences end with hypothesis.target(exercised)" if args.target else ""
+    print(f"python {platform.python_version()} on {platform.machine()}; seeds 0..{args.seeds - 1}; {budgets}{steering}")
     print()
     print("| mutant | rule | scripted cells | default run: seeds that fail; test cases to the first failure, "
           "median (min-max); median seconds to it | thorough (where the default missed): the same |")
