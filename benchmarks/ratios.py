@@ -10,7 +10,8 @@ and the median of each kept. Every time is the process's CPU time, so the time o
 take the cores from this one does not count:
 
 1. model cost per event: reference round trips (`System.run_vcpu` with the host profiling) against
-   a bare-Python floor that, per event, writes one dict entry and appends one tuple;
+   a bare-Python floor that, per event, writes one dict entry and appends one tuple; beside it, the
+   cost of making and appending one `Event` through `Trace.add` (what every event costs at least);
 2. generated sequences: steps per second of one rule's sequences (the suites' fast default
    budget) against a trivial hypothesis stateful machine that does one bare round trip per step
    under the same budget;
@@ -40,10 +41,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from pytest_spekvm import rules
+from pytest_spekvm.reference.actors import HOST
 from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.reference.features import Features
 from pytest_spekvm.reference.switch import ReferenceSwitch
 from pytest_spekvm.reference.system import System
+from pytest_spekvm.reference.trace import Kind, Trace
 from pytest_spekvm.reference.vcpu import GuestCode
 from pytest_spekvm.session import FAST_EXAMPLES, STEPS_PER_EXAMPLE, SpekvmSession
 from pytest_spekvm.space import FULL_SPACE
@@ -96,6 +99,18 @@ def floor_ns_per_event(seconds: float) -> float:
         for seq in range(10_000):
             registers["PMSCR_EL1"] = seq
             trace.append((seq, "PMSCR_EL1", seq, 1))
+        events += 10_000
+    return (time.process_time() - start) * 1e9 / events
+
+
+def event_ns(seconds: float) -> float:
+    """Nanoseconds to add one MSR event to a trace: the least the model does per event."""
+    events = 0
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        trace = Trace()
+        for seq in range(10_000):
+            trace.add(HOST, 1, Kind.MSR, register="PMSCR_EL1", name="PMSCR_EL1", value=seq, old=seq, vcpu=-1)
         events += 10_000
     return (time.process_time() - start) * 1e9 / events
 
@@ -187,14 +202,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
           f"{args.rounds} interleaved rounds, medians")
 
-    floor, model, model_vhe = _median_interleaved(
+    floor, model, model_vhe, event = _median_interleaved(
         args.rounds,
         lambda: floor_ns_per_event(args.seconds),
         lambda: model_ns_per_event(args.seconds),
         lambda: model_ns_per_event(args.seconds, vhe=True),
+        lambda: event_ns(args.seconds / 2),
     )
     print(f"model:     {model:8.0f} ns/event nVHE, {model_vhe:8.0f} ns/event VHE; floor {floor:5.0f} ns/event; "
-          f"ratio {model / floor:5.1f}x (nVHE), {model_vhe / floor:5.1f}x (VHE)")
+          f"ratio {model / floor:5.1f}x (nVHE), {model_vhe / floor:5.1f}x (VHE); "
+          f"Trace.add alone {event:5.0f} ns, {event / floor:4.1f}x")
 
     ours, trivial = _median_interleaved(args.rounds, sequences_steps_per_s, trivial_steps_per_s)
     print(f"sequences: {ours:8.0f} steps/s ({SEQUENCE_RULE}, fast default); trivial machine {trivial:8.0f} steps/s; "

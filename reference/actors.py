@@ -21,6 +21,8 @@ class Role(enum.Enum):
     GUEST = "guest"  # a guest (its EL1 and EL0), one per VM
     PE = "pe"  # the processing element acting by itself (writing records, updating PMBSR_EL1, ...)
 
+    __hash__ = object.__hash__  # singletons: hashed by identity, in C (an actor's hash is its role's and VM's)
+
 
 @attrs.frozen(eq=False)
 class Actor:

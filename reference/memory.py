@@ -20,6 +20,8 @@ class Region(enum.Enum):
     HYP = "hypervisor"
     GUEST = "guest"  # a guest's memory, one per VM
 
+    __hash__ = object.__hash__  # singletons: hashed by identity, in C (an owner's hash is its region's and VM's)
+
 
 @attrs.frozen(eq=False)
 class Owner:

@@ -39,6 +39,10 @@ class Kind(enum.Enum):
     EXIT = "exit"  # the guest exits to EL2: the exit window begins
     RETURN = "return"  # back in the host: the exit window ends
 
+    # Members are singletons, equal only to themselves: hashed by identity, in C. Enum's own
+    # __hash__ is a Python function, and the rules test `kind in {...}` for every event.
+    __hash__ = object.__hash__
+
 
 class Dsb(enum.Enum):
     """The option of a DSB: its shareability domain and the accesses it waits for (`dsb nsh`, `dsb ishst`)."""

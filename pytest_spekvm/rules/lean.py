@@ -35,24 +35,23 @@ def check_lean(trace: Trace, features: Features) -> Found:
         if kind is Kind.ENTRY:
             exercised, changed = True, False
         elif walk.in_window and e.actor in SOFTWARE:
-            window = walk.phase.value
             if features.vhe:
                 if (kind is Kind.MRS or kind is Kind.MSR) and e.register in SPE_REGISTERS:
                     what = msr_text(e) if kind is Kind.MSR else f"mrs {shown(e)}"
                     msg = (
-                        f"{what} at #{e.seq} in the {window} window of a VHE switch (expected no SPE "
+                        f"{what} at #{e.seq} in the {walk.phase.value} window of a VHE switch (expected no SPE "
                         f"register access: the host's buffer uses EL2 tables the guest never changes)"
                     )
                 elif kind is Kind.PSB:
                     msg = (
-                        f"PSB CSYNC at #{e.seq} in the {window} window of a VHE switch (expected none: "
+                        f"PSB CSYNC at #{e.seq} in the {walk.phase.value} window of a VHE switch (expected none: "
                         f"nothing needs draining)"
                     )
             elif not walk.live:
                 if (kind is Kind.MSR and e.register == "PMSCR_EL1") or kind is Kind.PSB:
                     what = msr_text(e) if kind is Kind.MSR else "PSB CSYNC"
                     msg = (
-                        f"{what} at #{e.seq} in the {window} window although the host's buffer is not live "
+                        f"{what} at #{e.seq} in the {walk.phase.value} window although the host's buffer is not live "
                         f"({_why_not_live(features, walk)}); expected no PMSCR_EL1 write and no PSB CSYNC"
                     )
             elif kind is Kind.MSR and e.register == "PMSCR_EL1":

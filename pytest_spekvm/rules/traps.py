@@ -125,9 +125,9 @@ def check_undef(trace: Trace, features: Features) -> Found:
         kind = e.kind
         if kind is Kind.ENTRY:
             switched = True
-        if e.actor not in SOFTWARE:
+        if e.actor not in SOFTWARE or (kind is not Kind.UNDEF and kind is not Kind.TRAP_EL3 and kind is not Kind.TRAP):
             continue
-        who = f"{e.name or e.register} by {e.actor} at EL{e.el}"
+        who = f"{e.name or e.register} by {e.actor} at EL{e.el}"  # for a message: made only for the accesses judged
         if kind is Kind.UNDEF:
             if is_spe(e.register) and not features.has_spe:
                 expected = "no SPE register access without FEAT_SPE: check ID_AA64DFR0_EL1.PMSVer first"
