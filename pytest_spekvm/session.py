@@ -217,20 +217,24 @@ class SpekvmSession:
         return chosen
 
     def _settings(self) -> settings:
+        # The explain phase replays the shrunk example many times over to annotate it; for a
+        # stateful run that costs far more than the shrink itself (about 70% of a failing rule's
+        # sequences under the `ci` profile), and the report shows the steps and the timeline
+        # anyway: whatever the profile, it runs only when asked (--hypothesis-explain).
         if not self.fast_default:
-            return settings(settings.default, deadline=None, print_blob=True)
+            loaded = settings()  # the loaded profile's settings
+            phases = [p for p in loaded.phases if p is not Phase.explain]
+            # deadline=None: a slow machine must never fail a conformance check (speed is measured
+            # by the benchmarks, not asserted by tests).
+            return settings(loaded, deadline=None, print_blob=True,
+                            phases=[*phases, Phase.explain] if self.explain else phases)
         phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
-        # deadline=None: a slow machine must never fail a conformance check (speed is measured
-        # by the benchmarks, not asserted by tests).
         return settings(
             settings.default,
             max_examples=FAST_EXAMPLES,
             stateful_step_count=STEPS_PER_EXAMPLE,
             deadline=None,
             print_blob=True,  # the failure report carries a @reproduce_failure line: replayable anywhere
-            # The explain phase replays the shrunk example many times over to annotate it; for
-            # a stateful run that costs far more than the shrink itself, so the fast default
-            # runs it only when asked (--hypothesis-explain).
             phases=[*phases, Phase.explain] if self.explain else phases,
         )
 

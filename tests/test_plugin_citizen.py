@@ -214,15 +214,16 @@ def test_budget(spekvm):
         (("--hypothesis-verbosity=verbose",), "BUDGET 40 12 verbose False"),
         (("--hypothesis-verbosity=quiet",), "BUDGET 40 12 quiet False"),
         (("--hypothesis-explain",), "BUDGET 40 12 normal True"),
-        (("--hypothesis-profile=spekvm-thorough",), "BUDGET 400 40 normal True"),
-        (("--hypothesis-profile=spekvm-thorough", "--hypothesis-verbosity=verbose"), "BUDGET 400 40 verbose True"),
-        (("--hypothesis-profile=ci",), "BUDGET 100 50 normal True"),
+        (("--hypothesis-profile=spekvm-thorough",), "BUDGET 400 40 normal False"),
+        (("--hypothesis-profile=spekvm-thorough", "--hypothesis-verbosity=verbose"), "BUDGET 400 40 verbose False"),
+        (("--hypothesis-profile=ci",), "BUDGET 100 50 normal False"),
+        (("--hypothesis-profile=ci", "--hypothesis-explain"), "BUDGET 100 50 normal True"),
     ],
-    ids=["default", "verbose", "quiet", "explain", "thorough", "thorough-verbose", "ci"],
+    ids=["default", "verbose", "quiet", "explain", "thorough", "thorough-verbose", "ci", "ci-explain"],
 )
 def test_budget_follows_profiles_not_verbosity(spekvm_pytester: pytest.Pytester, options: tuple[str, ...], expected: str) -> None:
     """The fast default holds until the user chooses a profile; --hypothesis-verbosity changes only the
-    verbosity, and --hypothesis-explain adds the explain phase to the fast default."""
+    verbosity, and only --hypothesis-explain adds the explain phase, whatever the profile."""
     spekvm_pytester.makepyfile(test_budget=BUDGET_PROBE)
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "test_budget.py", "-s", *options)
     result.assert_outcomes(passed=1)
