@@ -6,6 +6,8 @@ Sampling and the profiling buffer are the other half of the CPU, in `profiling.p
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Mapping
 
 import attrs
 
@@ -82,6 +84,52 @@ def _check_value(register: str, value: int) -> int:
     return value
 
 
+@attrs.frozen
+class _Decoded:
+    """What a CPU's features decide about its registers, worked out once per set of features: an
+    access then only looks them up, and a new CPU with features seen before costs nothing more."""
+
+    res0: Mapping[str, int]  # each register's RES0 bits
+    reach: tuple[Mapping[str, tuple[str, str]], ...]  # from EL0, EL1, EL2: the register a name reaches, or ('', why not)
+    reach_e2h: Mapping[str, tuple[str, str]]  # the same from EL2 with HCR_EL2.E2H in effect
+    el3_trapped: frozenset[str]  # the registers MDCR_EL3.NSPB traps to EL3, from EL1 and EL2
+
+
+@functools.cache
+def _decoded(features: Features) -> _Decoded:
+    absent = {r.name: f"{r.name} needs {r.needs.name}, which this CPU does not implement"
+              for r in R.REGISTERS if not r.implemented(features)}
+
+    def reached(name: str, el: int, e2h: bool) -> tuple[str, str]:
+        """The register `name` reaches from `el` with HCR_EL2.E2H in effect `e2h`, or ('', why) when it is UNDEFINED."""
+        if name in R.EL12_ALIASES:
+            target = R.EL12_ALIASES[name][1]
+            if el != 2 or not e2h:
+                return "", f"{name} needs EL2 with HCR_EL2.E2H=1"
+        elif el == 2 and name in R.VHE_EL2_TWIN and e2h:
+            target = R.VHE_EL2_TWIN[name]
+        else:
+            target = name
+        if target in absent:
+            return "", absent[target]
+        reg = R.BY_NAME[target]
+        if el < reg.min_el:
+            return "", f"{target} is not accessible from EL{el}"
+        return target, ""
+
+    return _Decoded(
+        res0={r.name: r.res0_mask(features) for r in R.REGISTERS},
+        reach=tuple({name: reached(name, el, False) for name in R.ALL_NAMES} for el in (0, 1, 2)),
+        reach_e2h={name: reached(name, 2, True) for name in R.ALL_NAMES},
+        # MDCR_EL3.NSPB gives the buffer to another Security state: every SPE register but
+        # PMBIDR_EL1 traps to EL3, from EL1 and EL2.
+        el3_trapped=frozenset(
+            r.name for r in R.REGISTERS
+            if features.spe_owned_by_higher_el and r.name != "PMBIDR_EL1" and r.kind in (R.SPE_SAMPLING, R.SPE_BUFFER)
+        ),
+    )
+
+
 class CPU(Profiling):
     """One PE. Code acts on it through `mrs`, `msr`, barriers, and exception entry and return.
 
@@ -117,19 +165,11 @@ class CPU(Profiling):
         self._stale: dict[str, int] = {}
         self._disabled_by: Actor | None = None  # who last disabled the buffer
         self.buffer_irq = False
-        # What the features decide about each register, worked out once: the per-access cost stays small.
-        self._res0 = {r.name: r.res0_mask(features) for r in R.REGISTERS}
-        self._absent = {r.name: f"{r.name} needs {r.needs.name}, which this CPU does not implement"
-                        for r in R.REGISTERS if not r.implemented(features)}
-        # The register each name reaches (or '' and why not) from each EL, and from EL2 with HCR_EL2.E2H in effect.
-        self._reach = [{name: self._reached(name, el, False) for name in R.ALL_NAMES} for el in (0, 1, 2)]
-        self._reach_e2h = {name: self._reached(name, 2, True) for name in R.ALL_NAMES}
-        # MDCR_EL3.NSPB gives the buffer to another Security state: every SPE register but PMBIDR_EL1
-        # traps to EL3, from EL1 and EL2.
-        self._el3_trapped = frozenset(
-            r.name for r in R.REGISTERS
-            if features.spe_owned_by_higher_el and r.name != "PMBIDR_EL1" and r.kind in (R.SPE_SAMPLING, R.SPE_BUFFER)
-        )
+        decoded = _decoded(features)
+        self._res0 = decoded.res0
+        self._reach = decoded.reach
+        self._reach_e2h = decoded.reach_e2h
+        self._el3_trapped = decoded.el3_trapped
         self._regs: dict[str, int] = reset_values(features)
         # HDFGRTR_EL2's traps act at EL1 with FEAT_FGT, where EL3 is absent or lets them (FGTEn).
         self._fgt = features.fgt and (not features.el3 or SCR_EL3_FGTEN)
@@ -139,23 +179,6 @@ class CPU(Profiling):
         }
 
     # ----------------------------------------------------------------- register access
-
-    def _reached(self, name: str, el: int, e2h: bool) -> tuple[str, str]:
-        """The register `name` reaches from `el` with HCR_EL2.E2H in effect `e2h`, or ('', why) when it is UNDEFINED."""
-        if name in R.EL12_ALIASES:
-            target = R.EL12_ALIASES[name][1]
-            if el != 2 or not e2h:
-                return "", f"{name} needs EL2 with HCR_EL2.E2H=1"
-        elif el == 2 and name in R.VHE_EL2_TWIN and e2h:
-            target = R.VHE_EL2_TWIN[name]
-        else:
-            target = name
-        if target in self._absent:
-            return "", self._absent[target]
-        reg = R.BY_NAME[target]
-        if el < reg.min_el:
-            return "", f"{target} is not accessible from EL{el}"
-        return target, ""
 
     def _resolve(self, name: str) -> tuple[str, str]:
         """The register `name` reaches from the current EL, or ('', why) when it is UNDEFINED."""
