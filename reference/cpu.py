@@ -1,6 +1,9 @@
 """The CPU: system registers with synchronisation, traps, UNDEFINED and VHE redirection, and the guest's run.
 
 Sampling and the profiling buffer are the other half of the CPU, in `profiling.py`.
+
+About 430 lines, a little over the project's usual: the tables the access path reads, worked out
+once per set of features, sit beside the access they serve.
 """
 
 from __future__ import annotations
