@@ -201,12 +201,13 @@ class Profiling:
             self._pending = []
 
     def _decide_writes(self, moment: Moment, detail: str) -> None:
-        """Something the pending records depend on is about to change: the chooser says how many go first."""
-        if self._pending:
-            count = self.chooser.records_to_write(len(self._pending), moment, detail)
-            writing, self._pending = self._pending[: max(0, count)], self._pending[max(0, count):]
-            for rec in writing:
-                self._write(rec)
+        """Something the pending records depend on is about to change: the chooser says how many go first.
+
+        Called only while records are pending (so `detail` is formatted only then)."""
+        count = self.chooser.records_to_write(len(self._pending), moment, detail)
+        writing, self._pending = self._pending[: max(0, count)], self._pending[max(0, count):]
+        for rec in writing:
+            self._write(rec)
 
     def _discard(self, records: list[Record], why: str, by: Actor | None) -> None:
         """Discard `records`: the event's `by` names who stopped the buffer (NO-LOSS reads it)."""
@@ -217,9 +218,7 @@ class Profiling:
 
     def _buffer_stopped(self, detail: str) -> None:
         """The buffer was disabled or its pointer moved while PSB-started writes had not completed:
-        each is written or discarded, as the chooser says (D17.9.1 R_SXWCP)."""
-        if not self._in_flight:
-            return
+        each is written or discarded, as the chooser says (D17.9.1 R_SXWCP). Called only while some are in flight."""
         count = self.chooser.records_to_write(len(self._in_flight), Moment.BUFFER_STOPPED, detail)
         count = max(0, min(count, len(self._in_flight)))
         for rec in self._in_flight[:count]:

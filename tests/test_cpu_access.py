@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 import pytest
 from model_harness import (
     BUFFER_LIMIT,
@@ -386,3 +388,14 @@ def test_pmscr_el1_at_el2_without_e2h_is_pmscr_el1() -> None:
     before = cpu.peek("PMSCR_EL2")
     cpu.msr("PMSCR_EL1", 1)
     assert (1, before) == (cpu.peek("PMSCR_EL1"), cpu.peek("PMSCR_EL2"))
+
+
+def test_a_value_of_an_int_subclass_is_written_as_its_int() -> None:
+    """A value whose type is a subclass of int (an IntFlag, say) is a value like any other: written, read back."""
+
+    class Flags(enum.IntFlag):
+        VM = 1
+
+    cpu = CPU(Features(), WorstCaseChooser())  # at EL2
+    cpu.msr("VTTBR_EL2", Flags.VM)
+    assert (1, Kind.MSR) == (cpu.mrs("VTTBR_EL2"), cpu.trace[-2].kind)

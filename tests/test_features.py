@@ -227,3 +227,12 @@ def test_id_register_fields_decode_back_to_the_features(features: Features) -> N
         _field(value, 51, 48), _field(value, 3, 0),
     )
     assert expected == actual
+
+
+@given(st.data())
+def test_drawn_chooser_takes_a_reserved_value_as_one_it_is_allowed(data: st.DataObject) -> None:
+    """The generated sequences' chooser answers a reserved value with the adversary's choice or a drawn one, always one allowed."""
+    from pytest_spekvm.strategies import HypothesisChooser  # noqa: PLC0415 - the plugin's side, beside the model's tests
+
+    allowed = (0b00, 0b10, 0b11)
+    assert HypothesisChooser(data).reserved_as("MDCR_EL2", "E2PB", allowed) in allowed

@@ -181,6 +181,21 @@ def test_only_a_dsb_over_loads_and_stores_completes_the_buffer_writes(domain: st
     assert fates == [r.fate for r in cpu.records]
 
 
+@pytest.mark.parametrize("moved", [True, False])
+def test_moving_the_buffer_pointer_before_the_dsb_discards_the_writes_in_flight(moved: bool) -> None:
+    """R_SXWCP: a PMBPTR_EL1 write that moves the pointer while PSB-started writes are not complete
+    discards them (the buffer memory is reused); writing back the same pointer changes nothing."""
+    cpu = boot()
+    start_buffer(cpu)
+    cpu.run_code(2)
+    cpu.take_exception(2, HYP, "hvc")
+    cpu.psb_csync()
+    pointer = cpu.peek("PMBPTR_EL1")
+    cpu.msr("PMBPTR_EL1", M.BUFFER_VA if moved else pointer)
+    fates = [Fate.DISCARDED] * 2 if moved else [Fate.IN_FLIGHT] * 2
+    assert fates == [r.fate for r in cpu.records]
+
+
 @pytest.mark.parametrize(("eis", "synchronised"), [(True, True), (False, False)])
 def test_exception_entry_to_el2_synchronises_only_with_eis_on_a_feat_exs_cpu(eis: bool, synchronised: bool) -> None:
     """With FEAT_ExS, the entry to EL2 is a context synchronisation event only with SCTLR_EL2.EIS=1: a PSB after it synchronises host records or not."""

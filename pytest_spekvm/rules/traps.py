@@ -125,7 +125,8 @@ def check_undef(trace: Trace, features: Features) -> Found:
         kind = e.kind
         if kind is Kind.ENTRY:
             switched = True
-        if e.actor not in SOFTWARE or (kind is not Kind.UNDEF and kind is not Kind.TRAP_EL3 and kind is not Kind.TRAP):
+        judged = kind is Kind.UNDEF or kind is Kind.TRAP_EL3 or kind is Kind.TRAP
+        if not judged or e.actor not in SOFTWARE or (kind is Kind.TRAP and e.actor != HOST):
             continue
         who = f"{e.name or e.register} by {e.actor} at EL{e.el}"  # for a message: made only for the accesses judged
         if kind is Kind.UNDEF:
@@ -141,7 +142,7 @@ def check_undef(trace: Trace, features: Features) -> Found:
                 f"PMBIDR_EL1.P reads 1 at EL2 (check it first, as the patch does: 'is it owned by EL3?')"
             )
             found.append(Breach(e.seq, msg))
-        elif kind is Kind.TRAP and e.actor == HOST:
+        else:  # the host's own access trapped to EL2
             msg = (
                 f"the host's own access to {who} trapped to EL2 ({e.where}): the hypervisor's trap "
                 f"configuration is still in force after the return to the host (expected the host's "
