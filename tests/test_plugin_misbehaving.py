@@ -4,25 +4,12 @@ and in generated sequences, a factory that fails after its first run, and no tim
 from __future__ import annotations
 
 import pytest
-from plugin_harness import assert_no_traceback
+from plugin_harness import ON_VHE, assert_no_traceback
 
 from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
 
 # --------------------------------------------------------- adapters that misbehave on some CPUs
 
-ON_VHE = """
-from pytest_spekvm.reference.switch import ReferenceSwitch
-
-
-class Switch(ReferenceSwitch):
-    def {method}(self, cpu, vcpu, *args):
-        if cpu.features.vhe:
-{misbehave}
-        return super().{method}(cpu, vcpu, *args)
-
-
-spekvm_adapter = Switch
-"""
 
 # Generated sequences are random: the misbehaviour they must meet is on every CPU with SPE (most
 # generated CPUs, and the simplest one), while the configure-time smoke run's CPU has none.

@@ -8,38 +8,9 @@ import re
 
 import hypothesis
 import pytest
-from plugin_harness import TWO_CELLS
+from plugin_harness import ON_VHE, TWO_CELLS
 
 from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
-
-ON_VHE = """
-import sys, threading, time
-import pytest
-from pytest_spekvm.reference.switch import ReferenceSwitch
-from pytest_spekvm.reference.trace import Kind, Trace
-
-
-class Weird(BaseException):
-    pass
-
-
-class BadStr(Exception):
-    def __str__(self):
-        raise RuntimeError("no text")
-
-    def __repr__(self):
-        raise RuntimeError("no repr")
-
-
-class Switch(ReferenceSwitch):
-    def {method}(self, cpu, vcpu, *args):
-        if cpu.features.vhe:
-{misbehave}
-        return super().{method}(cpu, vcpu, *args)
-
-
-spekvm_adapter = Switch
-"""
 
 RUN, SETUP = "vcpu_run", "setup_vcpu"
 FAST = (f"{TIMEOUT_OPTION}=0.3",)
