@@ -5,7 +5,7 @@ A time limit the adapter cannot swallow, a user's Ctrl-C told apart from an adap
 instructions, but cannot rewire the model (its trace, features, chooser), act on it from another
 thread, or keep acting once its call has returned.
 
-About 440 lines, one module on purpose: the time limit, the tracing that keeps it from being
+About 460 lines, one module on purpose: the time limit, the tracing that keeps it from being
 swallowed and the view that raises it when the adapter acts past it share `_Timeout` and `Limit`,
 and are read together.
 """
