@@ -4,6 +4,7 @@ rule each test checks (its `spekvm_rule` marker), their markers and keywords, an
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from pathlib import Path
@@ -98,7 +99,9 @@ def _selected(item: pytest.Item, selectors: list[tuple[Path, str]]) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def is_suite(path: Path) -> bool:
+    """Whether `path` is a file of the suites folder (asked for every collected item: the answer is kept)."""
     try:
         return path.resolve().parent == SUITES_DIR
     except OSError:  # pragma: no cover - an unreadable path is simply not ours

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Iterator
 
@@ -97,6 +98,10 @@ class FeatureSpace:
         return flags
 
     def cells(self) -> Iterator[Features]:
+        """Every discrete cell (worked out once per space: a run's collection asks for them once per suite test)."""
+        return iter(_cells(self))
+
+    def _each_cell(self) -> Iterator[Features]:
         """Every discrete cell.
 
         Each VHE x SPE level x PMBIDR_EL1.P x PMU level with EL3 and no optional flag; for each
@@ -134,12 +139,18 @@ class FeatureSpace:
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _cells(space: FeatureSpace) -> tuple[Features, ...]:
+    return tuple(space._each_cell())
+
+
 def _counters(pmu: PmuLevel) -> int:
     return CELL_COUNTERS if possible("pmu_counters", {"pmu": pmu}) else 0
 
 
+@functools.lru_cache(maxsize=1024)
 def cell_id(features: Features) -> str:
-    """A short, stable test id for a cell: 'nvhe-spe1-el3-pmuv3-all'."""
+    """A short, stable test id for a cell: 'nvhe-spe1-el3-pmuv3-all' (kept: collection asks it of every cell per suite test)."""
     parts = ["vhe" if features.vhe else "nvhe", f"spe{int(features.spe)}"]
     if features.spe_owned_by_higher_el:
         parts.append("el3")
