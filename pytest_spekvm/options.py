@@ -25,6 +25,7 @@ TARGET_OPTION = "--spekvm-target"
 LIST_TARGETS_OPTION = "--spekvm-list-targets"
 TIMEOUT_OPTION = "--spekvm-timeout"
 REPRODUCE_OPTION = "--spekvm-reproduce"
+NO_SHRINK_OPTION = "--spekvm-no-shrink"
 MAX_TIMEOUT = 86400.0
 """The longest --spekvm-timeout, a day: beyond it, 0 (no limit) says what is meant."""
 _RULE_ID = re.compile(r"[A-Z][A-Z0-9-]*\Z")
@@ -90,6 +91,13 @@ OPTIONS: tuple[Option, ...] = (
         "write a ledger listing this run's failures to this TOML file (fill in the reasons).",
     ),
     Option(
+        NO_SHRINK_OPTION, "spekvm_no_shrink", "spekvm_no_shrink", "SPEKVM_NO_SHRINK", "no",
+        "report a failing generated sequence as hypothesis first found it, without shrinking it to a "
+        "short one: the verdict comes sooner, the report's steps are longer, and its --spekvm-reproduce "
+        "value replays it the same.",
+        switch=True,
+    ),
+    Option(
         "--spekvm-c-coverage", "spekvm_c_coverage", "spekvm_c_coverage", "SPEKVM_C_COVERAGE", "no",
         "build a C target (pytest_spekvm.ckit) with gcov instrumentation and report the line and branch "
         "coverage of its sources at the end of the run (needs gcc and gcovr).",
@@ -136,8 +144,10 @@ def option_source(config: pytest.Config, opt: Option) -> tuple[str, str]:
     value = os.environ.get(opt.env)
     if value is not None:
         return value, opt.env
-    where = f"{opt.ini} in {config.inipath.name}" if config.inipath is not None else "the default"
-    return str(config.getini(opt.ini) or ""), where
+    value = str(config.getini(opt.ini) or "")
+    if config.inipath is not None:
+        return value, f"{opt.ini} in {config.inipath.name}"
+    return value, "the default" if value == opt.default else f"{opt.ini}, given with -o"
 
 
 def option_path(config: pytest.Config, flag: str) -> Path | None:

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 import pytest
 
 from . import hookspecs
-from .options import REPRODUCE_OPTION, TARGET_OPTION, reproduce_of, target_given, target_spec, timeout_of
+from .options import (
+    NO_SHRINK_OPTION,
+    REPRODUCE_OPTION,
+    TARGET_OPTION,
+    option_switch,
+    reproduce_of,
+    target_given,
+    target_spec,
+    timeout_of,
+)
 
 # This module is imported in every pytest run of an environment where the package is installed,
 # whether or not a target is given, and so are the modules it lists in `pytest_plugins`: they import
@@ -171,7 +180,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = SpekvmSession(
         target=target, space=space, rules=rules, timeout=timeout,
         reproduce=None if reproduce is None else reproduce[2:], reproduce_rule="" if reproduce is None else reproduce[0],
-        fast_default=fast_default, explain=explain,
+        fast_default=fast_default, explain=explain, shrink=not option_switch(config, NO_SHRINK_OPTION),
     )
     for name in TARGET_PLUGINS:
         _register(config, name)

@@ -75,6 +75,7 @@ class SpekvmSession:
     # or the CI profile); hypothesis' verbosity and explain options do not choose a budget.
     fast_default: bool = True
     explain: bool = False  # --hypothesis-explain
+    shrink: bool = True  # False under --spekvm-no-shrink: a failing sequence is reported as found
     # Rules whose generated failures are known deviations: found, not shrunk again.
     unshrunk: frozenset[str] = frozenset()
     verdicts: Verdicts = attrs.field(factory=Verdicts)
@@ -210,9 +211,10 @@ class SpekvmSession:
 
     def hypothesis_settings(self, rule_id: str = "") -> settings:
         """The loaded hypothesis profile, or the fast default when the user chose no budget; without
-        the shrink and explain phases for a rule in `unshrunk` (its failure is known: found is enough)."""
+        the shrink and explain phases for a rule in `unshrunk` (its failure is known: found is enough),
+        or for every rule under --spekvm-no-shrink."""
         chosen = self._settings()
-        if rule_id in self.unshrunk:
+        if rule_id in self.unshrunk or not self.shrink:
             return settings(chosen, phases=[p for p in chosen.phases if p not in (Phase.shrink, Phase.explain)])
         return chosen
 

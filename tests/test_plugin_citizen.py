@@ -203,27 +203,30 @@ from hypothesis import Phase
 
 def test_budget(spekvm):
     chosen = spekvm.hypothesis_settings()
-    print(f"BUDGET {chosen.max_examples} {chosen.stateful_step_count} {chosen.verbosity.name} {Phase.explain in chosen.phases}")
+    print(f"BUDGET {chosen.max_examples} {chosen.stateful_step_count} {chosen.verbosity.name} {Phase.explain in chosen.phases} shrink={Phase.shrink in chosen.phases}")
 """
 
 
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ((), "BUDGET 40 12 normal False"),
-        (("--hypothesis-verbosity=verbose",), "BUDGET 40 12 verbose False"),
-        (("--hypothesis-verbosity=quiet",), "BUDGET 40 12 quiet False"),
-        (("--hypothesis-explain",), "BUDGET 40 12 normal True"),
-        (("--hypothesis-profile=spekvm-thorough",), "BUDGET 400 40 normal False"),
-        (("--hypothesis-profile=spekvm-thorough", "--hypothesis-verbosity=verbose"), "BUDGET 400 40 verbose False"),
-        (("--hypothesis-profile=ci",), "BUDGET 100 50 normal False"),
-        (("--hypothesis-profile=ci", "--hypothesis-explain"), "BUDGET 100 50 normal True"),
+        ((), "BUDGET 40 12 normal False shrink=True"),
+        (("--hypothesis-verbosity=verbose",), "BUDGET 40 12 verbose False shrink=True"),
+        (("--hypothesis-verbosity=quiet",), "BUDGET 40 12 quiet False shrink=True"),
+        (("--hypothesis-explain",), "BUDGET 40 12 normal True shrink=True"),
+        (("--hypothesis-profile=spekvm-thorough",), "BUDGET 400 40 normal False shrink=True"),
+        (("--hypothesis-profile=spekvm-thorough", "--hypothesis-verbosity=verbose"), "BUDGET 400 40 verbose False shrink=True"),
+        (("--hypothesis-profile=ci",), "BUDGET 100 50 normal False shrink=True"),
+        (("--hypothesis-profile=ci", "--hypothesis-explain"), "BUDGET 100 50 normal True shrink=True"),
+        (("--spekvm-no-shrink",), "BUDGET 40 12 normal False shrink=False"),
+        (("--hypothesis-profile=spekvm-thorough", "-o", "spekvm_no_shrink=yes"), "BUDGET 400 40 normal False shrink=False"),
     ],
-    ids=["default", "verbose", "quiet", "explain", "thorough", "thorough-verbose", "ci", "ci-explain"],
+    ids=["default", "verbose", "quiet", "explain", "thorough", "thorough-verbose", "ci", "ci-explain", "no-shrink", "no-shrink-ini"],
 )
 def test_budget_follows_profiles_not_verbosity(spekvm_pytester: pytest.Pytester, options: tuple[str, ...], expected: str) -> None:
     """The fast default holds until the user chooses a profile; --hypothesis-verbosity changes only the
-    verbosity, and only --hypothesis-explain adds the explain phase, whatever the profile."""
+    verbosity, only --hypothesis-explain adds the explain phase, and --spekvm-no-shrink (or its ini twin) takes
+    the shrink phase out, whatever the profile."""
     spekvm_pytester.makepyfile(test_budget=BUDGET_PROBE)
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "test_budget.py", "-s", *options)
     result.assert_outcomes(passed=1)

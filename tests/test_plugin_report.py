@@ -102,11 +102,12 @@ def test_report_ini_twin_is_relative_to_the_ini_file(nodrain: pytest.Pytester) -
 
 @pytest.mark.no_cover
 def test_xdist_report_is_the_serial_one(nodrain: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under xdist (-n 2) the controller writes one report, with the same content as a serial run's."""
+    """Under xdist (-n 2) the controller writes one report, with the same content as a serial run's (failures as found:
+    the report is the subject here, not the shrinking)."""
     # The suites' fast default with a fixed seed: under CI=true hypothesis' own ci profile would be
     # loaded, whose derandomised runs differ between one process and two workers.
     monkeypatch.delenv("CI", raising=False)
-    args = ("--spekvm-target=nodrain.py", "--hypothesis-seed=0", "-p", "no:benchmark", *DRAIN_CELLS_AND_SEQUENCES)
+    args = ("--spekvm-target=nodrain.py", "--hypothesis-seed=0", "--spekvm-no-shrink", "-p", "no:benchmark", *DRAIN_CELLS_AND_SEQUENCES)
     nodrain.runpytest(*args, "--spekvm-report=serial.json").assert_outcomes(failed=6, passed=17)
     shutil.rmtree(nodrain.path / ".hypothesis", ignore_errors=True)  # the second run must find, not replay
     nodrain.runpytest(*args, "-n", "2", "--spekvm-report=xdist.json").assert_outcomes(failed=6, passed=17)
@@ -128,11 +129,14 @@ def without_generated_example(report: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.no_cover
 def test_fingerprint_is_stable_across_seeds(nodrain: pytest.Pytester) -> None:
-    """The same mistake found by generated sequences under two seeds gets the same fingerprint."""
+    """The same mistake found by generated sequences under two seeds gets the same fingerprint, as found
+    (--spekvm-no-shrink: the fingerprint does not wait for shrinking)."""
     prints = []
     for seed in ("1", "2"):
         shutil.rmtree(nodrain.path / ".hypothesis", ignore_errors=True)
-        nodrain.runpytest("--spekvm-target=nodrain.py", f"--hypothesis-seed={seed}", "--spekvm-report=r.json", "-k", "drain_order_sequences")
+        nodrain.runpytest(
+            "--spekvm-target=nodrain.py", f"--hypothesis-seed={seed}", "--spekvm-no-shrink", "--spekvm-report=r.json", "-k", "drain_order_sequences"
+        )
         prints.append([f["fingerprint"] for f in read_report(nodrain.path / "r.json")["failures"]])
     assert 1 == len(prints[0])
     assert prints[0] == prints[1]

@@ -107,6 +107,8 @@ OPTIONS = [
     pytest.param(None, (f"{TARGET_OPTION}=reference", "--spekvm-reproduce=RES0@nodrain:{version}:AXicY2BgYAAAAAQAAQ=="), 4,
                  "*recorded against the target 'nodrain', and this run's target is 'reference' (reference)*", id="reproduce-other-target"),
     pytest.param(None, (f"{TARGET_OPTION}=missing.py",), 4, "*there is no file at*", id="missing-target"),
+    pytest.param(None, (f"{TARGET_OPTION}=reference", "-o", "spekvm_no_shrink=sometimes"), 4,
+                 "*--spekvm-no-shrink (from spekvm_no_shrink, given with -o) is 'sometimes', not yes or no*", id="no-shrink-not-yes-or-no"),
 ]
 
 

@@ -217,8 +217,8 @@ settings.register_profile("replay-only", phases=[Phase.explicit, Phase.reuse])
 
 def test_sequence_failure_replays_from_the_database(nodrain: pytest.Pytester) -> None:
     """A generated sequence's failure is saved in the example database: a run that only replays saved examples
-    fails the same way; without the database, --spekvm-reproduce replays it."""
-    first = nodrain.runpytest(NODRAIN_TARGET, "--hypothesis-profile=default", "-k", "test_drain_order_sequences")
+    fails the same way; without the database, --spekvm-reproduce replays it (found and not shrunk: --spekvm-no-shrink)."""
+    first = nodrain.runpytest(NODRAIN_TARGET, "--hypothesis-profile=default", "--spekvm-no-shrink", "-k", "test_drain_order_sequences")
     first.assert_outcomes(failed=1)
     first.stdout.fnmatch_lines([
         "RULE DRAIN-ORDER violated on features: nVHE, *",

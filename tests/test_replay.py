@@ -10,7 +10,7 @@ import shutil
 import pytest
 from mutant_catalogue import source
 
-from pytest_spekvm.options import TARGET_OPTION, TIMEOUT_OPTION
+from pytest_spekvm.options import NO_SHRINK_OPTION, TARGET_OPTION, TIMEOUT_OPTION
 
 NODRAIN = source("no_spe_save")  # the mutant without the nVHE save: the host's buffer is never drained
 
@@ -70,10 +70,12 @@ def test_replay_of_a_target_path_with_a_space(spekvm_pytester: pytest.Pytester) 
 
 
 def test_reproduce_confirms_the_fix_and_replays_only_its_own_test(spekvm_pytester: pytest.Pytester) -> None:
-    """--spekvm-reproduce replays the failure in a fresh database; with the switch fixed it says the recorded case
-    now passes (exit 0); next to other sequences tests it leaves them to their own generation."""
+    """--spekvm-reproduce replays the failure (here found and not shrunk: --spekvm-no-shrink) in a fresh database; with
+    the switch fixed it says the recorded case now passes (exit 0); next to other sequences tests it leaves them to their own generation."""
     spekvm_pytester.makepyfile(nodrain=NODRAIN)
-    first = spekvm_pytester.runpytest(f"{TARGET_OPTION}=nodrain.py", "--hypothesis-profile=default", "-k", "test_drain_order_sequences")
+    first = spekvm_pytester.runpytest(
+        f"{TARGET_OPTION}=nodrain.py", "--hypothesis-profile=default", NO_SHRINK_OPTION, "-k", "test_drain_order_sequences"
+    )
     first.assert_outcomes(failed=1)
     option = reproduce_option(first)
     assert option.startswith("--spekvm-reproduce=DRAIN-ORDER@nodrain:")
