@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -88,10 +89,16 @@ def test_time_starved_by_other_processes_is_not_the_blocks_own(monkeypatch: pyte
     assert not limit.expired
 
 
-def test_waited_reads_schedstat_or_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The time a thread waited for a CPU comes from Linux's schedstat; where there is none it is 0 (plain wall time)."""
+def test_waited_reads_schedstat_or_says_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The time a thread waited for a CPU comes from Linux's schedstat; where there is none, or it reads
+    as something else, it is 0 (plain wall time)."""
     assert guard.waited() >= 0.0
     monkeypatch.setattr(guard, "_SCHEDSTAT", "/nonexistent/schedstat")
+    assert 0.0 == guard.waited()
+    (tmp_path / "schedstat").write_text("12 34 5\n")
+    monkeypatch.setattr(guard, "_SCHEDSTAT", str(tmp_path / "schedstat"))
+    assert 34e-9 == guard.waited()
+    (tmp_path / "schedstat").write_text("garbage\n")
     assert 0.0 == guard.waited()
 
 
