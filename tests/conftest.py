@@ -42,8 +42,15 @@ def _weight(item: pytest.Item) -> int:
     return 1 if "pytester" in getattr(item, "fixturenames", ()) else 2
 
 
+def _mutant(item: pytest.Item) -> str:
+    """The mutant a test is parametrized with ('' for none)."""
+    callspec = getattr(item, "callspec", None)
+    return str(callspec.params.get("mutant", "")) if callspec is not None else ""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest tests first (a stable sort keeps each file's order): under xdist's worksteal
     distribution (./check) they start at once on the workers, and the short ones fill in beside them,
-    instead of one long test running alone at the end."""
-    items.sort(key=_weight)
+    instead of one long test running alone at the end. Within a weight, the tests of one mutant run
+    one after the other, so the worker that judges it keeps its session for all of them (test_mutants.py)."""
+    items.sort(key=lambda item: (_weight(item), _mutant(item)))

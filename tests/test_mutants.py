@@ -20,9 +20,10 @@ pytestmark = pytest.mark.no_cover
 CASES = [(name, rule_id) for name in NAMES for rule_id in caught_by(name)]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2)
 def _session(mutant: str) -> SpekvmSession:
-    """One session per mutant, as a run has: each cell's scripted runs are made once and judged for every rule."""
+    """One session per mutant, as a run has: each cell's scripted runs are made once and judged for every rule
+    (the tests of a mutant run one after the other: see conftest.py; older sessions are let go, for memory)."""
     target = load(str(MUTANTS_DIR / f"{mutant}.py"))
     return SpekvmSession(target=target, space=target.space, rules=dict(rules.BY_ID))
 
