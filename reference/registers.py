@@ -277,8 +277,8 @@ REGISTERS: tuple[Register, ...] = (
     _spe("PMSEVFR_EL1", (3, 0, 9, 9, 5), [], SPE_SAMPLING, exhaustive=False),
     _spe("PMSLATFR_EL1", (3, 0, 9, 9, 6), [("MINLAT", "15:0")], SPE_SAMPLING),
     _spe("PMSIDR_EL1", (3, 0, 9, 9, 7), [
-        ("FE", "0"), ("FT", "1"), ("FL", "2"), ("ARCHINST", "3"), ("LDS", "4"), ("ERND", "5"),
-        ("FnE", "6"), ("FDS", "7", SPE_FDS), ("INTERVAL", "11:8"), ("MAXSIZE", "15:12"),
+        ("FE", "0"), ("FT", "1"), ("FL", "2"), ("ARCHINST", "3"), ("LDS", "4"), ("ERND", "5", SPE_ERND),
+        ("FnE", "6", SPEV1P2), ("FDS", "7", SPE_FDS), ("INTERVAL", "11:8"), ("MAXSIZE", "15:12"),
         ("COUNTSIZE", "19:16"), ("FORMAT", "23:20"), ("PBT", "24"),
     ], SPE_SAMPLING, writable=False),
     # SPE profiling buffer (trapped from EL1 by MDCR_EL2.E2PB).
@@ -468,6 +468,27 @@ def id_aa64dfr0_el1(features: Features) -> int:
     )
 
 
+# PMSIDR_EL1's IMPLEMENTATION DEFINED fields, as a typical implementation reports them.
+PMSIDR_INTERVAL_256 = 0b0000  # PMSIDR_EL1.Interval [11:8]: a recommended minimum sampling interval of 256
+PMSIDR_MAXSIZE_64 = 6  # PMSIDR_EL1.MaxSize [15:12]: records of at most 2^6 = 64 bytes, the model's record size
+PMSIDR_COUNTSIZE_12_SAT = 0b0010  # PMSIDR_EL1.CountSize [19:16]: 12-bit saturating counters
+
+
+def pmsidr_el1(features: Features) -> int:
+    """The PMSIDR_EL1 value a CPU with `features` reports: filtering by event, type and latency (FE, FT, FL),
+    and the optional filters exactly where the CPU has them: FnE [6] with FEAT_SPEv1p2 (PMSNEVFR_EL1),
+    ERnd [5] with FEAT_SPE_ERnd, FDS [7] with FEAT_SPE_FDS (PMSDSFR_EL1); a driver or a switch that reads it
+    to decide which filters to save sees what the CPU has. 0 without SPE, where reading it is UNDEFINED."""
+    if not features.has_spe:
+        return 0
+    return bits(
+        "PMSIDR_EL1",
+        FE=1, FT=1, FL=1,
+        FnE=int(features.spe >= SpeLevel.V1P2), ERND=int(features.spe_ernd), FDS=int(features.spe_fds),
+        INTERVAL=PMSIDR_INTERVAL_256, MAXSIZE=PMSIDR_MAXSIZE_64, COUNTSIZE=PMSIDR_COUNTSIZE_12_SAT,
+    )
+
+
 # PMSCR_EL2 reset: E0HSPE [0] and E2SPE [1] are architecturally UNKNOWN (D24.7); the model takes 1.
 PMSCR_EL2_RESET = PMSCR_EL2_E0HSPE | PMSCR_EL2_E2SPE
 
@@ -483,6 +504,7 @@ def reset_values(features: Features) -> dict[str, int]:
     values = {r.name: 0 for r in REGISTERS}
     values["ID_AA64DFR0_EL1"] = id_aa64dfr0_el1(features)
     values["PMBIDR_EL1"] = PMBIDR_ALIGN_64
+    values["PMSIDR_EL1"] = pmsidr_el1(features)
     if features.has_spe:
         values["PMSCR_EL2"] = PMSCR_EL2_RESET
     return values

@@ -376,3 +376,19 @@ def test_needs_answers_for_a_feature_set() -> None:
     assert ("FEAT_SPEv1p2", False, True) == (
         R.SPEV1P2.name, R.SPEV1P2(Features(spe=SpeLevel.V1P1)), R.SPEV1P2(Features(spe=SpeLevel.V1P2)),
     )
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        (Features(spe=SpeLevel.NONE), 0),
+        # FE [0], FT [1], FL [2]; Interval [11:8] 0, MaxSize [15:12] 6, CountSize [19:16] 2
+        (Features(spe=SpeLevel.SPE), _bits(0, 1, 2, 13, 14, 17)),
+        (Features(spe=SpeLevel.V1P2), _bits(0, 1, 2, 6, 13, 14, 17)),  # + FnE [6]
+        (Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, spe_ernd=True, spe_fds=True), _bits(0, 1, 2, 5, 6, 7, 13, 14, 17)),  # + ERnd [5], FDS [7]
+    ],
+    ids=["no-spe", "spev1", "spev1p2", "ernd-fds"],
+)
+def test_pmsidr_el1_reports_the_filters_the_cpu_has(features: Features, expected: int) -> None:
+    """PMSIDR_EL1 reads FnE, ERnd and FDS set exactly where the CPU has FEAT_SPEv1p2, FEAT_SPE_ERnd and FEAT_SPE_FDS."""
+    assert hex(expected) == hex(R.reset_values(features)["PMSIDR_EL1"])
