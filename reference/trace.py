@@ -170,8 +170,8 @@ class Trace:
 
     events: list[Event] = attrs.field(factory=list)
 
-    def add(
-        self, actor: Actor, el: int, kind: Kind, *, register: str = "", name: str = "", value: int = 0,
+    def add(  # noqa: PLR0917 - positional-or-keyword on purpose: see the docstring
+        self, actor: Actor, el: int, kind: Kind, register: str = "", name: str = "", value: int = 0,
         old: int = 0, res0: int = 0, record: int = -1, where: str = "", vcpu: int = -1, owner: Owner | None = None,
         by: Actor | None = None, update: PeUpdate | None = None, dsb: Dsb | None = None, cse: bool = True,
         into_guest: bool = False, guest_exit: bool = False,
@@ -179,7 +179,9 @@ class Trace:
         """Append an event and return it (the parameters are `Event`'s fields, with its defaults).
 
         They are spelt out rather than taken as `**kw`: the model adds an event for each thing it
-        does, and packing keyword arguments into a dict cost more than making the event.
+        does, and packing keyword arguments into a dict cost more than making the event. They are
+        not keyword-only either: CPython fills a keyword-only default from a dict, one lookup per
+        field left out, where it copies a positional one from a tuple.
         """
         event = Event(len(self.events), actor, el, kind, register, name, value, old, res0, record, where, vcpu,
                       owner, by, update, dsb, cse, into_guest, guest_exit)
