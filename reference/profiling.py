@@ -41,6 +41,12 @@ from .registers import (
 )
 from .trace import Kind, PeUpdate, Trace
 
+# The kinds of event sampling and the buffer put in the trace, as module names: on Python 3.11 every
+# `Kind.CODE` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+CODE, RECORD, PSB, WRITE, DISCARD, FAULT, FULL, HW = (
+    Kind.CODE, Kind.RECORD, Kind.PSB, Kind.WRITE, Kind.DISCARD, Kind.FAULT, Kind.FULL, Kind.HW,
+)
+
 # The bits of each register that a collected record's translation or the buffer's enable
 # depends on: a write that changes none of them needs no decision about pending records.
 RECORD_DEPENDENCIES: dict[str, int] = {
@@ -140,7 +146,7 @@ class Profiling:
         if samples < 0:
             msg = f"Cannot run code with {samples} samples because the count cannot be negative"
             raise ModelError(msg)
-        self.trace.add(self.actor, self.el, Kind.CODE, value=samples, where=what, vcpu=self.vcpu)
+        self.trace.add(self.actor, self.el, CODE, value=samples, where=what, vcpu=self.vcpu)
         if not samples or not self.sampling_enabled():
             return []
         new = []
@@ -148,7 +154,7 @@ class Profiling:
             rec = Record(len(self.records), self.actor, self.el, len(self.trace), self._epoch)
             self.records.append(rec)
             self._pending.append(rec)
-            self.trace.add(self.actor, self.el, Kind.RECORD, record=rec.id, vcpu=self.vcpu)
+            self.trace.add(self.actor, self.el, RECORD, record=rec.id, vcpu=self.vcpu)
             new.append(rec)
         # PMSICR_EL1.COUNT moves with every sample taken (its exact value is the PE's business).
         count = (PMSICR_COUNT.get(self._regs["PMSICR_EL1"]) + samples) & PMSICR_COUNT.mask
@@ -172,7 +178,7 @@ class Profiling:
         completes them. Records collected after the last context synchronisation event are not
         guaranteed to be synchronised: the chooser says how many of them the PE writes anyway.
         """
-        self.trace.add(self.actor, self.el, Kind.PSB, vcpu=self.vcpu)
+        self.trace.add(self.actor, self.el, PSB, vcpu=self.vcpu)
         if not self.features.has_spe:
             return  # a hint: a NOP without SPE
         synchronised = [r for r in self._pending if r.epoch < self._epoch]
@@ -213,7 +219,7 @@ class Profiling:
         """Discard `records`: the event's `by` names who stopped the buffer (NO-LOSS reads it)."""
         for rec in records:
             rec.fate, rec.discarded_by = Fate.DISCARDED, by
-            self.trace.add(PE, self.el, Kind.DISCARD, record=rec.id,
+            self.trace.add(PE, self.el, DISCARD, record=rec.id,
                            where=f"{why} by {by if by is not None else 'nobody'}", vcpu=self.vcpu, by=by)
 
     def _buffer_stopped(self, detail: str) -> None:
@@ -230,7 +236,7 @@ class Profiling:
         """The PE updates a register itself: in effect at once, and an event for the rules."""
         self._regs[register] = value
         self._stale.pop(register, None)
-        self.trace.add(PE, self.el, Kind.HW, register=register, update=cause, value=value, where=why,
+        self.trace.add(PE, self.el, HW, register=register, update=cause, value=value, where=why,
                        record=record, vcpu=self.vcpu)
 
     def _stop_buffer(self, ec: int, mss: int, why: str, cause: PeUpdate, rec: Record) -> None:
@@ -245,7 +251,7 @@ class Profiling:
             return False
         if self._effective("PMBSR_EL1") & PMBSR_S:
             rec.fate = Fate.FULL
-            self.trace.add(PE, self.el, Kind.FULL, record=rec.id, where="buffer stopped (PMBSR_EL1.S=1)",
+            self.trace.add(PE, self.el, FULL, record=rec.id, where="buffer stopped (PMBSR_EL1.S=1)",
                            vcpu=self.vcpu)
             return False
         ptr = self._effective("PMBPTR_EL1")
@@ -253,7 +259,7 @@ class Profiling:
         if ptr + RECORD_SIZE > limit:
             rec.fate = Fate.FULL
             self._stop_buffer(PMBSR_EC_BUF, PMBSR_BSC_FULL, "buffer full", PeUpdate.FULL, rec)
-            self.trace.add(PE, self.el, Kind.FULL, record=rec.id, update=PeUpdate.FULL, where="buffer full",
+            self.trace.add(PE, self.el, FULL, record=rec.id, update=PeUpdate.FULL, where="buffer full",
                            vcpu=self.vcpu)
             return False
         landing = self.translate(ptr)
@@ -262,13 +268,13 @@ class Profiling:
             rec.fate = Fate.FAULTED
             ec = PMBSR_EC_FAULT_S1 if landing.fault is Fault.STAGE1 else PMBSR_EC_FAULT_S2
             self._stop_buffer(ec, 0, f"{landing.fault.value} fault", PeUpdate.FAULT, rec)
-            self.trace.add(PE, self.el, Kind.FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
+            self.trace.add(PE, self.el, FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
             return False
         rec.fate = Fate.WRITTEN
         self.memory.store(landing, RECORD_SIZE)
         self._regs["PMBPTR_EL1"] = ptr + RECORD_SIZE
         self._stale.pop("PMBPTR_EL1", None)
-        self.trace.add(PE, self.el, Kind.WRITE, record=rec.id, register="PMBPTR_EL1",
+        self.trace.add(PE, self.el, WRITE, record=rec.id, register="PMBPTR_EL1",
                        value=ptr + RECORD_SIZE, where=str(landing), vcpu=self.vcpu, owner=landing.owner)
         return True
 

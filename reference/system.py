@@ -231,7 +231,7 @@ class System:
             cpu.take_exception(2, HYP, "hvc from host: __kvm_vcpu_run")
         result = self.switch.vcpu_run(cpu, vcpu)
         # Counted from the model's own events: nothing the adapter assigns stands in for an entry.
-        entered = sum(1 for e in cpu.trace.events[entry.seq:] if e.kind is Kind.GUEST)
+        entered = [e.kind for e in cpu.trace.events[entry.seq:]].count(Kind.GUEST)
         if entered != 1:
             msg = (
                 "vcpu_run must enter the guest exactly once (call cpu.run_guest(vcpu) once); "
