@@ -179,6 +179,8 @@ class CPU(Profiling):
         self._stale: dict[str, int] = {}
         self._disabled_by: Actor | None = None  # who last disabled the buffer
         self.buffer_irq = False
+        self._has_spe = features.has_spe
+        self._buffer_usable = features.has_spe and not features.spe_owned_by_higher_el
         decoded = _decoded(features)
         self._res0 = decoded.res0
         self._reach = decoded.reach

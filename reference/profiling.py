@@ -69,6 +69,9 @@ class Fate(enum.Enum):
     FULL = "full"  # turned away by a full or stopped buffer
 
 
+# The fates every written record goes through, as module names (Python 3.11's Enum lookup is slow).
+IN_FLIGHT, WRITTEN = Fate.IN_FLIGHT, Fate.WRITTEN
+
 @attrs.define(slots=True)
 class Record:
     """A profiling record: who was sampled, and what became of it."""
@@ -105,6 +108,8 @@ class Profiling:
     _disabled_by: Actor | None  # who last disabled the buffer
     _regs: dict[str, int]
     _stale: dict[str, int]
+    _has_spe: bool  # FEAT_SPE
+    _buffer_usable: bool  # FEAT_SPE, and the buffer not given to another Security state (PMBIDR_EL1.P)
 
     def _effective(self, register: str) -> int:
         raise NotImplementedError
@@ -119,8 +124,7 @@ class Profiling:
 
     def sampling_enabled(self) -> bool:
         """Whether code running now at the current EL is sampled (D17.4, StatisticalProfilingEnabled())."""
-        f = self.features
-        if not f.has_spe or f.spe_owned_by_higher_el:
+        if not self._buffer_usable:
             return False
         if not self._effective("PMBLIMITR_EL1") & PMBLIMITR_E:
             return False
@@ -179,7 +183,7 @@ class Profiling:
         guaranteed to be synchronised: the chooser says how many of them the PE writes anyway.
         """
         self.trace.add(self.actor, self.el, PSB, vcpu=self.vcpu)
-        if not self.features.has_spe:
+        if not self._has_spe:
             return  # a hint: a NOP without SPE
         synchronised = [r for r in self._pending if r.epoch < self._epoch]
         late = [r for r in self._pending if r.epoch >= self._epoch]
@@ -190,14 +194,14 @@ class Profiling:
             late = late[count:]
         self._pending = late
         for rec in synchronised:
-            if self._write(rec) and rec.fate is Fate.WRITTEN:
-                rec.fate = Fate.IN_FLIGHT
+            if self._write(rec) and rec.fate is WRITTEN:
+                rec.fate = IN_FLIGHT
                 self._in_flight.append(rec)
 
     def _complete_writes(self) -> None:
         """A DSB over loads and stores: every write a PSB CSYNC started completes (D17.9)."""
         for rec in self._in_flight:
-            rec.fate = Fate.WRITTEN
+            rec.fate = WRITTEN
         self._in_flight = []
 
     def _discard_pending_if_disabled(self) -> None:
@@ -228,7 +232,7 @@ class Profiling:
         count = self.chooser.records_to_write(len(self._in_flight), Moment.BUFFER_STOPPED, detail)
         count = max(0, min(count, len(self._in_flight)))
         for rec in self._in_flight[:count]:
-            rec.fate = Fate.WRITTEN
+            rec.fate = WRITTEN
         self._discard(self._in_flight[count:], "write not completed (no DSB) when the buffer was stopped", self.actor)
         self._in_flight = []
 
@@ -270,7 +274,7 @@ class Profiling:
             self._stop_buffer(ec, 0, f"{landing.fault.value} fault", PeUpdate.FAULT, rec)
             self.trace.add(PE, self.el, FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
             return False
-        rec.fate = Fate.WRITTEN
+        rec.fate = WRITTEN
         self.memory.store(landing, RECORD_SIZE)
         self._regs["PMBPTR_EL1"] = ptr + RECORD_SIZE
         self._stale.pop("PMBPTR_EL1", None)
