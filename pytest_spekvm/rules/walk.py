@@ -71,16 +71,22 @@ HOST_SPE_STATE = (
 )
 ACCESSES = frozenset({Kind.MRS, Kind.MSR, Kind.TRAP, Kind.UNDEF, Kind.TRAP_EL3})
 
+# The kinds a walk tests every event for, as module names: every checker steps a walk through every
+# event, and on Python 3.11 each `Kind.MSR` (or `Phase.HOST`) goes through EnumType's __getattr__
+# hook, as costly as making a small tuple (3.12 dropped the hook).
+_MSR, _WRITE, _HW, _ISB, _EXCEPTION, _ERET = Kind.MSR, Kind.WRITE, Kind.HW, Kind.ISB, Kind.EXCEPTION, Kind.ERET
+_ENTRY, _GUEST, _EXIT, _RETURN = Kind.ENTRY, Kind.GUEST, Kind.EXIT, Kind.RETURN
+
 
 def is_cse(event: Event) -> bool:
     """Whether `event` is a context synchronisation event (ISB; exception entry or return where it is one)."""
     kind = event.kind
-    return kind is Kind.ISB or ((kind is Kind.EXCEPTION or kind is Kind.ERET) and event.cse)
+    return kind is _ISB or ((kind is _EXCEPTION or kind is _ERET) and event.cse)
 
 
 def into_guest(event: Event) -> bool:
     """Whether `event` is the exception return into a guest (the end of an entry window)."""
-    return event.kind is Kind.ERET and event.into_guest
+    return event.kind is _ERET and event.into_guest
 
 
 def guest_reached(e: Event) -> bool:
@@ -114,11 +120,11 @@ class RegisterReplay:
     def step(self, event: Event) -> None:
         """Apply `event`'s effect on the registers, if it has one."""
         kind = event.kind
-        if kind is Kind.MSR:
+        if kind is _MSR:
             if event.register not in self.stale:
                 self.stale[event.register] = self.values[event.register]
             self.values[event.register] = event.value
-        elif kind is Kind.HW or kind is Kind.WRITE:
+        elif kind is _HW or kind is _WRITE:
             self.values[event.register] = event.value
             self.stale.pop(event.register, None)
         elif self.stale and is_cse(event):
@@ -165,6 +171,10 @@ class Phase(enum.Enum):
     EXIT = "exit"  # from the guest's exit to EL2 to the return to the host (inclusive)
 
 
+# The phases, as module names for the walk's hot path (see the kinds above).
+_IN_HOST, _IN_ENTRY, _IN_GUEST, _IN_EXIT = Phase.HOST, Phase.ENTRY, Phase.GUEST, Phase.EXIT
+
+
 class Walk(RegisterReplay):
     """Register replay plus the window the trace is in, both as they stand *before* the next event.
 
@@ -189,7 +199,7 @@ class Walk(RegisterReplay):
 
     def __init__(self, features: Features) -> None:
         super().__init__(features)
-        self.phase = Phase.HOST
+        self.phase = _IN_HOST
         self.entry = -1
         self.at_entry: dict[str, int] = {}
         self.live = False
@@ -201,14 +211,14 @@ class Walk(RegisterReplay):
         """Apply `event` to the registers and the phase."""
         # The hot path of every checker: one test of the kind for the common events.
         kind = event.kind
-        if kind is Kind.WRITE or kind is Kind.HW:
+        if kind is _WRITE or kind is _HW:
             self.values[event.register] = event.value
             if self.stale:
                 self.stale.pop(event.register, None)
-        elif kind is Kind.MSR:
+        elif kind is _MSR:
             register = event.register
             values = self.values
-            if self.phase is not Phase.HOST:
+            if self.phase is not _IN_HOST:
                 if register in _BUFFER_POINTERS:
                     # Moved off the value the host's own records left there, or back onto it.
                     self.foreign = event.value != values[register] or self.foreign
@@ -222,25 +232,25 @@ class Walk(RegisterReplay):
         elif kind in _WALK_KINDS:
             if self.stale and is_cse(event):
                 self.stale.clear()
-            if kind is Kind.ENTRY:
-                self.phase = Phase.ENTRY
+            if kind is _ENTRY:
+                self.phase = _IN_ENTRY
                 self.entry = event.seq
                 self.at_entry = dict(self.values)
                 self.foreign = False
                 v = self.values
                 self.live = self.spe_usable and bool(v["PMBLIMITR_EL1"] & PMBLIMITR_E) and not v["PMBSR_EL1"] & PMBSR_S
-            elif kind is Kind.GUEST or (kind is Kind.ERET and event.into_guest):
-                self.phase = Phase.GUEST
-            elif kind is Kind.EXIT or (kind is Kind.EXCEPTION and event.guest_exit):
-                self.phase = Phase.EXIT
-            elif kind is Kind.RETURN:
-                self.phase = Phase.HOST
+            elif kind is _GUEST or (kind is _ERET and event.into_guest):
+                self.phase = _IN_GUEST
+            elif kind is _EXIT or (kind is _EXCEPTION and event.guest_exit):
+                self.phase = _IN_EXIT
+            elif kind is _RETURN:
+                self.phase = _IN_HOST
                 self.foreign = False
 
     @property
     def in_window(self) -> bool:
         """Inside the entry or the exit window: where the world switch's own code runs."""
-        return self.phase is Phase.ENTRY or self.phase is Phase.EXIT
+        return self.phase is _IN_ENTRY or self.phase is _IN_EXIT
 
     def returns_to_host(self, event: Event) -> bool:
         """Whether `event` is the exception return that ends the exit window."""
