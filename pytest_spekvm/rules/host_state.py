@@ -7,6 +7,11 @@ from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import BOOT_CONTROLS, HOST_SPE_STATE, Phase, Walk, msr_text
 
+# The kinds of event (and phases) this module's checkers test every event for, as module names: on
+# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+_ENTRY, _HW, _MSR, _RETURN, _WRITE = Kind.ENTRY, Kind.HW, Kind.MSR, Kind.RETURN, Kind.WRITE
+_IN_EXIT, _IN_HOST = Phase.EXIT, Phase.HOST
+
 
 def check_host_state(trace: Trace, features: Features) -> Found:
     """At every return: the host's SPE registers as at entry (plus the PE's updates for the host's
@@ -28,13 +33,13 @@ def check_host_state(trace: Trace, features: Features) -> Found:
     last_write: dict[str, Event] = {}  # register -> last software write in this window
     for e in trace.events:
         kind = e.kind
-        if walk.phase is not Phase.HOST:
-            if kind is Kind.MSR:
+        if walk.phase is not _IN_HOST:
+            if kind is _MSR:
                 last_write[e.register] = e
-            elif (kind is Kind.HW or kind is Kind.WRITE) and e.register in expected and walk.host_owns_update(e):
+            elif (kind is _HW or kind is _WRITE) and e.register in expected and walk.host_owns_update(e):
                 expected[e.register] = e.value
                 hw[e.register] = hw.get(e.register, 0) + 1
-        if kind is Kind.RETURN and walk.phase is Phase.EXIT:
+        if kind is _RETURN and walk.phase is _IN_EXIT:
             exercised = True
             for reg in tracked:
                 got, want = walk.values[reg], expected[reg]
@@ -49,7 +54,7 @@ def check_host_state(trace: Trace, features: Features) -> Found:
                     why = "the host's boot value"
                     found.append(Breach(e.seq, _state_message(e, reg, (want, got), why, last_write.get(reg))))
         walk.step(e)
-        if kind is Kind.ENTRY:
+        if kind is _ENTRY:
             expected = {reg: walk.values[reg] for reg in tracked}
             hw, last_write = {}, {}
     return Found(exercised, found)

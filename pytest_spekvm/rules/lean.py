@@ -9,6 +9,11 @@ from ..reference.trace import Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import Phase, Walk, msr_text, shown
 
+# The kinds of event (and phases) this module's checkers test every event for, as module names: on
+# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+_ENTRY, _MRS, _MSR, _PSB = Kind.ENTRY, Kind.MRS, Kind.MSR, Kind.PSB
+_IN_ENTRY = Phase.ENTRY
+
 
 def _why_not_live(features: Features, walk: Walk) -> str:
     if not features.has_spe:
@@ -32,30 +37,30 @@ def check_lean(trace: Trace, features: Features) -> Found:
     for e in trace.events:
         kind = e.kind
         msg = ""
-        if kind is Kind.ENTRY:
+        if kind is _ENTRY:
             exercised, changed = True, False
         elif walk.in_window and e.actor in SOFTWARE:
             if features.vhe:
-                if (kind is Kind.MRS or kind is Kind.MSR) and e.register in SPE_REGISTERS:
-                    what = msr_text(e) if kind is Kind.MSR else f"mrs {shown(e)}"
+                if (kind is _MRS or kind is _MSR) and e.register in SPE_REGISTERS:
+                    what = msr_text(e) if kind is _MSR else f"mrs {shown(e)}"
                     msg = (
                         f"{what} at #{e.seq} in the {walk.phase.value} window of a VHE switch (expected no SPE "
                         f"register access: the host's buffer uses EL2 tables the guest never changes)"
                     )
-                elif kind is Kind.PSB:
+                elif kind is _PSB:
                     msg = (
                         f"PSB CSYNC at #{e.seq} in the {walk.phase.value} window of a VHE switch (expected none: "
                         f"nothing needs draining)"
                     )
             elif not walk.live:
-                if (kind is Kind.MSR and e.register == "PMSCR_EL1") or kind is Kind.PSB:
-                    what = msr_text(e) if kind is Kind.MSR else "PSB CSYNC"
+                if (kind is _MSR and e.register == "PMSCR_EL1") or kind is _PSB:
+                    what = msr_text(e) if kind is _MSR else "PSB CSYNC"
                     msg = (
                         f"{what} at #{e.seq} in the {walk.phase.value} window although the host's buffer is not live "
                         f"({_why_not_live(features, walk)}); expected no PMSCR_EL1 write and no PSB CSYNC"
                     )
-            elif kind is Kind.MSR and e.register == "PMSCR_EL1":
-                if walk.phase is Phase.ENTRY:
+            elif kind is _MSR and e.register == "PMSCR_EL1":
+                if walk.phase is _IN_ENTRY:
                     changed = changed or e.value != walk.values["PMSCR_EL1"]
                 elif not changed:
                     msg = (

@@ -12,6 +12,13 @@ from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import NOT_CSE, Phase, Walk, into_guest, msr_text
 
+# The kinds of event (and phases) this module's checkers test every event for, as module names: on
+# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+_DSB, _ENTRY, _ERET, _EXCEPTION, _EXIT, _HW, _ISB, _MSR, _PSB = (
+    Kind.DSB, Kind.ENTRY, Kind.ERET, Kind.EXCEPTION, Kind.EXIT, Kind.HW, Kind.ISB, Kind.MSR, Kind.PSB,
+)
+_IN_ENTRY, _IN_EXIT = Phase.ENTRY, Phase.EXIT
+
 HOST_STAGE1 = EL1_STAGE1  # the nVHE host's translation
 # Registers whose change moves the host's EL1-owned buffer to other tables (docs/rules.md#terms).
 TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
@@ -49,9 +56,9 @@ def _guest_profiling_off(walk: Walk, eret: Event) -> bool:
 def _translation_change(e: Event, values: Mapping[str, int]) -> str:
     """How `e` changes the translation the host's EL1-owned buffer uses, or '' if it does not."""
     kind = e.kind
-    if kind is Kind.ERET:
+    if kind is _ERET:
         return f"eret {e.where}" if e.into_guest else ""
-    if kind is not Kind.MSR:
+    if kind is not _MSR:
         return ""
     reg = e.register
     old = values[reg]
@@ -68,7 +75,7 @@ def _translation_change(e: Event, values: Mapping[str, int]) -> str:
 
 def _buffer_stop(e: Event, values: Mapping[str, int]) -> str:
     """How `e` disables the host's buffer or reuses its memory, or ''."""
-    if e.kind is not Kind.MSR:
+    if e.kind is not _MSR:
         return ""
     if e.register == "PMBLIMITR_EL1" and values["PMBLIMITR_EL1"] & PMBLIMITR_E and not e.value & PMBLIMITR_E:
         return f"{msr_text(e)} (disables the buffer)"
@@ -99,11 +106,11 @@ class _Chain:
 
 
 def _link_label(e: Event) -> str:
-    if e.kind is Kind.DSB:
+    if e.kind is _DSB:
         return e.describe()
-    if e.kind is Kind.EXCEPTION:
+    if e.kind is _EXCEPTION:
         return "exception entry"
-    return "ISB" if e.kind is Kind.ISB else "PSB CSYNC"
+    return "ISB" if e.kind is _ISB else "PSB CSYNC"
 
 
 def _drain_message(chain: _Chain, what: str, e: Event, walk: Walk, stop: bool) -> str:
@@ -145,7 +152,7 @@ def check_drain_order(trace: Trace, features: Features) -> Found:
     chain = _Chain()
     for e in trace.events:
         kind = e.kind
-        if walk.phase is Phase.ENTRY and walk.live:
+        if walk.phase is _IN_ENTRY and walk.live:
             if not chain.judged:
                 change = _translation_change(e, walk.values)
                 stop = "" if change or chain.stop_judged else _buffer_stop(e, walk.values)
@@ -157,13 +164,13 @@ def check_drain_order(trace: Trace, features: Features) -> Found:
                     chain.stop_judged = True
                     if not chain.done:
                         found.append(Breach(e.seq, _drain_message(chain, stop, e, walk, True)))
-                elif kind is Kind.ISB:
+                elif kind is _ISB:
                     chain.offer(0, e)
-                elif kind is Kind.HW and e.register == "PMBSR_EL1" and e.value & PMBSR_S:
+                elif kind is _HW and e.register == "PMBSR_EL1" and e.value & PMBSR_S:
                     chain.judged = exercised = True  # the buffer stopped itself: nothing is left to drain
-                elif kind is Kind.PSB:
+                elif kind is _PSB:
                     chain.offer(1, e)
-                elif kind is Kind.DSB:
+                elif kind is _DSB:
                     if e.dsb is not None and e.dsb.completes_records:
                         chain.offer(2, e)
                     else:
@@ -179,9 +186,9 @@ def check_drain_order(trace: Trace, features: Features) -> Found:
                 )
                 found.append(Breach(e.seq, msg))
         walk.step(e)
-        if kind is Kind.ENTRY:
+        if kind is _ENTRY:
             chain = _Chain()
-        elif kind is Kind.EXCEPTION and walk.phase is Phase.ENTRY and e.el == 2 and e.cse:
+        elif kind is _EXCEPTION and walk.phase is _IN_ENTRY and e.el == 2 and e.cse:
             chain.offer(0, e)  # EL2 never samples the host's EL1-owned buffer: profiling is off at this CSE
     return Found(exercised, found)
 
@@ -210,8 +217,8 @@ def check_restore_order(trace: Trace, features: Features) -> Found:
     writes: dict[str, Event] = {}  # the exit window's last write to each restore register
     for e in trace.events:
         kind = e.kind
-        if walk.phase is Phase.EXIT:
-            if kind is Kind.MSR and e.register in RESTORE_REGISTERS:
+        if walk.phase is _IN_EXIT:
+            if kind is _MSR and e.register in RESTORE_REGISTERS:
                 writes[e.register] = e
             elif walk.returns_to_host(e) and _host_sampling_on(walk.values):
                 exercised = True
@@ -244,7 +251,7 @@ def check_restore_order(trace: Trace, features: Features) -> Found:
                         )
                         found.append(Breach(e.seq, msg))
         walk.step(e)
-        if kind is Kind.EXIT or (kind is Kind.EXCEPTION and e.guest_exit):
+        if kind is _EXIT or (kind is _EXCEPTION and e.guest_exit):
             writes = {}
     return Found(exercised, found)
 

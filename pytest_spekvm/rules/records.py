@@ -19,6 +19,14 @@ from .walk import (
     guest_reached,
 )
 
+# The kinds of event (and phases) this module's checkers test every event for, as module names: on
+# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+_CONTEXT, _DISCARD, _ENTRY, _FAULT, _FULL, _HW, _MSR, _RECORD, _RETURN, _TRAP_EL3, _WRITE = (
+    Kind.CONTEXT, Kind.DISCARD, Kind.ENTRY, Kind.FAULT, Kind.FULL, Kind.HW, Kind.MSR, Kind.RECORD,
+    Kind.RETURN, Kind.TRAP_EL3, Kind.WRITE,
+)
+_IN_ENTRY, _IN_HOST = Phase.ENTRY, Phase.HOST
+
 RECORD_FATES = frozenset({Kind.WRITE, Kind.DISCARD, Kind.FAULT, Kind.FULL})
 
 # The host's SPE values ISOLATION keeps out of the guest's saved context, by register family (the
@@ -46,7 +54,7 @@ def _context_leaks(trace: Trace, features: Features) -> list[Breach]:
     for e in trace.events:
         kind = e.kind
         family = _HOST_VALUE_FAMILY.get(e.register, "")
-        if kind is Kind.CONTEXT:
+        if kind is _CONTEXT:
             origin = seen.get(family, {}).get(e.value) if e.value else None
             if origin is not None:
                 shown = e.register if e.name in ("", e.register) else f"{e.name}->{e.register}"
@@ -58,12 +66,12 @@ def _context_leaks(trace: Trace, features: Features) -> list[Breach]:
                 )
                 found.append(Breach(e.seq, msg))
         elif family and e.value:
-            if kind is Kind.MSR and e.actor == HOST:
+            if kind is _MSR and e.actor == HOST:
                 seen[family].setdefault(e.value, f"written to {e.register} by the host at #{e.seq}")
-            elif (kind is Kind.HW or kind is Kind.WRITE) and (walk.phase is Phase.HOST or walk.host_owns_update(e)):
+            elif (kind is _HW or kind is _WRITE) and (walk.phase is _IN_HOST or walk.host_owns_update(e)):
                 seen[family].setdefault(e.value, f"{e.register} as the PE updated it for the host at #{e.seq}")
         walk.step(e)
-        if kind is Kind.ENTRY and walk.spe_usable:
+        if kind is _ENTRY and walk.spe_usable:
             for reg in own:
                 value = walk.values[reg]
                 if value:
@@ -79,20 +87,20 @@ def check_isolation(trace: Trace, features: Features) -> Found:
     the switch or the guest ran, or a guest tried an SPE register, or the guest's saved context
     held an SPE register.
     """
-    phase = Phase.HOST
+    phase = _IN_HOST
     collected: dict[int, Event] = {}
     pending = 0
     exercised = context = False
     found: list[Breach] = []
     for e in trace.events:
         kind = e.kind
-        if kind is Kind.RECORD:
+        if kind is _RECORD:
             collected[e.record] = e
             pending += 1
         elif kind in RECORD_FATES:
             pending -= 1
-            if kind is Kind.WRITE:
-                if phase is not Phase.HOST:
+            if kind is _WRITE:
+                if phase is not _IN_HOST:
                     exercised = True
                 if e.owner != M.HOST_BUFFER:
                     rec = collected.get(e.record)
@@ -102,17 +110,17 @@ def check_isolation(trace: Trace, features: Features) -> Found:
                         f"host's profiling buffer, got {e.owner if e.owner is not None else 'unowned'} memory"
                     )
                     found.append(Breach(e.seq, msg))
-        elif kind is Kind.ENTRY:
-            phase = Phase.ENTRY
+        elif kind is _ENTRY:
+            phase = _IN_ENTRY
             exercised = exercised or pending > 0
-        elif kind is Kind.RETURN:
-            phase = Phase.HOST
+        elif kind is _RETURN:
+            phase = _IN_HOST
         elif kind in ACCESSES and e.actor.is_guest and is_spe(e.register):
             exercised = True
-            if guest_reached(e) and e.kind is not Kind.TRAP_EL3:
+            if guest_reached(e) and e.kind is not _TRAP_EL3:
                 msg = guest_access_message(e) + " (expected a trap to EL2: no guest reaches host SPE state)"
                 found.append(Breach(e.seq, msg))
-        elif kind is Kind.CONTEXT:
+        elif kind is _CONTEXT:
             context = True
     if context:
         # Only a switch that keeps SPE registers in the guest's context pays for this second pass.
@@ -135,19 +143,19 @@ def check_no_loss(trace: Trace, features: Features) -> Found:
     found: list[Breach] = []
     for e in trace.events:
         kind = e.kind
-        if kind is Kind.RECORD:
+        if kind is _RECORD:
             if e.actor == HOST:
                 host[e.record] = e
-        elif kind is Kind.HW and e.register == "PMBSR_EL1":
+        elif kind is _HW and e.register == "PMBSR_EL1":
             stop_is_hosts = walk.host_owns_update(e)
-        elif kind is Kind.MSR and e.register == "PMBSR_EL1" and not e.value & PMBSR_S:
+        elif kind is _MSR and e.register == "PMBSR_EL1" and not e.value & PMBSR_S:
             stop_is_hosts = True
-        elif kind is Kind.DISCARD or kind is Kind.FAULT or kind is Kind.FULL:
+        elif kind is _DISCARD or kind is _FAULT or kind is _FULL:
             rec = host.get(e.record)
             if rec is not None:
-                if kind is Kind.DISCARD:
+                if kind is _DISCARD:
                     lost = "" if e.by == HOST else f"discarded ({e.where})"
-                elif kind is Kind.FAULT:
+                elif kind is _FAULT:
                     lost = f"lost to a {e.where}"
                 elif e.update is PeUpdate.FULL:
                     lost = "" if not walk.foreign else "lost as 'buffer full' while the switch had moved the buffer's limit or pointer"

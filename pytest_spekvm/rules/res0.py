@@ -12,6 +12,10 @@ from ..reference.trace import Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import msr_text
 
+# The kinds of event this module's checkers test every event for, as module names: on
+# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+_MSR = Kind.MSR
+
 
 @functools.cache  # keyed by Features: the lattice is finite and small, so the cache stays so too
 def _res0_masks(features: Features) -> Mapping[str, int]:
@@ -54,7 +58,7 @@ def check_res0(trace: Trace, features: Features) -> Found:
     exercised = False
     found: list[Breach] = []
     for e in trace.events:
-        if e.kind is not Kind.MSR or e.actor not in SOFTWARE:
+        if e.kind is not _MSR or e.actor not in SOFTWARE:
             continue
         exercised = True
         bad = e.value & masks[e.register]

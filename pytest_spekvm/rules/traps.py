@@ -18,6 +18,12 @@ from .walk import (
     msr_text,
 )
 
+# The kinds of event this module's checkers test every event for, as module names: on
+# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+_ENTRY, _MRS, _MSR, _TRAP, _TRAP_EL3, _UNDEF = (
+    Kind.ENTRY, Kind.MRS, Kind.MSR, Kind.TRAP, Kind.TRAP_EL3, Kind.UNDEF,
+)
+
 # ------------------------------------------------------------------ TRAP-COND
 
 
@@ -51,7 +57,7 @@ def check_trap_cond(trace: Trace, features: Features) -> Found:
         spe_bits = MDCR_TPMS | MDCR_E2PB.mask
         written = False
         for e in trace.events:
-            if e.kind is Kind.MSR and e.register == "MDCR_EL2" and e.actor in SOFTWARE:
+            if e.kind is _MSR and e.register == "MDCR_EL2" and e.actor in SOFTWARE:
                 written = True
                 if e.value & spe_bits:
                     got = f"TPMS={int(bool(e.value & MDCR_TPMS))}, E2PB={MDCR_E2PB.get(e.value):#04b}"
@@ -67,7 +73,7 @@ def check_trap_cond(trace: Trace, features: Features) -> Found:
     regs = RegisterReplay(features)
     for e in trace.events:
         kind = e.kind
-        if kind is Kind.MSR and e.register == "MDCR_EL2" and e.actor in SOFTWARE and MDCR_E2PB.get(e.value) == E2PB_RESERVED:
+        if kind is _MSR and e.register == "MDCR_EL2" and e.actor in SOFTWARE and MDCR_E2PB.get(e.value) == E2PB_RESERVED:
             msg = (
                 f"{msr_text(e)} by {e.actor} writes the reserved value 0b01 to MDCR_EL2.E2PB "
                 f"(it may act as any allocated value, Arm ARM K1.2.19; expected 0b00, 0b10 or 0b11)"
@@ -86,7 +92,7 @@ def check_trap_cond(trace: Trace, features: Features) -> Found:
                     msg = f"eret {e.where} with MDCR_EL2={mdcr:#x} in force{stale}: " + "; ".join(problems)
                     found.append(Breach(e.seq, msg))
                     break
-        elif kind is Kind.MSR and e.register == "HDFGRTR_EL2" and e.actor in SOFTWARE:
+        elif kind is _MSR and e.register == "HDFGRTR_EL2" and e.actor in SOFTWARE:
             fgt_write = e
         if kind in ACCESSES and e.actor.is_guest and is_spe(e.register):
             if e.register not in GUEST_READABLE:
@@ -94,10 +100,10 @@ def check_trap_cond(trace: Trace, features: Features) -> Found:
                 if guest_reached(e):
                     msg = guest_access_message(e) + " (expected a trap to EL2)"
                     found.append(Breach(e.seq, msg))
-            elif fgt_write is not None and regs["HDFGRTR_EL2"] & HDFGRTR_PMBIDR and kind is not Kind.UNDEF:
+            elif fgt_write is not None and regs["HDFGRTR_EL2"] & HDFGRTR_PMBIDR and kind is not _UNDEF:
                 # The switch asked for the fine-grained trap of PMBIDR_EL1: the read must take it.
                 accessed = True
-                if kind is Kind.MRS:
+                if kind is _MRS:
                     msg = (
                         f"{guest_access_message(e)}, though the {msr_text(fgt_write)} at #{fgt_write.seq} set "
                         f"HDFGRTR_EL2.PMBIDR_EL1 (expected the read to trap to EL2: the trap was not in force "
@@ -123,20 +129,20 @@ def check_undef(trace: Trace, features: Features) -> Found:
     found: list[Breach] = []
     for e in trace.events:
         kind = e.kind
-        if kind is Kind.ENTRY:
+        if kind is _ENTRY:
             switched = True
-        judged = kind is Kind.UNDEF or kind is Kind.TRAP_EL3 or kind is Kind.TRAP
-        if not judged or e.actor not in SOFTWARE or (kind is Kind.TRAP and e.actor != HOST):
+        judged = kind is _UNDEF or kind is _TRAP_EL3 or kind is _TRAP
+        if not judged or e.actor not in SOFTWARE or (kind is _TRAP and e.actor != HOST):
             continue
         who = f"{e.name or e.register} by {e.actor} at EL{e.el}"  # for a message: made only for the accesses judged
-        if kind is Kind.UNDEF:
+        if kind is _UNDEF:
             if is_spe(e.register) and not features.has_spe:
                 expected = "no SPE register access without FEAT_SPE: check ID_AA64DFR0_EL1.PMSVer first"
             else:
                 expected = "only accesses the architecture defines here"
             msg = f"access to {who} is UNDEFINED ({e.where}); expected {expected}"
             found.append(Breach(e.seq, msg))
-        elif kind is Kind.TRAP_EL3:
+        elif kind is _TRAP_EL3:
             msg = (
                 f"access to {who} traps to EL3 ({e.where}); expected only PMBIDR_EL1 touched while "
                 f"PMBIDR_EL1.P reads 1 at EL2 (check it first, as the patch does: 'is it owned by EL3?')"
