@@ -24,6 +24,10 @@ class Role(enum.Enum):
     __hash__ = object.__hash__  # singletons: hashed by identity, in C (an actor's hash is its role's and VM's)
 
 
+# The guest role as a module name: the rules ask every event's actor whether it is a guest, and on
+# Python 3.11 `Role.GUEST` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+_GUEST = Role.GUEST
+
 @attrs.frozen(eq=False)
 class Actor:
     """An actor: its role, and for a guest the VM it is (`vm`, -1 for the others).
@@ -52,10 +56,10 @@ class Actor:
     @property
     def is_guest(self) -> bool:
         """Whether this actor is a guest."""
-        return self.role is Role.GUEST
+        return self.role is _GUEST
 
     def __str__(self) -> str:
-        return f"guest{self.vm}" if self.role is Role.GUEST else self.role.value
+        return f"guest{self.vm}" if self.role is _GUEST else self.role.value
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)

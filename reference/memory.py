@@ -23,6 +23,11 @@ class Region(enum.Enum):
     __hash__ = object.__hash__  # singletons: hashed by identity, in C (an owner's hash is its region's and VM's)
 
 
+# The guest region as a module name: every record written renders its owner, and on Python 3.11
+# `Region.GUEST` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+_GUEST = Region.GUEST
+
+
 @attrs.frozen(eq=False)
 class Owner:
     """The owner of a physical page: its region, and for a guest's memory the VM (`vm`, -1 for the others).
@@ -50,7 +55,7 @@ class Owner:
         return hash((self.region, self.vm))
 
     def __str__(self) -> str:
-        return f"guest {self.vm}" if self.region is Region.GUEST else self.region.value
+        return f"guest {self.vm}" if self.region is _GUEST else self.region.value
 
 
 HOST_KERNEL = Owner(Region.HOST_KERNEL)
