@@ -60,9 +60,9 @@ _DSB_BY_NAME: dict[str, Dsb] = {option.value: option for option in Dsb}
 # The kinds of event the CPU puts in the trace, as module names: on Python 3.11 every `Kind.MSR`
 # goes through EnumType's __getattr__ hook, which costs about as much as making the event's tuple
 # of fields (3.12 no longer has it), and the CPU names one kind per event it makes.
-MRS, MSR, TRAP, TRAP_EL3, UNDEF = Kind.MRS, Kind.MSR, Kind.TRAP, Kind.TRAP_EL3, Kind.UNDEF
-ISB, DSB, EXCEPTION, ERET = Kind.ISB, Kind.DSB, Kind.EXCEPTION, Kind.ERET
-GUEST, EXIT, CONTEXT, NOTE = Kind.GUEST, Kind.EXIT, Kind.CONTEXT, Kind.NOTE
+_MRS, _MSR, _TRAP, _TRAP_EL3, _UNDEF = Kind.MRS, Kind.MSR, Kind.TRAP, Kind.TRAP_EL3, Kind.UNDEF
+_ISB, _DSB, _EXCEPTION, _ERET = Kind.ISB, Kind.DSB, Kind.EXCEPTION, Kind.ERET
+_GUEST, _EXIT, _CONTEXT, _NOTE = Kind.GUEST, Kind.EXIT, Kind.CONTEXT, Kind.NOTE
 
 
 class Outcome(enum.Enum):
@@ -75,7 +75,9 @@ class Outcome(enum.Enum):
 
 
 # An access's outcome, from the kind of the event it put in the trace.
-_OUTCOMES = {MRS: Outcome.OK, MSR: Outcome.OK, TRAP: Outcome.TRAP, TRAP_EL3: Outcome.TRAP_EL3, UNDEF: Outcome.UNDEF}
+_OUTCOMES = {
+    _MRS: Outcome.OK, _MSR: Outcome.OK, _TRAP: Outcome.TRAP, _TRAP_EL3: Outcome.TRAP_EL3, _UNDEF: Outcome.UNDEF,
+}
 
 
 @attrs.frozen
@@ -263,37 +265,37 @@ class CPU(Profiling):
             _check_value(name, value)
         target, why = self._resolve(name)
         if not target:
-            self.trace.add(self.actor, self.el, UNDEF, register=name, name=name, value=value or 0,
+            self.trace.add(self.actor, self.el, _UNDEF, register=name, name=name, value=value or 0,
                            where=why, vcpu=self.vcpu)
-            return UNDEF, name, 0, why
+            return _UNDEF, name, 0, why
         trap = self._trapped(target, value is None) if self.el == 1 else ""
         if trap:
-            self.trace.add(self.actor, self.el, TRAP, register=target, name=name, value=value or 0,
+            self.trace.add(self.actor, self.el, _TRAP, register=target, name=name, value=value or 0,
                            where=trap, vcpu=self.vcpu)
-            return TRAP, target, 0, trap
+            return _TRAP, target, 0, trap
         if target in self._el3_trapped:
             trap = "MDCR_EL3.NSPB gives the profiling buffer to another Security state"
-            self.trace.add(self.actor, self.el, TRAP_EL3, register=target, name=name, value=value or 0,
+            self.trace.add(self.actor, self.el, _TRAP_EL3, register=target, name=name, value=value or 0,
                            where=trap, vcpu=self.vcpu)
-            return TRAP_EL3, target, 0, trap
+            return _TRAP_EL3, target, 0, trap
         if value is None:
             result = self._pmbidr() if target == "PMBIDR_EL1" else self._regs[target]
             if target == "MDCR_EL2" and MDCR_E2PB.get(result) == E2PB_RESERVED:
                 # The reserved E2PB reads back UNKNOWN (K1.2.19): the chooser picks what this read sees.
                 unknown = self.chooser.reserved_as("MDCR_EL2", "E2PB (read back)", E2PB_ANY)
                 result = result & ~MDCR_E2PB.mask | MDCR_E2PB.put(unknown)
-            self.trace.add(self.actor, self.el, MRS, register=target, name=name, value=result,
+            self.trace.add(self.actor, self.el, _MRS, register=target, name=name, value=result,
                            vcpu=self.vcpu)
-            return MRS, target, result, ""
+            return _MRS, target, result, ""
         if not R.BY_NAME[target].writable:
             why = f"{target} is read-only"
-            self.trace.add(self.actor, self.el, UNDEF, register=target, name=name, value=value,
+            self.trace.add(self.actor, self.el, _UNDEF, register=target, name=name, value=value,
                            where=why, vcpu=self.vcpu)
-            return UNDEF, target, 0, why
+            return _UNDEF, target, 0, why
         old = self._regs[target]
         if self._pending and (old ^ value) & RECORD_DEPENDENCIES.get(target, 0):
             self._decide_writes(Moment.MSR, f"msr {target}")
-        self.trace.add(self.actor, self.el, MSR, register=target, name=name, value=value, old=old,
+        self.trace.add(self.actor, self.el, _MSR, register=target, name=name, value=value, old=old,
                        res0=value & self._res0[target], vcpu=self.vcpu)
         # RES0 bits written as 1 are kept: the worst case, so a read-modify-write carries them on.
         self._regs[target] = value
@@ -305,7 +307,7 @@ class CPU(Profiling):
                 self._buffer_stopped(f"msr PMBLIMITR_EL1 <- {value:#x} by {self.actor}")
         elif target == "PMBPTR_EL1" and value != old and self._in_flight:
             self._buffer_stopped(f"msr PMBPTR_EL1 <- {value:#x} by {self.actor} (buffer memory reused)")
-        return MSR, target, value, ""
+        return _MSR, target, value, ""
 
     def peek(self, register: str) -> int:
         """The latest value, with no event: for the harness and the rules, not for the code under test."""
@@ -329,7 +331,7 @@ class CPU(Profiling):
 
     def isb(self) -> None:
         """Instruction synchronisation barrier: every earlier register write is now in effect."""
-        self.trace.add(self.actor, self.el, ISB, vcpu=self.vcpu)
+        self.trace.add(self.actor, self.el, _ISB, vcpu=self.vcpu)
         self._synchronise()
 
     def dsb(self, domain: str | Dsb = Dsb.SY) -> None:
@@ -343,7 +345,7 @@ class CPU(Profiling):
             options = ", ".join(sorted(_DSB_BY_NAME))
             msg = f"Cannot issue dsb {domain!r} because that is not a DSB option (one of {options})"
             raise ModelError(msg)
-        self.trace.add(self.actor, self.el, DSB, dsb=option, vcpu=self.vcpu)
+        self.trace.add(self.actor, self.el, _DSB, dsb=option, vcpu=self.vcpu)
         if option.completes_records:
             self._complete_writes()
 
@@ -362,7 +364,7 @@ class CPU(Profiling):
         if synchronises:
             self._synchronise()
         self.el, self.actor = to_el, actor
-        self.trace.add(actor, to_el, EXCEPTION, where=reason, vcpu=self.vcpu, cse=synchronises,
+        self.trace.add(actor, to_el, _EXCEPTION, where=reason, vcpu=self.vcpu, cse=synchronises,
                        guest_exit=from_guest)
 
     def eret(self, to_el: int, actor: Actor, reason: str = "", *, into_guest: bool = False) -> None:
@@ -372,7 +374,7 @@ class CPU(Profiling):
         if self._pending:
             self._decide_writes(Moment.ERET, f"eret ({reason})" if reason else "eret")
         synchronises = self.el != 2 or self.return_synchronises
-        self.trace.add(self.actor, self.el, ERET, where=reason, vcpu=self.vcpu, cse=synchronises,
+        self.trace.add(self.actor, self.el, _ERET, where=reason, vcpu=self.vcpu, cse=synchronises,
                        into_guest=into_guest)
         if synchronises:
             self._synchronise()
@@ -398,7 +400,7 @@ class CPU(Profiling):
             raise ContractError("run_guest is called at EL2", msg)
         self.run_code(1, "hyp guest entry code")
         self.eret(1, guest(vcpu.vm), f"into guest {vcpu.vm}", into_guest=True)
-        self.mark(GUEST, f"vcpu {vcpu.index} running")
+        self.mark(_GUEST, f"vcpu {vcpu.index} running")
         exit_reason = ExitReason("irq")
         program, vcpu.program = vcpu.program, []
         for action in program:
@@ -411,14 +413,14 @@ class CPU(Profiling):
                     self.run_code(action.samples, "guest code")
             elif isinstance(action, GuestAccess):
                 kind, register, _, _ = self._access(action.register, action.value if action.write else None)
-                if kind is TRAP or kind is TRAP_EL3:
+                if kind is _TRAP or kind is _TRAP_EL3:
                     exit_reason = ExitReason("trap", register)
                     break
             else:
                 exit_reason = ExitReason(action.reason)
                 break
         self.take_exception(2, HYP, f"exit from guest {vcpu.vm}: {exit_reason.reason}", from_guest=True)
-        self.mark(EXIT, f"vcpu {vcpu.index} exited ({exit_reason.reason})")
+        self.mark(_EXIT, f"vcpu {vcpu.index} exited ({exit_reason.reason})")
         # What the guest could have been shown while it ran: its saved context as the entry left it.
         self.record_guest_context(vcpu, "while the guest ran")
         self.run_code(1, "hyp exit vector")
@@ -436,12 +438,12 @@ class CPU(Profiling):
             register = CONTEXT_SPE_KEYS.get(key.upper()) if isinstance(key, str) else None
             if register is None or isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MASK64:
                 continue
-            self.trace.add(self.actor, self.el, CONTEXT, register=register, name=key, value=value,
+            self.trace.add(self.actor, self.el, _CONTEXT, register=register, name=key, value=value,
                            where=when, vcpu=vcpu.index)
 
     def note(self, text: str) -> None:
         """Put a software step in the trace for the reader (no architectural effect)."""
-        self.trace.add(self.actor, self.el, NOTE, where=text, vcpu=self.vcpu)
+        self.trace.add(self.actor, self.el, _NOTE, where=text, vcpu=self.vcpu)
 
     def mark(self, kind: Kind, text: str = "") -> Event:
         """Put a window marker (ENTRY, GUEST, EXIT, RETURN) in the trace."""

@@ -43,7 +43,7 @@ from .trace import Kind, PeUpdate, Trace
 
 # The kinds of event sampling and the buffer put in the trace, as module names: on Python 3.11 every
 # `Kind.CODE` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
-CODE, RECORD, PSB, WRITE, DISCARD, FAULT, FULL, HW = (
+_CODE, _RECORD, _PSB, _WRITE, _DISCARD, _FAULT, _FULL, _HW = (
     Kind.CODE, Kind.RECORD, Kind.PSB, Kind.WRITE, Kind.DISCARD, Kind.FAULT, Kind.FULL, Kind.HW,
 )
 
@@ -70,7 +70,7 @@ class Fate(enum.Enum):
 
 
 # The fates every written record goes through, as module names (Python 3.11's Enum lookup is slow).
-IN_FLIGHT, WRITTEN = Fate.IN_FLIGHT, Fate.WRITTEN
+_IN_FLIGHT, _WRITTEN = Fate.IN_FLIGHT, Fate.WRITTEN
 
 @attrs.define(slots=True)
 class Record:
@@ -150,7 +150,7 @@ class Profiling:
         if samples < 0:
             msg = f"Cannot run code with {samples} samples because the count cannot be negative"
             raise ModelError(msg)
-        self.trace.add(self.actor, self.el, CODE, value=samples, where=what, vcpu=self.vcpu)
+        self.trace.add(self.actor, self.el, _CODE, value=samples, where=what, vcpu=self.vcpu)
         if not samples or not self.sampling_enabled():
             return []
         new = []
@@ -158,7 +158,7 @@ class Profiling:
             rec = Record(len(self.records), self.actor, self.el, len(self.trace), self._epoch)
             self.records.append(rec)
             self._pending.append(rec)
-            self.trace.add(self.actor, self.el, RECORD, record=rec.id, vcpu=self.vcpu)
+            self.trace.add(self.actor, self.el, _RECORD, record=rec.id, vcpu=self.vcpu)
             new.append(rec)
         # PMSICR_EL1.COUNT moves with every sample taken (its exact value is the PE's business).
         count = (PMSICR_COUNT.get(self._regs["PMSICR_EL1"]) + samples) & PMSICR_COUNT.mask
@@ -182,7 +182,7 @@ class Profiling:
         completes them. Records collected after the last context synchronisation event are not
         guaranteed to be synchronised: the chooser says how many of them the PE writes anyway.
         """
-        self.trace.add(self.actor, self.el, PSB, vcpu=self.vcpu)
+        self.trace.add(self.actor, self.el, _PSB, vcpu=self.vcpu)
         if not self._has_spe:
             return  # a hint: a NOP without SPE
         synchronised = [r for r in self._pending if r.epoch < self._epoch]
@@ -194,14 +194,14 @@ class Profiling:
             late = late[count:]
         self._pending = late
         for rec in synchronised:
-            if self._write(rec) and rec.fate is WRITTEN:
-                rec.fate = IN_FLIGHT
+            if self._write(rec) and rec.fate is _WRITTEN:
+                rec.fate = _IN_FLIGHT
                 self._in_flight.append(rec)
 
     def _complete_writes(self) -> None:
         """A DSB over loads and stores: every write a PSB CSYNC started completes (D17.9)."""
         for rec in self._in_flight:
-            rec.fate = WRITTEN
+            rec.fate = _WRITTEN
         self._in_flight = []
 
     def _discard_pending_if_disabled(self) -> None:
@@ -223,7 +223,7 @@ class Profiling:
         """Discard `records`: the event's `by` names who stopped the buffer (NO-LOSS reads it)."""
         for rec in records:
             rec.fate, rec.discarded_by = Fate.DISCARDED, by
-            self.trace.add(PE, self.el, DISCARD, record=rec.id,
+            self.trace.add(PE, self.el, _DISCARD, record=rec.id,
                            where=f"{why} by {by if by is not None else 'nobody'}", vcpu=self.vcpu, by=by)
 
     def _buffer_stopped(self, detail: str) -> None:
@@ -232,7 +232,7 @@ class Profiling:
         count = self.chooser.records_to_write(len(self._in_flight), Moment.BUFFER_STOPPED, detail)
         count = max(0, min(count, len(self._in_flight)))
         for rec in self._in_flight[:count]:
-            rec.fate = WRITTEN
+            rec.fate = _WRITTEN
         self._discard(self._in_flight[count:], "write not completed (no DSB) when the buffer was stopped", self.actor)
         self._in_flight = []
 
@@ -240,7 +240,7 @@ class Profiling:
         """The PE updates a register itself: in effect at once, and an event for the rules."""
         self._regs[register] = value
         self._stale.pop(register, None)
-        self.trace.add(PE, self.el, HW, register=register, update=cause, value=value, where=why,
+        self.trace.add(PE, self.el, _HW, register=register, update=cause, value=value, where=why,
                        record=record, vcpu=self.vcpu)
 
     def _stop_buffer(self, ec: int, mss: int, why: str, cause: PeUpdate, rec: Record) -> None:
@@ -255,7 +255,7 @@ class Profiling:
             return False
         if self._effective("PMBSR_EL1") & PMBSR_S:
             rec.fate = Fate.FULL
-            self.trace.add(PE, self.el, FULL, record=rec.id, where="buffer stopped (PMBSR_EL1.S=1)",
+            self.trace.add(PE, self.el, _FULL, record=rec.id, where="buffer stopped (PMBSR_EL1.S=1)",
                            vcpu=self.vcpu)
             return False
         ptr = self._effective("PMBPTR_EL1")
@@ -263,7 +263,7 @@ class Profiling:
         if ptr + RECORD_SIZE > limit:
             rec.fate = Fate.FULL
             self._stop_buffer(PMBSR_EC_BUF, PMBSR_BSC_FULL, "buffer full", PeUpdate.FULL, rec)
-            self.trace.add(PE, self.el, FULL, record=rec.id, update=PeUpdate.FULL, where="buffer full",
+            self.trace.add(PE, self.el, _FULL, record=rec.id, update=PeUpdate.FULL, where="buffer full",
                            vcpu=self.vcpu)
             return False
         landing = self.translate(ptr)
@@ -272,13 +272,13 @@ class Profiling:
             rec.fate = Fate.FAULTED
             ec = PMBSR_EC_FAULT_S1 if landing.fault is Fault.STAGE1 else PMBSR_EC_FAULT_S2
             self._stop_buffer(ec, 0, f"{landing.fault.value} fault", PeUpdate.FAULT, rec)
-            self.trace.add(PE, self.el, FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
+            self.trace.add(PE, self.el, _FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
             return False
-        rec.fate = WRITTEN
+        rec.fate = _WRITTEN
         self.memory.store(landing, RECORD_SIZE)
         self._regs["PMBPTR_EL1"] = ptr + RECORD_SIZE
         self._stale.pop("PMBPTR_EL1", None)
-        self.trace.add(PE, self.el, WRITE, record=rec.id, register="PMBPTR_EL1",
+        self.trace.add(PE, self.el, _WRITE, record=rec.id, register="PMBPTR_EL1",
                        value=ptr + RECORD_SIZE, where=str(landing), vcpu=self.vcpu, owner=landing.owner)
         return True
 
