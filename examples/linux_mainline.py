@@ -8,7 +8,8 @@ overrides only the steps where mainline differs:
   CPU. TPMS [14] is RES0 without FEAT_SPE, TTRF [19] without FEAT_TRF, TPM [6] and TPMCR [5]
   without FEAT_PMUv3: on CPUs without those features the entry writes RES0 bits as 1.
 - The SPE save (host_data HAS_SPE: PMSVer != 0 and PMBIDR_EL1.P = 0, decided once per CPU) clears
-  the save area first, returns if the host's buffer is off (PMBLIMITR_EL1.E = 0), else saves
+  the save area first, returns if the host's buffer is off (PMBLIMITR_EL1.E = 0; a buffer stopped
+  with PMBSR_EL1.S = 1 and E still 1 is drained all the same, a LEAN deviation), else saves
   PMSCR_EL1 and writes 0, ISB, PSB CSYNC, DSB NSH (the buffer's writes complete before it goes
   off); then saves PMBLIMITR_EL1 and clears it, ISB, so the buffer is off while the guest runs.
 - The run loop issues one more `dsb nsh` after all the drains (SPE's, and TRBE's/BRBE's, which the
