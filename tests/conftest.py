@@ -54,3 +54,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     instead of one long test running alone at the end. Within a weight, the tests of one mutant run
     one after the other, so the worker that judges it keeps its session for all of them (test_mutants.py)."""
     items.sort(key=lambda item: (_weight(item), _mutant(item)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print why each rerun test failed the first time: the rerun plugin lists only their names (-rR), and a
+    rerun that passed would otherwise leave nothing to diagnose the race by."""
+    reruns = terminalreporter.stats.get("rerun", [])
+    if not reruns:
+        return
+    terminalreporter.section("why the rerun tests failed first")
+    for report in reruns:
+        terminalreporter.line(f"{report.nodeid}:")
+        terminalreporter.line(str(report.longrepr)[-3000:])
