@@ -24,9 +24,9 @@ class Role(enum.Enum):
     __hash__ = object.__hash__  # singletons: hashed by identity, in C (an actor's hash is its role's and VM's)
 
 
-# The guest role as a module name: the rules ask every event's actor whether it is a guest, and on
-# Python 3.11 `Role.GUEST` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+# The guest role as a module name: the rules ask every event's actor whether it is a guest (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _GUEST = Role.GUEST
+
 
 @attrs.frozen(eq=False)
 class Actor:

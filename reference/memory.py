@@ -23,8 +23,7 @@ class Region(enum.Enum):
     __hash__ = object.__hash__  # singletons: hashed by identity, in C (an owner's hash is its region's and VM's)
 
 
-# The guest region as a module name: every record written renders its owner, and on Python 3.11
-# `Region.GUEST` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+# The guest region as a module name: every record written renders its owner (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _GUEST = Region.GUEST
 
 

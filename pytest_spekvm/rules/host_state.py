@@ -7,8 +7,7 @@ from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import BOOT_CONTROLS, HOST_SPE_STATE, Phase, Walk, msr_text
 
-# The kinds of event (and phases) this module's checkers test every event for, as module names: on
-# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+# The kinds and phases tested on every event, as module names (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _ENTRY, _HW, _MSR, _RETURN, _WRITE = Kind.ENTRY, Kind.HW, Kind.MSR, Kind.RETURN, Kind.WRITE
 _IN_EXIT, _IN_HOST = Phase.EXIT, Phase.HOST
 

@@ -9,8 +9,7 @@ from ..reference.trace import Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import Phase, Walk, msr_text, shown
 
-# The kinds of event (and phases) this module's checkers test every event for, as module names: on
-# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+# The kinds and phases tested on every event, as module names (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _ENTRY, _MRS, _MSR, _PSB = Kind.ENTRY, Kind.MRS, Kind.MSR, Kind.PSB
 _IN_ENTRY = Phase.ENTRY
 

@@ -12,8 +12,7 @@ from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import NOT_CSE, Phase, Walk, into_guest, msr_text
 
-# The kinds of event (and phases) this module's checkers test every event for, as module names: on
-# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+# The kinds and phases tested on every event, as module names (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _DSB, _ENTRY, _ERET, _EXCEPTION, _EXIT, _HW, _ISB, _MSR, _PSB = (
     Kind.DSB, Kind.ENTRY, Kind.ERET, Kind.EXCEPTION, Kind.EXIT, Kind.HW, Kind.ISB, Kind.MSR, Kind.PSB,
 )

@@ -19,8 +19,7 @@ from .walk import (
     guest_reached,
 )
 
-# The kinds of event (and phases) this module's checkers test every event for, as module names: on
-# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+# The kinds and phases tested on every event, as module names (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _CONTEXT, _DISCARD, _ENTRY, _FAULT, _FULL, _HW, _MSR, _RECORD, _RETURN, _TRAP_EL3, _WRITE = (
     Kind.CONTEXT, Kind.DISCARD, Kind.ENTRY, Kind.FAULT, Kind.FULL, Kind.HW, Kind.MSR, Kind.RECORD,
     Kind.RETURN, Kind.TRAP_EL3, Kind.WRITE,

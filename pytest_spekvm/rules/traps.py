@@ -18,8 +18,7 @@ from .walk import (
     msr_text,
 )
 
-# The kinds of event this module's checkers test every event for, as module names: on
-# Python 3.11 each `Kind.MSR` goes through EnumType's __getattr__ hook, as costly as making a small tuple.
+# The kinds tested on every event, as module names (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _ENTRY, _MRS, _MSR, _TRAP, _TRAP_EL3, _UNDEF = (
     Kind.ENTRY, Kind.MRS, Kind.MSR, Kind.TRAP, Kind.TRAP_EL3, Kind.UNDEF,
 )

@@ -71,9 +71,8 @@ HOST_SPE_STATE = (
 )
 ACCESSES = frozenset({Kind.MRS, Kind.MSR, Kind.TRAP, Kind.UNDEF, Kind.TRAP_EL3})
 
-# The kinds a walk tests every event for, as module names: every checker steps a walk through every
-# event, and on Python 3.11 each `Kind.MSR` (or `Phase.HOST`) goes through EnumType's __getattr__
-# hook, as costly as making a small tuple (3.12 dropped the hook).
+# The kinds a walk tests every event for (every checker steps one through every event), as module names
+# (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _MSR, _WRITE, _HW, _ISB, _EXCEPTION, _ERET = (
     Kind.MSR, Kind.WRITE, Kind.HW, Kind.ISB, Kind.EXCEPTION, Kind.ERET,
 )
