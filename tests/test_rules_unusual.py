@@ -9,6 +9,7 @@ import pytest
 from rules_harness import (
     CORRECTNESS,
     EXS,
+    FDS,
     GRID,
     NO_SPE,
     NVHE,
@@ -20,9 +21,11 @@ from rules_harness import (
     failing,
     fill,
     judge,
+    plain,
     run,
 )
 
+from pytest_spekvm.reference import registers as R
 from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.chooser import (
     ADVERSARIES,
@@ -222,6 +225,41 @@ class TrapsPmbidrWithFgt(S.ReferenceSwitch):
         super().synchronise_host_context(cpu, vcpu)
 
 
+# PMSIDR_EL1.FnE [6] and FDS [7]: the CPU implements PMSNEVFR_EL1 (FEAT_SPEv1p2) and PMSDSFR_EL1 (FEAT_SPE_FDS).
+PMSIDR_FILTERS = ((R.field_mask("PMSIDR_EL1", "FnE"), "PMSNEVFR_EL1"), (R.field_mask("PMSIDR_EL1", "FDS"), "PMSDSFR_EL1"))
+
+
+class SavesTheFiltersPmsidrReports(S.ReferenceSwitch):
+    """Beyond the drain, the host's newer filters are saved and cleared while the guest runs, then restored
+    before sampling is back on: PMSNEVFR_EL1 and PMSDSFR_EL1, each only where PMSIDR_EL1 says the CPU has it
+    (FnE, FDS), as a driver that reads the ID register decides. Extra work, but correct."""
+
+    def filters(self, cpu: CPU) -> list[str]:
+        """The optional filters this CPU implements, from PMSIDR_EL1."""
+        idr = cpu.mrs("PMSIDR_EL1")
+        return [name for mask, name in PMSIDR_FILTERS if idr & mask]
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        super().drain(cpu, vcpu)
+        for name in self.filters(cpu):
+            vcpu.host_debug_state[name] = cpu.mrs(name)
+            cpu.msr(name, 0)
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        for _, name in PMSIDR_FILTERS:
+            value = vcpu.host_debug_state.pop(name, None)
+            if value is not None:
+                cpu.msr(name, value)
+        super().restore_spe(cpu, vcpu)
+
+
+class SavesTheFiltersBlindly(SavesTheFiltersPmsidrReports):
+    """The same save without reading PMSIDR_EL1: it touches both filters on every CPU (not a correct switch)."""
+
+    def filters(self, cpu: CPU) -> list[str]:
+        return [name for _, name in PMSIDR_FILTERS]
+
+
 # The SPE registers a switch might keep in a guest's saved context.
 GUEST_SPE_CONTEXT = (
     "PMSCR_EL1", "PMSICR_EL1", "PMSIRR_EL1", "PMSFCR_EL1", "PMSEVFR_EL1", "PMSLATFR_EL1",
@@ -257,6 +295,7 @@ UNUSUAL: dict[str, tuple[Callable[[], S.ReferenceSwitch], Choices | None]] = {
     "spe-capability-cached-at-setup": (SpeCapabilityCachedAtSetup, None),
     "traps-pmbidr-with-fgt": (TrapsPmbidrWithFgt, None),
     "keeps-an-all-zero-guest-spe-context": (KeepsAnAllZeroGuestSpeContext, None),
+    "saves-the-filters-pmsidr-reports": (SavesTheFiltersPmsidrReports, None),
 }
 
 UNUSUAL_CPUS = [
@@ -278,3 +317,13 @@ def test_correct_but_unusual_switch_passes_every_correctness_rule(case: str) -> 
                 if failed:
                     failures.append(f"{features.describe()} / {adversary.name} / {name}: {sorted(failed)}")
     assert [] == failures
+
+
+@pytest.mark.parametrize(
+    ("features", "failed"),
+    [(NVHE, {"UNDEF"}), (Features(spe=SpeLevel.V1P2), {"UNDEF"}), (FDS, set())],
+    ids=["spev1p1", "spev1p2", "spev1p4-fds"],
+)
+def test_filters_saved_without_reading_pmsidr_fail_undef_where_one_is_missing(features: Features, failed: set[str]) -> None:
+    """The filter save that ignores PMSIDR_EL1 fails UNDEF exactly on the CPUs missing a filter: what makes its unusual twin correct is the read."""
+    assert failed == failing(run(SavesTheFiltersBlindly(), features, plain, WorstCaseChooser()))
