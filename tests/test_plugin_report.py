@@ -33,6 +33,23 @@ def pytest_spekvm_add_rules(config):
     return [Rule("DRAINS", "The switch drains", "a project's own check", Severity.CORRECTNESS, "project", _check)]
 """
 
+# A switch that drains the host's buffer for vcpu 0 only: the simplest sequence (which enters vcpu 0)
+# passes, so each seed finds the mistake in a sequence of its own.
+SECOND_VCPU_UNDRAINED = """
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class SecondVcpuUndrained(ReferenceSwitch):
+    name = "second-vcpu-undrained"
+
+    def save_spe(self, cpu, vcpu):
+        if vcpu.index == 0:
+            super().save_spe(cpu, vcpu)
+
+
+spekvm_adapter = SecondVcpuUndrained
+"""
+
 DRAIN_CELLS = ("-k", "test_drain_order and not sequences and pmuv3p1")
 DRAIN_CELLS_AND_SEQUENCES = ("-k", "test_drain_order and (pmuv3p1 or sequences)")
 PROJECT_CELLS = ("-k", "test_project_rule and not sequences and pmuv3p1")
@@ -128,18 +145,20 @@ def without_generated_example(report: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.no_cover
-def test_fingerprint_is_stable_across_seeds(nodrain: pytest.Pytester) -> None:
-    """The same mistake found by generated sequences under two seeds gets the same fingerprint, as found
-    (--spekvm-no-shrink: the fingerprint does not wait for shrinking)."""
-    prints = []
+def test_fingerprint_is_stable_across_seeds(spekvm_pytester: pytest.Pytester) -> None:
+    """The same mistake found by generated sequences under two seeds, in two different sequences, gets the same
+    fingerprint, as found (--spekvm-no-shrink: the fingerprint does not wait for shrinking)."""
+    spekvm_pytester.makepyfile(second_vcpu_undrained=SECOND_VCPU_UNDRAINED)
+    found = []
     for seed in ("1", "2"):
-        shutil.rmtree(nodrain.path / ".hypothesis", ignore_errors=True)
-        nodrain.runpytest(
-            "--spekvm-target=nodrain.py", f"--hypothesis-seed={seed}", "--spekvm-no-shrink", "--spekvm-report=r.json", "-k", "drain_order_sequences"
+        shutil.rmtree(spekvm_pytester.path / ".hypothesis", ignore_errors=True)
+        spekvm_pytester.runpytest(
+            "--spekvm-target=second_vcpu_undrained.py", f"--hypothesis-seed={seed}", "--spekvm-no-shrink",
+            "--spekvm-report=r.json", "-k", "drain_order_sequences",
         )
-        prints.append([f["fingerprint"] for f in read_report(nodrain.path / "r.json")["failures"]])
-    assert 1 == len(prints[0])
-    assert prints[0] == prints[1]
+        found.append([(f["fingerprint"], f["steps"]) for f in read_report(spekvm_pytester.path / "r.json")["failures"]])
+    (first, first_steps), (second, second_steps) = found[0] + found[1]
+    assert (first, True) == (second, first_steps != second_steps)
 
 
 # ------------------------------------------------------------------------------------ JUnit
