@@ -17,53 +17,84 @@ GUEST_SPE_REGISTERS = tuple(sorted(name for name in SPE_REGISTERS if BY_NAME[nam
 """The SPE registers a guest may try to touch (all but PMBIDR_EL1 trap when the switch is right)."""
 
 
+# The feature draws' strategies, made once (a CPU is drawn at the start of every sequence).
+_VHE = st.integers(0, 2)
+_SPE_ABSENT = st.integers(0, 3)
+_EL3_ABSENT = st.integers(0, 7)
+_OWNED = st.integers(0, 3)
+_COUNTERS = st.integers(0, 31)
+_FLAG = st.booleans()
+
+
+@functools.cache
+def _one_of_values(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(values)
+
+
 @st.composite
 def features(draw: Any, space: FeatureSpace = FULL_SPACE) -> Features:
     """A valid CPU from `space`: every value of every dimension is reachable."""
     # nVHE is where the drain happens: two CPUs in three, when the space has both.
-    vhe = draw(st.sampled_from(sorted(space.vhe)), label="VHE") if len(space.vhe) == 1 else (
-        draw(st.integers(0, 2), label="VHE (2: yes)") == 2
+    vhe = draw(_one_of_values(tuple(sorted(space.vhe))), label="VHE") if len(space.vhe) == 1 else (
+        draw(_VHE, label="VHE (2: yes)") == 2
     )
     # One CPU in four has no SPE (when the space allows both); the simplest CPU, and the one
     # shrinking heads for, has FEAT_SPE.
-    levels = sorted(s for s in space.spe if s != SpeLevel.NONE)
+    levels = tuple(sorted(s for s in space.spe if s != SpeLevel.NONE))
     if levels and SpeLevel.NONE in space.spe:
-        absent = draw(st.integers(0, 3), label="SPE absent (3: yes)") == 3
+        absent = draw(_SPE_ABSENT, label="SPE absent (3: yes)") == 3
     else:
         absent = not levels
-    spe = SpeLevel.NONE if absent else draw(st.sampled_from(levels), label="SPE level (PMSVer)")
+    spe = SpeLevel.NONE if absent else draw(_one_of_values(levels), label="SPE level (PMSVer)")
     # Most KVM hosts have EL3: one CPU in eight has none (when the space allows both).
-    el3 = sorted(space.el3)[0] if len(space.el3) == 1 else draw(st.integers(0, 7), label="EL3 absent (7: yes)") != 7
+    el3 = sorted(space.el3)[0] if len(space.el3) == 1 else draw(_EL3_ABSENT, label="EL3 absent (7: yes)") != 7
     owners = space.owner_values(spe, el3) or [False]
     # PMBIDR_EL1.P=1 leaves nothing to switch: one CPU in four, so most runs have a buffer to use.
-    owned = owners[0] if len(owners) == 1 else draw(st.integers(0, 3), label="PMBIDR_EL1.P (3: set)") == 3
-    pmu = draw(st.sampled_from(sorted(space.pmu)), label="PMU level (PMUVer)")
-    counters = draw(st.integers(0, 31), label="PMU counters (HPMN)") if possible("pmu_counters", {"pmu": pmu}) else 0
+    owned = owners[0] if len(owners) == 1 else draw(_OWNED, label="PMBIDR_EL1.P (3: set)") == 3
+    pmu = draw(_one_of_values(tuple(sorted(space.pmu))), label="PMU level (PMUVer)")
+    counters = draw(_COUNTERS, label="PMU counters (HPMN)") if possible("pmu_counters", {"pmu": pmu}) else 0
     flags: dict[str, bool] = {}
     for flag in sorted(space.flags, key=OPTIONAL_FLAGS.index):
         if possible(flag, {"spe": SpeLevel(spe), "pmu": PmuLevel(pmu), **flags}):
-            flags[flag] = draw(st.booleans(), label=f"FEAT {flag}")
+            flags[flag] = draw(_FLAG, label=f"FEAT {flag}")
     return Features(vhe=vhe, spe=SpeLevel(spe), spe_owned_by_higher_el=owned, pmu=PmuLevel(pmu),
                     pmu_counters=counters, el3=el3, **flags)
 
 
-def guest_actions() -> st.SearchStrategy[GuestAction]:
-    """One thing a guest does: run code, touch an SPE register, or exit."""
-    return st.one_of(
-        st.builds(GuestCode, samples=st.integers(0, 4), el0=st.booleans()),
-        st.builds(
-            GuestAccess,
-            register=st.sampled_from(GUEST_SPE_REGISTERS),
-            write=st.booleans(),
-            value=st.sampled_from([0, 1, 3, 0xFFFF]),
-        ),
-        st.builds(GuestExit, reason=st.sampled_from(["hvc", "irq", "abort"])),
-    )
+# A guest action's parts, made once: guest programs are drawn at most steps of a sequence.
+_ACTION_KIND = st.integers(0, 2)  # 0: run code (the simplest), 1: touch an SPE register, 2: exit
+_SAMPLES = st.integers(0, 4)
+_EL0 = st.booleans()
+_GUEST_REGISTER = st.sampled_from(GUEST_SPE_REGISTERS)
+_WRITE = st.booleans()
+_GUEST_VALUE = st.sampled_from([0, 1, 3, 0xFFFF])
+_EXIT_REASON = st.sampled_from(["hvc", "irq", "abort"])
+
+
+@st.composite
+def guest_actions(draw: Any) -> GuestAction:
+    """One thing a guest does: run code, touch an SPE register, or exit.
+
+    One composite, not `one_of` over `builds`: the same choices (which action, then its fields, each
+    shrinking to its first value) with two layers of hypothesis' machinery fewer per action.
+    """
+    kind = draw(_ACTION_KIND, label="guest action (0: code, 1: SPE register, 2: exit)")
+    if kind == 0:
+        return GuestCode(samples=draw(_SAMPLES, label="guest samples"), el0=draw(_EL0, label="guest code at EL0"))
+    if kind == 1:
+        return GuestAccess(
+            register=draw(_GUEST_REGISTER, label="guest register"), write=draw(_WRITE, label="guest writes it"),
+            value=draw(_GUEST_VALUE, label="guest value"),
+        )
+    return GuestExit(reason=draw(_EXIT_REASON, label="guest exit reason"))
+
+
+_GUEST_PROGRAMS = st.lists(guest_actions(), max_size=4).map(tuple)
 
 
 def guest_programs() -> st.SearchStrategy[tuple[GuestAction, ...]]:
     """What a guest does during one run."""
-    return st.lists(guest_actions(), max_size=4).map(tuple)
+    return _GUEST_PROGRAMS
 
 
 # The chooser's strategies, made once: building a strategy costs more than drawing from it, and the

@@ -1,0 +1,90 @@
+"""The generated sequences' cost as instructions per step, which other jobs on the machine do not move.
+
+Run from anywhere, with the package installed and valgrind on the PATH (about 10 minutes: three
+runs under valgrind's callgrind, each 20 to 50 times slower than without):
+
+    python benchmarks/instructions.py
+
+It counts the instructions of three processes that differ only in their last step, and subtracts:
+
+- base: imports, then one warm-up run of each machine below;
+- ours: base, then one rule's generated sequences (figure 2 of ratios.py: HOST-STATE, the suites'
+  fast default) against the reference;
+- trivial: base, then ratios.py's trivial hypothesis state machine (one bare round trip per step)
+  under the same budget.
+
+Hypothesis runs derandomized (a fixed seed), so every process draws the same sequences. It prints
+instructions per step of each and their ratio (trivial / ours: the steps-per-second ratio of
+ratios.py at equal instructions per cycle). CPU time on a shared machine moves by more than a
+change to a strategy saves; this count does not. It prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import ratios
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from pytest_spekvm import rules
+from pytest_spekvm.session import SpekvmSession
+from pytest_spekvm.space import FULL_SPACE
+from pytest_spekvm.target import load
+
+MODES = ("base", "ours", "trivial")
+
+
+def _derandomized() -> settings:
+    return settings(ratios._budget(), derandomize=True)
+
+
+def run(mode: str) -> int:
+    """Warm both machines up, then run `mode`'s machine once more; return its steps (0 for base)."""
+    settings.register_profile("spekvm-instructions", derandomize=True, database=None)
+    settings.load_profile("spekvm-instructions")  # the sequences' fast default builds on the loaded profile
+    ratios.sequences_steps_per_s()
+    run_state_machine_as_test(ratios.TrivialMachine, settings=_derandomized())
+    if mode == "ours":
+        session = SpekvmSession(target=load("reference"), space=FULL_SPACE, rules={r.id: r for r in rules.RULES})
+        session.fast_default = True
+        session.explore(ratios.SEQUENCE_RULE)
+        return session.verdicts.steps
+    if mode == "trivial":
+        ratios.TrivialMachine.steps = 0
+        run_state_machine_as_test(ratios.TrivialMachine, settings=_derandomized())
+        return ratios.TrivialMachine.steps
+    return 0
+
+
+def count(mode: str) -> tuple[int, int]:
+    """(steps, instructions) of one process running `mode` under callgrind."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--run", mode],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+    )
+    steps = int(re.search(r"^steps (\d+)$", done.stdout, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    collected = int(re.search(r"Collected : (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
+    return steps, collected
+
+
+def main() -> None:
+    """Count and print."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--run":
+        print(f"steps {run(sys.argv[2])}")
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("instructions.py needs valgrind on the PATH")
+    (_, base), (ours_steps, ours), (trivial_steps, trivial) = (count(mode) for mode in MODES)
+    per_ours = (ours - base) / ours_steps
+    per_trivial = (trivial - base) / trivial_steps
+    print(f"sequences: {per_ours:12,.0f} instructions/step ({ours_steps} steps, {ratios.SEQUENCE_RULE}, fast default); "
+          f"trivial machine {per_trivial:12,.0f} instructions/step ({trivial_steps} steps); ratio {per_trivial / per_ours:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
