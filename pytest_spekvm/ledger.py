@@ -15,8 +15,11 @@ matches a pattern, or whose fingerprint is listed, is an expected failure (xfail
 A rule whose generated sequences an entry covers is not shrunk: the first failing example is
 enough to confirm the known failure.
 
-An entry whose checks ran without any failure it covers is **stale** (reported; it fails the run
-under ``--spekvm-ledger-strict``). An entry past its ``expires`` date covers nothing and fails the
+An entry whose scripted checks ran without any failure it covers is **stale** (reported; it fails
+the run under ``--spekvm-ledger-strict``): a scripted check is deterministic, so its passing shows
+the deviation is gone. An entry whose only checks that ran are generated sequences, and that did
+not meet its failure, is **not found**: a search that missed is no proof (the budget and the seed
+decide what it meets), so it is a note, never a warning, and the entry stays. An entry past its ``expires`` date covers nothing and fails the
 run. ``--spekvm-ledger-write=PATH`` writes a ledger listing the run's failures, one entry per rule.
 """
 
@@ -149,15 +152,20 @@ class Ledger:
         return None
 
     def statuses(self, tests: Sequence[TestRecord]) -> list[dict[str, Any]]:
-        """Each entry with its status: 'matched', 'stale', 'expired', or 'not checked' (none of its tests ran)."""
+        """Each entry with its status: 'matched', 'stale' (its scripted checks ran and passed), 'not found'
+        (only its generated sequences ran, and missed its failure), 'expired', or 'not checked' (none of its
+        tests ran)."""
         found = []
         for entry in self.entries:
+            ran = [t for t in tests if entry.covers_test(t.rule, t.where) and t.outcome in ("passed", "failed")]
             if entry.expired(self.today):
                 status = "expired"
             elif any(t.known and t.known["index"] == entry.index for t in tests):
                 status = "matched"
-            elif any(entry.covers_test(t.rule, t.where) and t.outcome in ("passed", "failed") for t in tests):
+            elif any(t.where != GENERATED for t in ran):
                 status = "stale"
+            elif ran:
+                status = "not found"
             else:
                 status = "not checked"
             found.append({

@@ -83,7 +83,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--spekvm-ledger-strict", "spekvm_ledger_strict", "spekvm_ledger_strict", "SPEKVM_LEDGER_STRICT", "no",
-        "fail the run when a ledger entry is stale (its checks ran and none failed as it says).",
+        "fail the run when a ledger entry is stale (its scripted checks ran and none failed as it says; "
+        "generated sequences that miss a listed failure prove nothing, and never make an entry stale).",
         switch=True,
     ),
     Option(

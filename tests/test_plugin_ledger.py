@@ -84,6 +84,31 @@ def test_stale_entry_reported_and_strict(spekvm_pytester: pytest.Pytester) -> No
     )
 
 
+def test_entry_missed_by_generated_sequences_is_not_found_not_stale(spekvm_pytester: pytest.Pytester) -> None:
+    """An entry whose failure the generated sequences did not meet, with no scripted check of it run, is
+    'not found' (a note, never a warning, green under --spekvm-ledger-strict); with its scripted checks run
+    and passing, the same entry is stale."""
+    spekvm_pytester.path.joinpath("known.toml").write_text(
+        '[[deviation]]\nrule = "RES0"\ncells = ["*"]\nreason = "seen once under a large budget"\n'
+    )
+    searched = spekvm_pytester.runpytest(
+        "--spekvm-target=reference", "--spekvm-ledger=known.toml", "--spekvm-ledger-strict", "--spekvm-report=r.json",
+        "-k", "test_res0_sequences",
+    )
+    searched.stdout.fnmatch_lines([
+        "ledger entry 1 (RES0): not found by this run's generated sequences, which are a search, not a proof: the entry stays*",
+    ])
+    searched.stdout.no_fnmatch_line("spekvm warning*")
+    not_found = ledger_statuses(spekvm_pytester.path / "r.json")
+    scripted = spekvm_pytester.runpytest(
+        "--spekvm-target=reference", "--spekvm-ledger=known.toml", "--spekvm-report=r.json", "-k", "test_res0",
+    )
+    scripted.stdout.no_fnmatch_line("*not found by this run*")
+    assert (pytest.ExitCode.OK, ["not found"], ["stale"]) == (
+        searched.ret, not_found, ledger_statuses(spekvm_pytester.path / "r.json"),
+    )
+
+
 def test_expired_entry_fails_the_run(nodrain: pytest.Pytester) -> None:
     """An entry past its expiry date covers nothing and fails the run, saying so."""
     nodrain.path.joinpath("known.toml").write_text(KNOWN_DRAIN + "expires = 2000-01-31\n")
