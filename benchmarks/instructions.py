@@ -8,12 +8,13 @@ runs under valgrind's callgrind, each 20 to 50 times slower than without):
 It counts the instructions of three processes that differ only in their last step, and subtracts:
 
 - base: imports, then one warm-up run of each machine below;
-- ours: base, then one rule's generated sequences (figure 2 of ratios.py: HOST-STATE, the suites'
-  fast default) against the reference;
-- trivial: base, then ratios.py's trivial hypothesis state machine (one bare round trip per step)
-  under the same budget.
+- ours: base, then three runs of one rule's generated sequences (figure 2 of ratios.py: HOST-STATE,
+  the suites' fast default) against the reference;
+- trivial: base, then three runs of ratios.py's trivial hypothesis state machine (one bare round
+  trip per step) under the same budget.
 
-Hypothesis runs derandomized (a fixed seed), so every process draws the same sequences. It prints
+Hypothesis runs derandomized (a fixed seed) and Python's string hashing is fixed (PYTHONHASHSEED),
+so every process draws the same sequences and the counts repeat exactly. It prints
 instructions per step of each and their ratio (trivial / ours: the steps-per-second ratio of
 ratios.py at equal instructions per cycle). CPU time on a shared machine moves by more than a
 change to a strategy saves; this count does not. It prints figures and asserts nothing.
@@ -21,6 +22,7 @@ change to a strategy saves; this count does not. It prints figures and asserts n
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -37,6 +39,7 @@ from pytest_spekvm.space import FULL_SPACE
 from pytest_spekvm.target import load
 
 MODES = ("base", "ours", "trivial")
+RUNS = 3  # runs of the measured machine per process: the difference from base is well above its noise
 
 
 def _derandomized() -> settings:
@@ -49,23 +52,25 @@ def run(mode: str) -> int:
     settings.load_profile("spekvm-instructions")  # the sequences' fast default builds on the loaded profile
     ratios.sequences_steps_per_s()
     run_state_machine_as_test(ratios.TrivialMachine, settings=_derandomized())
-    if mode == "ours":
-        session = SpekvmSession(target=load("reference"), space=FULL_SPACE, rules={r.id: r for r in rules.RULES})
-        session.fast_default = True
-        session.explore(ratios.SEQUENCE_RULE)
-        return session.verdicts.steps
-    if mode == "trivial":
-        ratios.TrivialMachine.steps = 0
-        run_state_machine_as_test(ratios.TrivialMachine, settings=_derandomized())
-        return ratios.TrivialMachine.steps
-    return 0
+    steps = 0
+    for _ in range(RUNS if mode != "base" else 0):
+        if mode == "ours":
+            session = SpekvmSession(target=load("reference"), space=FULL_SPACE, rules={r.id: r for r in rules.RULES})
+            session.fast_default = True
+            session.explore(ratios.SEQUENCE_RULE)
+            steps += session.verdicts.steps
+        else:
+            ratios.TrivialMachine.steps = 0
+            run_state_machine_as_test(ratios.TrivialMachine, settings=_derandomized())
+            steps += ratios.TrivialMachine.steps
+    return steps
 
 
 def count(mode: str) -> tuple[int, int]:
     """(steps, instructions) of one process running `mode` under callgrind."""
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--run", mode],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent, env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     steps = int(re.search(r"^steps (\d+)$", done.stdout, re.MULTILINE).group(1))  # type: ignore[union-attr]
     collected = int(re.search(r"Collected : (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
@@ -80,6 +85,7 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("instructions.py needs valgrind on the PATH")
     (_, base), (ours_steps, ours), (trivial_steps, trivial) = (count(mode) for mode in MODES)
+    print(f"instructions: base {base:,}, ours {ours:,} ({ours_steps} steps), trivial {trivial:,} ({trivial_steps} steps)")
     per_ours = (ours - base) / ours_steps
     per_trivial = (trivial - base) / trivial_steps
     print(f"sequences: {per_ours:12,.0f} instructions/step ({ours_steps} steps, {ratios.SEQUENCE_RULE}, fast default); "
