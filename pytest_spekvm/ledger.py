@@ -22,8 +22,10 @@ not meet its failure, is **not found**: a search that missed is no proof (the bu
 decide what it meets), so it is a note, never a warning, and the entry stays. A fingerprint does not
 say which kind of check found it: an entry that names one is stale once a scripted check of its rule
 has run without it, so a deviation that only generated sequences find is listed by
-``cells = ["generated"]``, not by its fingerprint. An entry past its ``expires`` date covers nothing and fails the
-run. ``--spekvm-ledger-write=PATH`` writes a ledger listing the run's failures, one entry per rule.
+``cells = ["generated"]``, not by its fingerprint.
+
+An entry past its ``expires`` date covers nothing and fails the run. ``--spekvm-ledger-write=PATH``
+writes a ledger listing the run's failures, one entry per rule.
 """
 
 from __future__ import annotations
