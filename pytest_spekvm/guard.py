@@ -143,8 +143,19 @@ def time_limit(seconds: float) -> Iterator[Limit]:
             escape.watch(frame)
             raise _Timeout
 
+    # An alarm can meet the adapter's code running where Python cannot raise: a `__del__` or a weakref
+    # callback (the garbage collector runs them at whatever line allocates). Python then reports the
+    # timeout as an "Exception ignored in ..." with a traceback through this module; it is the timeout's
+    # own, not the adapter's, and the escape raises it again at the adapter's next line: not reported.
+    unraisable = sys.unraisablehook
+
+    def ignore_own_timeout(report: Any) -> None:
+        if report.exc_type is not _Timeout:
+            unraisable(report)
+
     started, waited_before = time.monotonic(), waited()
     previous = signal.signal(signal.SIGALRM, on_alarm)
+    sys.unraisablehook = ignore_own_timeout
     signal.setitimer(signal.ITIMER_REAL, min(ours, theirs), REFIRE)
     try:
         yield limit
@@ -152,6 +163,8 @@ def time_limit(seconds: float) -> Iterator[Limit]:
         limit.active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        if sys.unraisablehook is ignore_own_timeout:
+            sys.unraisablehook = unraisable
         if escape is not None:
             escape.close()
         if theirs < math.inf:

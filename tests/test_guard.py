@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
+from types import FrameType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -87,6 +87,17 @@ def test_time_starved_by_other_processes_is_not_the_blocks_own(monkeypatch: pyte
         while time.monotonic() < end:
             pass
     assert not limit.expired
+
+
+def test_timeout_met_in_a_finalizer_is_not_reported_as_unraisable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within a limit, Python's report of the timeout swallowed where it cannot raise (a `__del__`) is dropped, any other goes on."""
+    seen: list[type[BaseException]] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda report: seen.append(report.exc_type))
+    with time_limit(5):
+        for raised in (guard._Timeout, KeyError):
+            sys.unraisablehook(SimpleNamespace(exc_type=raised))
+    sys.unraisablehook(SimpleNamespace(exc_type=guard._Timeout))
+    assert [KeyError, guard._Timeout] == seen
 
 
 def test_waited_reads_schedstat_or_says_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

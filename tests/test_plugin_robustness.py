@@ -42,6 +42,9 @@ ADAPTERS = [
         "*vcpu_run() did not return within 0.3s*", FAST, id="hang-bare-except-model-calls"),
     row(RUN, "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass",
         "*vcpu_run() did not return within 0.3s*", FAST, id="hang-except-baseexception-busy"),
+    # A finalizer cannot raise: the timeout that meets it is dropped, not printed as "Exception ignored".
+    row(RUN, "class Busy:\n    def __del__(self):\n        while True:\n            pass\nBusy()",
+        "*vcpu_run() did not return within 0.3s*", FAST, id="hang-in-a-finalizer"),
     row(RUN, "try:\n    time.sleep(5)\nexcept BaseException:\n    pass",
         "*vcpu_run() did not return within 0.3s*", FAST, id="swallows-timeout"),
     row(RUN, "try:\n    time.sleep(5)\nexcept BaseException:\n    pass\nreturn None",
