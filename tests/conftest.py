@@ -65,4 +65,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("why the rerun tests failed first")
     for report in reruns:
         terminalreporter.line(f"{report.nodeid}:")
-        terminalreporter.line(str(report.longrepr)[-3000:])
+        terminalreporter.line(str(report.longrepr))  # whole: the cause can sit anywhere in a pytester run's output

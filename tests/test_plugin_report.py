@@ -157,6 +157,7 @@ def test_fingerprint_is_stable_across_seeds(spekvm_pytester: pytest.Pytester) ->
             "--spekvm-report=r.json", "-k", "drain_order_sequences",
         )
         found.append([(f["fingerprint"], f["steps"]) for f in read_report(spekvm_pytester.path / "r.json")["failures"]])
+    assert [1, 1] == [len(failures) for failures in found]  # each seed finds the mistake, once
     (first, first_steps), (second, second_steps) = found[0] + found[1]
     assert (first, True) == (second, first_steps != second_steps)
 
