@@ -47,7 +47,7 @@ def _derandomized() -> settings:
 
 
 def run(mode: str) -> int:
-    """Warm both machines up, then run `mode`'s machine once more; return its steps (0 for base)."""
+    """Warm both machines up, then run `mode`'s machine RUNS times more; return their steps (0 for base)."""
     settings.register_profile("spekvm-instructions", derandomize=True, database=None)
     settings.load_profile("spekvm-instructions")  # the sequences' fast default builds on the loaded profile
     ratios.sequences_steps_per_s()
