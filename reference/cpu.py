@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Mapping
+from typing import NoReturn
 
 import attrs
 
@@ -56,11 +57,15 @@ CONTEXT_SPE_KEYS: dict[str, str] = {
 
 
 _DSB_BY_NAME: dict[str, Dsb] = {option.value: option for option in Dsb}
+_ELS = frozenset({0, 1, 2})  # the exception levels the model has
 
 # The kinds of event the CPU puts in the trace, one per event, as module names (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _MRS, _MSR, _TRAP, _TRAP_EL3, _UNDEF = Kind.MRS, Kind.MSR, Kind.TRAP, Kind.TRAP_EL3, Kind.UNDEF
 _ISB, _DSB, _EXCEPTION, _ERET = Kind.ISB, Kind.DSB, Kind.EXCEPTION, Kind.ERET
 _GUEST, _EXIT, _CONTEXT, _NOTE = Kind.GUEST, Kind.EXIT, Kind.CONTEXT, Kind.NOTE
+
+# MDCR_EL2.E2PB [13:12] as a mask and a shift: the access path reads the field at every buffer access.
+_E2PB_MASK, _E2PB_LSB = MDCR_E2PB.mask, MDCR_E2PB.lsb
 
 
 class Outcome(enum.Enum):
@@ -107,6 +112,7 @@ class _Decoded:
     reach: tuple[Mapping[str, tuple[str, str]], ...]  # from EL0, EL1, EL2: the register a name reaches, or ('', why not)
     reach_e2h: Mapping[str, tuple[str, str]]  # the same from EL2 with HCR_EL2.E2H in effect
     el3_trapped: frozenset[str]  # the registers MDCR_EL3.NSPB traps to EL3, from EL1 and EL2
+    read_only: frozenset[str]  # the registers an MSR cannot write (UNDEFINED)
 
 
 @functools.cache
@@ -141,6 +147,7 @@ def _decoded(features: Features) -> _Decoded:
             r.name for r in R.REGISTERS
             if features.spe_owned_by_higher_el and r.name != "PMBIDR_EL1" and r.kind in (R.SPE_SAMPLING, R.SPE_BUFFER)
         ),
+        read_only=frozenset(r.name for r in R.REGISTERS if not r.writable),
     )
 
 
@@ -186,6 +193,9 @@ class CPU(Profiling):
         self._reach = decoded.reach
         self._reach_e2h = decoded.reach_e2h
         self._el3_trapped = decoded.el3_trapped
+        self._read_only = decoded.read_only
+        self._vhe = features.vhe
+        self.guest_entries = 0  # entries into a guest so far, counted by run_guest (the harness checks vcpu_run enters once)
         self._regs: dict[str, int] = reset_values(features)
         # HDFGRTR_EL2's traps act at EL1 with FEAT_FGT, where EL3 is absent or lets them (FGTEn).
         self._fgt = features.fgt and (not features.el3 or SCR_EL3_FGTEN)
@@ -196,19 +206,14 @@ class CPU(Profiling):
 
     # ----------------------------------------------------------------- register access
 
-    def _resolve(self, name: str) -> tuple[str, str]:
-        """The register `name` reaches from the current EL, or ('', why) when it is UNDEFINED."""
-        if self.el == 2 and self._regs["HCR_EL2"] & HCR_E2H and self.features.vhe:  # E2H as it acts: _e2h
-            return self._reach_e2h[name]
-        return self._reach[self.el][name]
-
     def _e2h(self, hcr: int) -> bool:
         """HCR_EL2.E2H as it acts: RES0 without FEAT_VHE, where a 1 written there is kept but does nothing."""
-        return bool(hcr & HCR_E2H) and self.features.vhe
+        return bool(hcr & HCR_E2H) and self._vhe
 
-    def _e2pb(self) -> int:
-        """MDCR_EL2.E2PB as it acts now; the reserved 0b01 behaves as an allocated value the chooser picks."""
-        e2pb = MDCR_E2PB.get(self._effective("MDCR_EL2"))
+    def _e2pb(self, mdcr: int) -> int:
+        """MDCR_EL2.E2PB as it acts, given the MDCR_EL2 in effect; the reserved 0b01 behaves as an
+        allocated value the chooser picks."""
+        e2pb = (mdcr & _E2PB_MASK) >> _E2PB_LSB
         if e2pb == E2PB_RESERVED:
             return self.chooser.reserved_as("MDCR_EL2", "E2PB", E2PB_ALLOCATED)
         return e2pb
@@ -225,7 +230,7 @@ class CPU(Profiling):
             if self._effective("MDCR_EL2") & MDCR_TPMS:
                 return "MDCR_EL2.TPMS=1"
         elif register in E2PB_TRAPPED:
-            e2pb = self._e2pb()
+            e2pb = self._e2pb(self._effective("MDCR_EL2"))
             if e2pb in E2PB_TRAPPING:
                 return f"MDCR_EL2.E2PB={e2pb:#04b}"
         return ""
@@ -234,7 +239,7 @@ class CPU(Profiling):
         """PMBIDR_EL1 as the current EL reads it: P is 1 when the owning EL is higher than the reader's
         or the owning Security state differs (D24.7, PMBIDR_EL1.P)."""
         value = self._regs["PMBIDR_EL1"]
-        if self.features.spe_owned_by_higher_el or (self.el < 2 and self._e2pb() == E2PB_EL2):
+        if self.features.spe_owned_by_higher_el or (self.el < 2 and self._e2pb(self._effective("MDCR_EL2")) == E2PB_EL2):
             value |= PMBIDR_P
         return value
 
@@ -261,7 +266,11 @@ class CPU(Profiling):
             name = R.lookup(name)
         if value is not None and not (type(value) is int and 0 <= value <= MASK64):
             _check_value(name, value)
-        target, why = self._resolve(name)
+        # The register `name` reaches from the current EL, or ('', why) where it is UNDEFINED; E2H as it acts (_e2h).
+        if self.el == 2 and self._regs["HCR_EL2"] & HCR_E2H and self._vhe:
+            target, why = self._reach_e2h[name]
+        else:
+            target, why = self._reach[self.el][name]
         if not target:
             self.trace.add(self.actor, self.el, _UNDEF, register=name, name=name, value=value or 0,
                            where=why, vcpu=self.vcpu)
@@ -285,7 +294,7 @@ class CPU(Profiling):
             self.trace.add(self.actor, self.el, _MRS, register=target, name=name, value=result,
                            vcpu=self.vcpu)
             return _MRS, target, result, ""
-        if not R.BY_NAME[target].writable:
+        if target in self._read_only:
             why = f"{target} is read-only"
             self.trace.add(self.actor, self.el, _UNDEF, register=target, name=name, value=value,
                            where=why, vcpu=self.vcpu)
@@ -325,7 +334,8 @@ class CPU(Profiling):
         """A context synchronisation event: every earlier write is in effect from here on."""
         self._stale.clear()
         self._epoch += 1
-        self._discard_pending_if_disabled()
+        if self._pending:
+            self._discard_pending_if_disabled()
 
     def isb(self) -> None:
         """Instruction synchronisation barrier: every earlier register write is now in effect."""
@@ -355,7 +365,8 @@ class CPU(Profiling):
     def take_exception(self, to_el: int, actor: Actor, reason: str, *, from_guest: bool = False) -> None:
         """Exception entry to `to_el`: a context synchronisation event unless it enters EL2 with
         FEAT_ExS and SCTLR_EL2.EIS = 0."""
-        self._check_el(to_el)
+        if to_el not in _ELS:
+            self._bad_el(to_el)
         if self._pending:
             self._decide_writes(Moment.GUEST_EXIT if from_guest else Moment.EXCEPTION_ENTRY, f"exception entry ({reason})")
         synchronises = to_el != 2 or self.entry_synchronises
@@ -368,7 +379,8 @@ class CPU(Profiling):
     def eret(self, to_el: int, actor: Actor, reason: str = "", *, into_guest: bool = False) -> None:
         """Exception return to `to_el`: a context synchronisation event unless it returns from EL2
         with FEAT_ExS and SCTLR_EL2.EOS = 0."""
-        self._check_el(to_el)
+        if to_el not in _ELS:
+            self._bad_el(to_el)
         if self._pending:
             self._decide_writes(Moment.ERET, f"eret ({reason})" if reason else "eret")
         synchronises = self.el != 2 or self.return_synchronises
@@ -379,10 +391,9 @@ class CPU(Profiling):
         self.el, self.actor = to_el, actor
 
     @staticmethod
-    def _check_el(el: int) -> None:
-        if el not in (0, 1, 2):
-            msg = f"Cannot move to EL{el} because the model has EL0, EL1 and EL2 only"
-            raise ModelError(msg)
+    def _bad_el(el: int) -> NoReturn:
+        msg = f"Cannot move to EL{el} because the model has EL0, EL1 and EL2 only"
+        raise ModelError(msg)
 
     # ------------------------------------------------------------------------ the guest
 
@@ -399,6 +410,7 @@ class CPU(Profiling):
         self.run_code(1, "hyp guest entry code")
         self.eret(1, guest(vcpu.vm), f"into guest {vcpu.vm}", into_guest=True)
         self.mark(_GUEST, f"vcpu {vcpu.index} running")
+        self.guest_entries += 1
         exit_reason = ExitReason("irq")
         program, vcpu.program = vcpu.program, []
         for action in program:

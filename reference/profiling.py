@@ -8,7 +8,8 @@ register access, traps and synchronisation. The split is by job; the state is on
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -68,6 +69,16 @@ class Fate(enum.Enum):
     FULL = "full"  # turned away by a full or stopped buffer
 
 
+@functools.lru_cache(maxsize=256)
+def _regime(name: str, table: str, base: int, stage2: int | None = None) -> str:
+    """A translation regime as the reader sees it: 'EL1&0 stage 1 (TTBR1_EL1=0x10000)', and its stage 2.
+
+    Cached: every record written names the regime it went through, and a run uses a handful.
+    """
+    text = f"{name} stage 1 ({table}={base:#x})"
+    return text if stage2 is None else f"{text} + stage 2 (VTTBR_EL2={stage2:#x})"
+
+
 # The fates every written record goes through, as module names (CONTRIBUTING.md, Speed: Python 3.11's slow enum member lookup).
 _IN_FLIGHT, _WRITTEN = Fate.IN_FLIGHT, Fate.WRITTEN
 
@@ -114,11 +125,16 @@ class Profiling:
     def _effective(self, register: str) -> int:
         raise NotImplementedError
 
-    def _e2pb(self) -> int:
+    def _e2pb(self, mdcr: int) -> int:
         raise NotImplementedError
 
     def _e2h(self, hcr: int) -> bool:
         raise NotImplementedError
+
+    def _in_effect(self) -> Callable[[str], int]:
+        """`_effective`, for a run of reads: while no write is unsynchronised, the register file
+        itself, read with no Python call per register."""
+        return self._effective if self._stale else self._regs.__getitem__
 
     # --------------------------------------------------------------------- sampling
 
@@ -126,24 +142,25 @@ class Profiling:
         """Whether code running now at the current EL is sampled (D17.4, StatisticalProfilingEnabled())."""
         if not self._buffer_usable:
             return False
-        if not self._effective("PMBLIMITR_EL1") & PMBLIMITR_E:
+        reg = self._in_effect()
+        if not reg("PMBLIMITR_EL1") & PMBLIMITR_E:
             return False
-        if self._effective("PMBSR_EL1") & PMBSR_S:
+        if reg("PMBSR_EL1") & PMBSR_S:
             return False
-        owner_el = 2 if self._e2pb() == E2PB_EL2 else 1
+        owner_el = 2 if self._e2pb(reg("MDCR_EL2")) == E2PB_EL2 else 1
         if self.el > owner_el:
             return False  # never sampled above the owning EL: an EL1-owned buffer is idle at EL2
-        hcr = self._effective("HCR_EL2")
+        hcr = reg("HCR_EL2")
         tge = bool(hcr & HCR_TGE)
         if owner_el == 1 and tge and self.el < 2:
             return False  # with TGE = 1 the EL1&0 regime is not in use
         if self.el == 2:
-            return bool(self._effective("PMSCR_EL2") & PMSCR_EL2_E2SPE)
+            return bool(reg("PMSCR_EL2") & PMSCR_EL2_E2SPE)
         if self.el == 1:
-            return bool(self._effective("PMSCR_EL1") & PMSCR_EL1_E1SPE)
+            return bool(reg("PMSCR_EL1") & PMSCR_EL1_E1SPE)
         if self._e2h(hcr) and tge:
-            return bool(self._effective("PMSCR_EL2") & PMSCR_EL2_E0HSPE)
-        return bool(self._effective("PMSCR_EL1") & PMSCR_EL1_E0SPE)
+            return bool(reg("PMSCR_EL2") & PMSCR_EL2_E0HSPE)
+        return bool(reg("PMSCR_EL1") & PMSCR_EL1_E0SPE)
 
     def run_code(self, samples: int, what: str = "") -> list[Record]:
         """Code runs at the current EL; if sampling is on, `samples` records are collected."""
@@ -155,7 +172,7 @@ class Profiling:
             return []
         new = []
         for _ in range(samples):
-            rec = Record(len(self.records), self.actor, self.el, len(self.trace), self._epoch)
+            rec = Record(len(self.records), self.actor, self.el, len(self.trace.events), self._epoch)
             self.records.append(rec)
             self._pending.append(rec)
             self.trace.add(self.actor, self.el, _RECORD, record=rec.id, vcpu=self.vcpu)
@@ -250,17 +267,18 @@ class Profiling:
 
     def _write(self, rec: Record) -> bool:
         """Translate and write one record through the regime that owns the buffer now; False if it was not written."""
-        if not self._effective("PMBLIMITR_EL1") & PMBLIMITR_E:
+        reg = self._in_effect()
+        limit = reg("PMBLIMITR_EL1")
+        if not limit & PMBLIMITR_E:
             self._discard([rec], "buffer disabled", self._disabled_by)
             return False
-        if self._effective("PMBSR_EL1") & PMBSR_S:
+        if reg("PMBSR_EL1") & PMBSR_S:
             rec.fate = Fate.FULL
             self.trace.add(PE, self.el, _FULL, record=rec.id, where="buffer stopped (PMBSR_EL1.S=1)",
                            vcpu=self.vcpu)
             return False
-        ptr = self._effective("PMBPTR_EL1")
-        limit = self._effective("PMBLIMITR_EL1") & PMBLIMITR_LIMIT
-        if ptr + RECORD_SIZE > limit:
+        ptr = reg("PMBPTR_EL1")
+        if ptr + RECORD_SIZE > limit & PMBLIMITR_LIMIT:
             rec.fate = Fate.FULL
             self._stop_buffer(PMBSR_EC_BUF, PMBSR_BSC_FULL, "buffer full", PeUpdate.FULL, rec)
             self.trace.add(PE, self.el, _FULL, record=rec.id, update=PeUpdate.FULL, where="buffer full",
@@ -272,35 +290,32 @@ class Profiling:
             rec.fate = Fate.FAULTED
             ec = PMBSR_EC_FAULT_S1 if landing.fault is Fault.STAGE1 else PMBSR_EC_FAULT_S2
             self._stop_buffer(ec, 0, f"{landing.fault.value} fault", PeUpdate.FAULT, rec)
-            self.trace.add(PE, self.el, _FAULT, record=rec.id, where=str(landing), vcpu=self.vcpu)
+            self.trace.add(PE, self.el, _FAULT, record=rec.id, vcpu=self.vcpu, landing=landing)
             return False
         rec.fate = _WRITTEN
         self.memory.store(landing, RECORD_SIZE)
         self._regs["PMBPTR_EL1"] = ptr + RECORD_SIZE
         self._stale.pop("PMBPTR_EL1", None)
         self.trace.add(PE, self.el, _WRITE, record=rec.id, register="PMBPTR_EL1",
-                       value=ptr + RECORD_SIZE, where=str(landing), vcpu=self.vcpu, owner=landing.owner)
+                       value=ptr + RECORD_SIZE, vcpu=self.vcpu, owner=landing.owner, landing=landing)
         return True
 
     def translate(self, va: int) -> Landing:
         """Translate a buffer address through the regime that owns the buffer now (MDCR_EL2.E2PB, E2H)."""
-        hcr = self._effective("HCR_EL2")
+        effective = self._in_effect()
+        hcr = effective("HCR_EL2")
         upper = bool(va >> 63)
-        if self._e2pb() != E2PB_EL2:
+        if self._e2pb(effective("MDCR_EL2")) != E2PB_EL2:
             reg = "TTBR1_EL1" if upper else "TTBR0_EL1"
-            ttbr = self._effective(reg)
-            regime = f"EL1&0 stage 1 ({reg}={ttbr:#x})"
-            stage2: int | None = None
-            if hcr & HCR_VM:
-                stage2 = self._effective("VTTBR_EL2")
-                regime += f" + stage 2 (VTTBR_EL2={stage2:#x})"
-            return self.memory.walk(va, ttbr, stage2, regime)
+            ttbr = effective(reg)
+            stage2 = effective("VTTBR_EL2") if hcr & HCR_VM else None
+            return self.memory.walk(va, ttbr, stage2, _regime("EL1&0", reg, ttbr, stage2))
         if self._e2h(hcr):
             reg = "TTBR1_EL2" if upper else "TTBR0_EL2"
-            ttbr = self._effective(reg)
-            return self.memory.walk(va, ttbr, None, f"EL2&0 stage 1 ({reg}={ttbr:#x})")
-        ttbr = self._effective("TTBR0_EL2")
-        regime = f"EL2 stage 1 (TTBR0_EL2={ttbr:#x})"
+            ttbr = effective(reg)
+            return self.memory.walk(va, ttbr, None, _regime("EL2&0", reg, ttbr))
+        ttbr = effective("TTBR0_EL2")
+        regime = _regime("EL2", "TTBR0_EL2", ttbr)
         if upper:
             # D8.1.2: the EL2 regime without E2H has a single, lower VA range.
             return Landing(0, None, Fault.STAGE1, regime + ", which has no upper VA range")

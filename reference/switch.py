@@ -155,14 +155,16 @@ def activate_vm(cpu: CPU, vcpu: Vcpu) -> None:
 
 def restore_guest_sysregs(cpu: CPU, vcpu: Vcpu) -> None:
     """__sysreg_restore_guest_state: the guest's stage 1 (through *_EL12 under VHE)."""
+    vhe = has_vhe(cpu)
     for name in EL1_STAGE1:
-        cpu.msr(EL12_NAME[name] if has_vhe(cpu) else name, vcpu.sysregs[name])
+        cpu.msr(EL12_NAME[name] if vhe else name, vcpu.sysregs[name])
 
 
 def save_guest_sysregs(cpu: CPU, vcpu: Vcpu) -> None:
     """__sysreg_save_guest_state."""
+    vhe = has_vhe(cpu)
     for name in EL1_STAGE1:
-        vcpu.sysregs[name] = cpu.mrs(EL12_NAME[name] if has_vhe(cpu) else name)
+        vcpu.sysregs[name] = cpu.mrs(EL12_NAME[name] if vhe else name)
 
 
 def deactivate_traps(cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:

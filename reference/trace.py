@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import attrs
 
 from .actors import HOST, Actor
-from .memory import Owner
+from .memory import Landing, Owner
 from .registers import BY_NAME
 
 
@@ -90,7 +90,8 @@ class Event:
 
     The facts the rules decide on are typed fields (`kind`, `actor`, `register`, `value`, `owner`,
     `by`, `update`, `dsb`, `cse`, `into_guest`, `guest_exit`, ...); `where` is text for the reader
-    only, rendered from those facts when the event is made, and nothing decides on it.
+    only, and nothing decides on it: given when the event is made, or for a WRITE or FAULT rendered
+    from its `landing` when it is read.
     """
 
     seq: int
@@ -103,7 +104,7 @@ class Event:
     old: int = 0
     res0: int = 0
     record: int = -1  # record id, for RECORD/WRITE/DISCARD/FAULT/FULL
-    where: str = ""  # for the reader: a WRITE's landing, a trap's reason, a note, an exception's cause, ...
+    _where: str = attrs.field(default="", alias="where")  # read as `where`: a trap's reason, a note, ...
     vcpu: int = -1
     owner: Owner | None = None  # WRITE: the owner of the page the record landed in
     by: Actor | None = None  # DISCARD: who stopped the buffer (None: nobody did, the buffer was off)
@@ -112,6 +113,13 @@ class Event:
     cse: bool = True  # EXCEPTION/ERET: whether it was a context synchronisation event
     into_guest: bool = False  # ERET: the return into a guest
     guest_exit: bool = False  # EXCEPTION: a guest's exit to EL2
+    landing: Landing | None = None  # WRITE, FAULT: where the record's write went; its text is `where`
+
+    @property
+    def where(self) -> str:
+        """Text for the reader: a trap's reason, a note, an exception's cause; for a WRITE or FAULT,
+        its landing, rendered only when read (most records written are never shown)."""
+        return self._where if self.landing is None else str(self.landing)
 
     def describe(self) -> str:
         """One line of the timeline."""
@@ -174,7 +182,7 @@ class Trace:
         self, actor: Actor, el: int, kind: Kind, register: str = "", name: str = "", value: int = 0,
         old: int = 0, res0: int = 0, record: int = -1, where: str = "", vcpu: int = -1, owner: Owner | None = None,
         by: Actor | None = None, update: PeUpdate | None = None, dsb: Dsb | None = None, cse: bool = True,
-        into_guest: bool = False, guest_exit: bool = False,
+        into_guest: bool = False, guest_exit: bool = False, landing: Landing | None = None,
     ) -> Event:
         """Append an event and return it (the parameters are `Event`'s fields, with its defaults).
 
@@ -184,7 +192,7 @@ class Trace:
         field left out, where it copies a positional one from a tuple.
         """
         event = Event(len(self.events), actor, el, kind, register, name, value, old, res0, record, where, vcpu,
-                      owner, by, update, dsb, cse, into_guest, guest_exit)
+                      owner, by, update, dsb, cse, into_guest, guest_exit, landing)
         self.events.append(event)
         return event
 

@@ -51,9 +51,9 @@ class ScrambledTrace(Trace):
     """A trace whose events' text is scrambled as they are added."""
 
     def add(self, actor: Actor, el: int, kind: Kind, **kw: object) -> Event:
-        """Add the event, then scramble its `where`."""
+        """Add the event, then scramble its `where` (a WRITE's or FAULT's rendered landing with it)."""
         event = super().add(actor, el, kind, **kw)
-        event.where = scramble(event.where)
+        event._where, event.landing = scramble(event.where), None
         return event
 
 

@@ -72,7 +72,7 @@ def test_trace_is_a_sequence_of_events() -> None:
 def test_trace_add_takes_every_field_of_the_event_with_its_default() -> None:
     """Trace.add spells out Event's fields: left out, each is Event's default; given, each lands in its own field."""
     fields = [f for f in attrs.fields(Event) if f.name not in ("seq", "actor", "el", "kind")]
-    given = {f.name: f"value of {f.name}" for f in fields}  # a distinct value per field shows a swap
+    given = {f.alias: f"value of {f.alias}" for f in fields}  # a distinct value per field shows a swap
     trace = Trace()
     trace.add(HYP, 2, Kind.NOTE)
     trace.add(HYP, 2, Kind.NOTE, **given)  # type: ignore[arg-type]
