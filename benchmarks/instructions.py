@@ -50,7 +50,7 @@ def run(mode: str) -> int:
     """Warm both machines up, then run `mode`'s machine RUNS times more; return their steps (0 for base)."""
     settings.register_profile("spekvm-instructions", derandomize=True, database=None)
     settings.load_profile("spekvm-instructions")  # the sequences' fast default builds on the loaded profile
-    ratios.sequences_steps_per_s()
+    ratios.sequences_steps_per_s(0)  # one run
     run_state_machine_as_test(ratios.TrivialMachine, settings=_derandomized())
     steps = 0
     for _ in range(RUNS if mode != "base" else 0):

@@ -13,8 +13,8 @@ take the cores from this one does not count:
    a bare-Python floor that, per event, writes one dict entry and appends one tuple; beside it, the
    cost of making and appending one `Event` through `Trace.add` (what every event costs at least);
 2. generated sequences: steps per second of one rule's sequences (the suites' fast default
-   budget) against a trivial hypothesis stateful machine that does one bare round trip per step
-   under the same budget;
+   budget, run again and again for twice --seconds) against a trivial hypothesis stateful machine
+   that does one bare round trip per step under the same budget, for as long;
 3. judging cost per event of all rules over traces of 12, 40, 100 and 200 steps (flat if judging
    is linear in the trace);
 4. the default run's CPU time (`pytest --spekvm-target=reference` on the suites, in a fresh
@@ -122,13 +122,18 @@ def _budget() -> settings:
     return settings(max_examples=FAST_EXAMPLES, stateful_step_count=STEPS_PER_EXAMPLE, deadline=None, database=None)
 
 
-def sequences_steps_per_s() -> float:
-    """Steps per second of one rule's generated sequences against the reference (fast default)."""
-    session = SpekvmSession(target=load("reference"), space=FULL_SPACE, rules={r.id: r for r in rules.RULES})
-    session.fast_default = True
+def sequences_steps_per_s(seconds: float) -> float:
+    """Steps per second of one rule's generated sequences against the reference (fast default),
+    over as many runs of the budget as fit in `seconds` (one run is a fraction of a second, and the
+    number of steps hypothesis gives its examples varies from run to run)."""
+    steps = 0
     start = time.process_time()
-    session.explore(SEQUENCE_RULE)
-    return session.verdicts.steps / (time.process_time() - start)
+    while not steps or time.process_time() - start < seconds:
+        session = SpekvmSession(target=load("reference"), space=FULL_SPACE, rules={r.id: r for r in rules.RULES})
+        session.fast_default = True
+        session.explore(SEQUENCE_RULE)
+        steps += session.verdicts.steps
+    return steps / (time.process_time() - start)
 
 
 class TrivialMachine(RuleBasedStateMachine):
@@ -147,11 +152,12 @@ class TrivialMachine(RuleBasedStateMachine):
         TrivialMachine.steps += 1
 
 
-def trivial_steps_per_s() -> float:
-    """Steps per second of the trivial machine under the same budget."""
+def trivial_steps_per_s(seconds: float) -> float:
+    """Steps per second of the trivial machine under the same budget, over as many runs as fit in `seconds`."""
     TrivialMachine.steps = 0
     start = time.process_time()
-    run_state_machine_as_test(TrivialMachine, settings=_budget())
+    while not TrivialMachine.steps or time.process_time() - start < seconds:
+        run_state_machine_as_test(TrivialMachine, settings=_budget())
     return TrivialMachine.steps / (time.process_time() - start)
 
 
@@ -195,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of each measure (median kept)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per repetition of the model and judging measures")
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="time per repetition of the model and judging measures (twice it for the sequences')")
     parser.add_argument("--no-default-run", action="store_true", help="leave out the default run's CPU time")
     args = parser.parse_args(argv)
     os.chdir(tempfile.mkdtemp(prefix="spekvm-ratios-"))  # hypothesis' example database goes there
@@ -213,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
           f"ratio {model / floor:5.1f}x (nVHE), {model_vhe / floor:5.1f}x (VHE); "
           f"Trace.add alone {event:5.0f} ns, {event / floor:4.1f}x")
 
-    ours, trivial = _median_interleaved(args.rounds, sequences_steps_per_s, trivial_steps_per_s)
+    ours, trivial = _median_interleaved(
+        args.rounds, lambda: sequences_steps_per_s(args.seconds * 2), lambda: trivial_steps_per_s(args.seconds * 2),
+    )
     print(f"sequences: {ours:8.0f} steps/s ({SEQUENCE_RULE}, fast default); trivial machine {trivial:8.0f} steps/s; "
           f"ratio {ours / trivial:5.2f}x")
 
