@@ -1,9 +1,10 @@
-"""The generated sequences' cost as instructions per step, which other jobs on the machine do not move.
+"""The generated sequences' cost as instructions per step, and the model's per event, which other
+jobs on the machine do not move.
 
 Run from anywhere, with the package installed and valgrind on the PATH (about 10 minutes: three
-runs under valgrind's callgrind, each 20 to 50 times slower than without):
+runs under valgrind's callgrind, each 20 to 50 times slower than without; with --model, about 3):
 
-    python benchmarks/instructions.py
+    python benchmarks/instructions.py [--model]
 
 It counts the instructions of three processes that differ only in their last step, and subtracts:
 
@@ -18,6 +19,13 @@ so every process draws the same sequences and the counts repeat exactly. It prin
 instructions per step of each and their ratio (trivial / ours: the steps-per-second ratio of
 ratios.py at equal instructions per cycle). CPU time on a shared machine moves by more than a
 change to a strategy saves; this count does not. It prints figures and asserts nothing.
+
+With --model it counts figure 1 of ratios.py instead: instructions per trace event of the model's
+round trips (nVHE, VHE) and of the floor, each the difference between a process that does
+MODEL_SYSTEMS systems of 50 round trips (for the floor, as many events) and one that stops after
+the warm-up.
+The ratio to the floor in instructions is lower than ratios.py's in CPU time: the floor's tight
+loop runs more instructions per cycle than the model.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ from pytest_spekvm.target import load
 
 MODES = ("base", "ours", "trivial")
 RUNS = 3  # runs of the measured machine per process: the difference from base is well above its noise
+MODEL_MODES = ("floor", "nvhe", "vhe")
+MODEL_SYSTEMS = 2  # systems of 50 round trips per process (each about 2,500 events)
 
 
 def _derandomized() -> settings:
@@ -66,10 +76,20 @@ def run(mode: str) -> int:
     return steps
 
 
-def count(mode: str) -> tuple[int, int]:
-    """(steps, instructions) of one process running `mode` under callgrind."""
+def run_model(mode: str, systems: int) -> int:
+    """One system of warm-up, then `systems` systems of round trips (nvhe, vhe), or the floor for as
+    many events; return the events counted (the warm-up's are not)."""
+    if mode == "floor":
+        ratios.floor(2_500)
+        return ratios.floor(systems * 2_500)
+    ratios.round_trips(mode == "vhe")
+    return sum(ratios.round_trips(mode == "vhe") for _ in range(systems))
+
+
+def count(mode: str, *more: str) -> tuple[int, int]:
+    """(steps or events, instructions) of one process running `mode` under callgrind."""
     done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--run", mode],
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--run", mode, *more],
         capture_output=True, text=True, check=True, cwd=Path(__file__).parent, env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     steps = int(re.search(r"^steps (\d+)$", done.stdout, re.MULTILINE).group(1))  # type: ignore[union-attr]
@@ -79,11 +99,23 @@ def count(mode: str) -> tuple[int, int]:
 
 def main() -> None:
     """Count and print."""
+    if len(sys.argv) == 4 and sys.argv[1] == "--run":
+        print(f"steps {run_model(sys.argv[2], int(sys.argv[3]))}")
+        return
     if len(sys.argv) == 3 and sys.argv[1] == "--run":
         print(f"steps {run(sys.argv[2])}")
         return
     if shutil.which("valgrind") is None:
         sys.exit("instructions.py needs valgrind on the PATH")
+    if sys.argv[1:] == ["--model"]:
+        per_event = {}
+        for mode in MODEL_MODES:
+            (_, base), (events, measured) = count(mode, "0"), count(mode, str(MODEL_SYSTEMS))
+            per_event[mode] = (measured - base) / events
+        floor = per_event["floor"]
+        print(f"model: {per_event['nvhe']:8,.0f} instructions/event nVHE, {per_event['vhe']:8,.0f} VHE; floor {floor:6,.0f}; "
+              f"ratio {per_event['nvhe'] / floor:5.1f}x (nVHE), {per_event['vhe'] / floor:5.1f}x (VHE)")
+        return
     (_, base), (ours_steps, ours), (trivial_steps, trivial) = (count(mode) for mode in MODES)
     print(f"instructions: base {base:,}, ours {ours:,} ({ours_steps} steps), trivial {trivial:,} ({trivial_steps} steps)")
     per_ours = (ours - base) / ours_steps
