@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import attrs
 
@@ -81,17 +82,20 @@ class PeUpdate(enum.Enum):
     COUNT = "count"  # PMSICR_EL1: the sample counter moved
 
 
-@attrs.define(slots=True)
-class Event:
-    """One architectural event.
+class Event(NamedTuple):
+    """One architectural event, a value: nothing changes an event once the trace has it.
 
     `register` is the register actually reached (after VHE redirection), `name` the name the
     code used. For MSR, `res0` holds the RES0 bits the value set, `old` the value replaced.
 
     The facts the rules decide on are typed fields (`kind`, `actor`, `register`, `value`, `owner`,
     `by`, `update`, `dsb`, `cse`, `into_guest`, `guest_exit`, ...); `where` is text for the reader
-    only, and nothing decides on it: given when the event is made, or for a WRITE or FAULT rendered
-    from its `landing` when it is read.
+    only, and nothing decides on it: the `text` given when the event is made, or for a WRITE or
+    FAULT rendered from its `landing` when it is read.
+
+    A named tuple rather than an attrs class: the model makes one per thing it does, and
+    `Trace.add` builds a tuple in one C call where an attrs class runs its `__init__`, a Python
+    call setting 20 attributes (CONTRIBUTING.md, Speed).
     """
 
     seq: int
@@ -104,7 +108,7 @@ class Event:
     old: int = 0
     res0: int = 0
     record: int = -1  # record id, for RECORD/WRITE/DISCARD/FAULT/FULL
-    _where: str = attrs.field(default="", alias="where")  # read as `where`: a trap's reason, a note, ...
+    text: str = ""  # read as `where`: a trap's reason, a note, an exception's cause, ...
     vcpu: int = -1
     owner: Owner | None = None  # WRITE: the owner of the page the record landed in
     by: Actor | None = None  # DISCARD: who stopped the buffer (None: nobody did, the buffer was off)
@@ -119,7 +123,7 @@ class Event:
     def where(self) -> str:
         """Text for the reader: a trap's reason, a note, an exception's cause; for a WRITE or FAULT,
         its landing, rendered only when read (most records written are never shown)."""
-        return self._where if self.landing is None else str(self.landing)
+        return self.text if self.landing is None else str(self.landing)
 
     def describe(self) -> str:
         """One line of the timeline."""
@@ -172,6 +176,11 @@ def _bit_names(register: str, mask: int) -> str:
     return ", ".join(names)
 
 
+# Builds an Event from a tuple of all its fields in one C call (what the named tuple's own
+# constructor does after a Python call that binds its 20 parameters).
+_new_event = tuple.__new__
+
+
 @attrs.define
 class Trace:
     """The ordered events of one run of the model."""
@@ -184,16 +193,18 @@ class Trace:
         by: Actor | None = None, update: PeUpdate | None = None, dsb: Dsb | None = None, cse: bool = True,
         into_guest: bool = False, guest_exit: bool = False, landing: Landing | None = None,
     ) -> Event:
-        """Append an event and return it (the parameters are `Event`'s fields, with its defaults).
+        """Append an event and return it (the parameters are `Event`'s fields, with its defaults;
+        `where` is its `text`).
 
         They are spelt out rather than taken as `**kw`: the model adds an event for each thing it
         does, and packing keyword arguments into a dict cost more than making the event. They are
         not keyword-only either: CPython fills a keyword-only default from a dict, one lookup per
         field left out, where it copies a positional one from a tuple.
         """
-        event = Event(len(self.events), actor, el, kind, register, name, value, old, res0, record, where, vcpu,
-                      owner, by, update, dsb, cse, into_guest, guest_exit, landing)
-        self.events.append(event)
+        events = self.events
+        event = _new_event(Event, (len(events), actor, el, kind, register, name, value, old, res0, record, where,
+                                   vcpu, owner, by, update, dsb, cse, into_guest, guest_exit, landing))
+        events.append(event)
         return event
 
     def __iter__(self) -> Iterator[Event]:
