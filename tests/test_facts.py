@@ -53,7 +53,7 @@ class ScrambledTrace(Trace):
     def add(self, actor: Actor, el: int, kind: Kind, **kw: object) -> Event:
         """Add the event, then scramble its `where` (a WRITE's or FAULT's rendered landing with it)."""
         event = super().add(actor, el, kind, **kw)
-        event = self.events[-1] = event._replace(text=scramble(event.where), landing=None)
+        event._where, event.landing = scramble(event.where), None
         return event
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from pytest_spekvm.reference import memory as M
@@ -29,16 +30,16 @@ from pytest_spekvm.reference.trace import Dsb, Event, Kind, Trace
         (Event(0, HYP, 2, Kind.MSR, register="S3_0_C9_C9_1", value=1, res0=1),
          "msr S3_0_C9_C9_1 <- 0x1   RES0 bits set: bit 0"),
         (Event(0, HYP, 2, Kind.MRS, register="PMBIDR_EL1", value=6), "mrs PMBIDR_EL1 -> 0x6"),
-        (Event(0, guest(0), 1, Kind.TRAP, register="PMSCR_EL1", text="MDCR_EL2.TPMS=1"),
+        (Event(0, guest(0), 1, Kind.TRAP, register="PMSCR_EL1", where="MDCR_EL2.TPMS=1"),
          "trap: PMSCR_EL1 (MDCR_EL2.TPMS=1)"),
-        (Event(0, HYP, 2, Kind.UNDEF, register="PMSCR_EL1", name="PMSCR_EL12", text="why"),
+        (Event(0, HYP, 2, Kind.UNDEF, register="PMSCR_EL1", name="PMSCR_EL12", where="why"),
          "undef: PMSCR_EL12 (why)"),
         (Event(0, HYP, 2, Kind.ISB), "isb"),
         (Event(0, HYP, 2, Kind.PSB), "psb csync"),
         (Event(0, PE, 2, Kind.RECORD, record=4), "record #4"),
-        (Event(0, HYP, 2, Kind.ERET, text=""), "eret"),
-        (Event(0, HOST, 1, Kind.CODE, text="host kernel code"), "code host kernel code"),
-        (Event(0, HYP, 2, Kind.RETURN, text="vcpu 0 back in host"), "return vcpu 0 back in host"),
+        (Event(0, HYP, 2, Kind.ERET, where=""), "eret"),
+        (Event(0, HOST, 1, Kind.CODE, where="host kernel code"), "code host kernel code"),
+        (Event(0, HYP, 2, Kind.RETURN, where="vcpu 0 back in host"), "return vcpu 0 back in host"),
     ],
 )
 def test_event_describes_itself_in_one_line(event: Event, text: str) -> None:
@@ -69,12 +70,12 @@ def test_trace_is_a_sequence_of_events() -> None:
 
 
 def test_trace_add_takes_every_field_of_the_event_with_its_default() -> None:
-    """Trace.add spells out Event's fields (its `where` is the event's `text`): left out, each is Event's
-    default; given, each lands in its own field."""
-    given = {f: f"value of {f}" for f in Event._fields if f not in ("seq", "actor", "el", "kind")}  # distinct values show a swap
+    """Trace.add spells out Event's fields: left out, each is Event's default; given, each lands in its own field."""
+    fields = [f for f in attrs.fields(Event) if f.name not in ("seq", "actor", "el", "kind")]
+    given = {f.alias: f"value of {f.alias}" for f in fields}  # a distinct value per field shows a swap
     trace = Trace()
     trace.add(HYP, 2, Kind.NOTE)
-    trace.add(HYP, 2, Kind.NOTE, **{"where" if f == "text" else f: v for f, v in given.items()})  # type: ignore[arg-type]
+    trace.add(HYP, 2, Kind.NOTE, **given)  # type: ignore[arg-type]
     assert (Event(0, HYP, 2, Kind.NOTE), Event(1, HYP, 2, Kind.NOTE, **given)) == (trace[0], trace[1])  # type: ignore[arg-type]
 
 
