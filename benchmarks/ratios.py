@@ -2,7 +2,7 @@
 
 Run from anywhere, with the package installed (the test extra is not needed):
 
-    python benchmarks/ratios.py [--rounds 3] [--seconds 1.0] [--no-default-run]
+    python benchmarks/ratios.py [--rounds 3] [--seconds 1.0] [--no-default-run] [--collector-share]
 
 Absolute times on a shared machine say little; each figure here is set against a floor measured in
 this process, with the repetitions of the measurements interleaved (floor, model, floor, model...)
@@ -12,6 +12,10 @@ take the cores from this one does not count:
 1. model cost per event: reference round trips (`System.run_vcpu` with the host profiling) against
    a bare-Python floor that, per event, writes one dict entry and appends one tuple; beside it, the
    cost of making and appending one `Event` through `Trace.add` (what every event costs at least);
+   with --collector-share, also the share of the model's time spent in CPython's cyclic garbage
+   collector, its collections timed as they run (the floor's tuples, of ints and strings only, are
+   untracked at the first collection; the model's events are traversed at every collection of
+   their generation);
 2. generated sequences: steps per second of one rule's sequences (the suites' fast default
    budget, run again and again for twice --seconds) against a trivial hypothesis stateful machine
    that does one bare round trip per step under the same budget, for as long;
@@ -26,6 +30,7 @@ It prints figures and asserts nothing.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import resource
@@ -102,6 +107,28 @@ def model_ns_per_event(seconds: float, vhe: bool = False) -> float:
     while time.process_time() - start < seconds:
         events += round_trips(vhe)
     return (time.process_time() - start) * 1e9 / events
+
+
+def collector_share(seconds: float, vhe: bool = False) -> float:
+    """The share of the model's CPU time (round trips, as in model_ns_per_event) spent in CPython's
+    cyclic garbage collector, its collections timed as they run."""
+    spent, began = 0.0, [0.0]
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        nonlocal spent
+        if phase == "start":
+            began[0] = time.process_time()
+        else:
+            spent += time.process_time() - began[0]
+
+    gc.callbacks.append(timer)
+    try:
+        start = time.process_time()
+        while time.process_time() - start < seconds:
+            round_trips(vhe)
+        return spent / (time.process_time() - start)
+    finally:
+        gc.callbacks.remove(timer)
 
 
 def floor_ns_per_event(seconds: float) -> float:
@@ -215,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=1.0,
                         help="time per repetition of the model and judging measures (twice it for the sequences')")
     parser.add_argument("--no-default-run", action="store_true", help="leave out the default run's CPU time")
+    parser.add_argument("--collector-share", action="store_true",
+                        help="also print the share of the model's time spent in CPython's cyclic garbage collector")
     args = parser.parse_args(argv)
     os.chdir(tempfile.mkdtemp(prefix="spekvm-ratios-"))  # hypothesis' example database goes there
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
@@ -230,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model:     {model:8.0f} ns/event nVHE, {model_vhe:8.0f} ns/event VHE; floor {floor:5.0f} ns/event; "
           f"ratio {model / floor:5.1f}x (nVHE), {model_vhe / floor:5.1f}x (VHE); "
           f"Trace.add alone {event:5.0f} ns, {event / floor:4.1f}x")
+    if args.collector_share:
+        share, share_vhe = _median_interleaved(
+            args.rounds, lambda: collector_share(args.seconds), lambda: collector_share(args.seconds, vhe=True),
+        )
+        print(f"collector: {share:8.0%} of the model's time nVHE, {share_vhe:4.0%} VHE in CPython's cyclic garbage "
+              "collector")
 
     ours, trivial = _median_interleaved(
         args.rounds, lambda: sequences_steps_per_s(args.seconds * 2), lambda: trivial_steps_per_s(args.seconds * 2),
