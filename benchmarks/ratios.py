@@ -12,8 +12,8 @@ take the cores from this one does not count:
 1. model cost per event: reference round trips (`System.run_vcpu` with the host profiling) against
    a bare-Python floor that, per event, writes one dict entry and appends one tuple; beside it, the
    cost of making and appending one `Event` through `Trace.add` (what every event costs at least);
-   with --collector-share, also the share of the model's time spent in CPython's cyclic garbage
-   collector, its collections timed as they run (the floor's tuples, of ints and strings only, are
+   with --collector-share, also the share of the model's time, and of `Trace.add`'s alone, spent
+   in CPython's cyclic garbage collector, its collections timed as they run (the floor's tuples, of ints and strings only, are
    untracked at the first collection; the model's events are traversed at every collection of
    their generation);
 2. generated sequences: steps per second of one rule's sequences (the suites' fast default
@@ -109,9 +109,9 @@ def model_ns_per_event(seconds: float, vhe: bool = False) -> float:
     return (time.process_time() - start) * 1e9 / events
 
 
-def collector_share(seconds: float, vhe: bool = False) -> float:
-    """The share of the model's CPU time (round trips, as in model_ns_per_event) spent in CPython's
-    cyclic garbage collector, its collections timed as they run."""
+def collector_share(measure: Callable[[], object]) -> float:
+    """The share of `measure`'s CPU time spent in CPython's cyclic garbage collector, its
+    collections timed as they run."""
     spent, began = 0.0, [0.0]
 
     def timer(phase: str, info: dict[str, int]) -> None:
@@ -124,8 +124,7 @@ def collector_share(seconds: float, vhe: bool = False) -> float:
     gc.callbacks.append(timer)
     try:
         start = time.process_time()
-        while time.process_time() - start < seconds:
-            round_trips(vhe)
+        measure()
         return spent / (time.process_time() - start)
     finally:
         gc.callbacks.remove(timer)
@@ -243,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="time per repetition of the model and judging measures (twice it for the sequences')")
     parser.add_argument("--no-default-run", action="store_true", help="leave out the default run's CPU time")
     parser.add_argument("--collector-share", action="store_true",
-                        help="also print the share of the model's time spent in CPython's cyclic garbage collector")
+                        help="also print the share of the model's time and of Trace.add's spent in CPython's cyclic garbage collector")
     args = parser.parse_args(argv)
     os.chdir(tempfile.mkdtemp(prefix="spekvm-ratios-"))  # hypothesis' example database goes there
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
@@ -260,11 +259,14 @@ def main(argv: list[str] | None = None) -> None:
           f"ratio {model / floor:5.1f}x (nVHE), {model_vhe / floor:5.1f}x (VHE); "
           f"Trace.add alone {event:5.0f} ns, {event / floor:4.1f}x")
     if args.collector_share:
-        share, share_vhe = _median_interleaved(
-            args.rounds, lambda: collector_share(args.seconds), lambda: collector_share(args.seconds, vhe=True),
+        share, share_vhe, share_event = _median_interleaved(
+            args.rounds,
+            lambda: collector_share(lambda: model_ns_per_event(args.seconds)),
+            lambda: collector_share(lambda: model_ns_per_event(args.seconds, vhe=True)),
+            lambda: collector_share(lambda: event_ns(args.seconds / 2)),
         )
-        print(f"collector: {share:8.0%} of the model's time nVHE, {share_vhe:4.0%} VHE in CPython's cyclic garbage "
-              "collector")
+        print(f"collector: {share:8.0%} of the model's time nVHE, {share_vhe:4.0%} VHE, {share_event:4.0%} of "
+              "Trace.add's alone in CPython's cyclic garbage collector")
 
     ours, trivial = _median_interleaved(
         args.rounds, lambda: sequences_steps_per_s(args.seconds * 2), lambda: trivial_steps_per_s(args.seconds * 2),
