@@ -13,9 +13,9 @@ take the cores from this one does not count:
    a bare-Python floor that, per event, writes one dict entry and appends one tuple; beside it, the
    cost of making and appending one `Event` through `Trace.add` (what every event costs at least);
    with --collector-share, also the share of the model's time, and of `Trace.add`'s alone, spent
-   in CPython's cyclic garbage collector, its collections timed as they run (the floor's tuples, of ints and strings only, are
-   untracked at the first collection; the model's events are traversed at every collection of
-   their generation);
+   in CPython's cyclic garbage collector, its collections timed as they run (the floor's tuples,
+   of ints and strings only, are untracked at the first collection; the model's events are
+   traversed at every collection of their generation);
 2. generated sequences: steps per second of one rule's sequences (the suites' fast default
    budget, run again and again for twice --seconds) against a trivial hypothesis stateful machine
    that does one bare round trip per step under the same budget, for as long;
@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="time per repetition of the model and judging measures (twice it for the sequences')")
     parser.add_argument("--no-default-run", action="store_true", help="leave out the default run's CPU time")
     parser.add_argument("--collector-share", action="store_true",
-                        help="also print the share of the model's time and of Trace.add's spent in CPython's cyclic garbage collector")
+                        help="also print the share of the model's time, and of Trace.add's, spent in CPython's "
+                             "cyclic garbage collector")
     args = parser.parse_args(argv)
     os.chdir(tempfile.mkdtemp(prefix="spekvm-ratios-"))  # hypothesis' example database goes there
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
