@@ -112,14 +112,14 @@ def model_ns_per_event(seconds: float, vhe: bool = False) -> float:
 def collector_share(measure: Callable[[], object]) -> float:
     """The share of `measure`'s CPU time spent in CPython's cyclic garbage collector, its
     collections timed as they run."""
-    spent, began = 0.0, [0.0]
+    spent = began = 0.0
 
     def timer(phase: str, info: dict[str, int]) -> None:
-        nonlocal spent
+        nonlocal spent, began
         if phase == "start":
-            began[0] = time.process_time()
+            began = time.process_time()
         else:
-            spent += time.process_time() - began[0]
+            spent += time.process_time() - began
 
     gc.callbacks.append(timer)
     try:
