@@ -49,7 +49,7 @@ from pytest_spekvm.target import load
 MODES = ("base", "ours", "trivial")
 RUNS = 3  # runs of the measured machine per process: the difference from base is well above its noise
 MODEL_MODES = ("floor", "nvhe", "vhe")
-MODEL_SYSTEMS = 2  # systems of 50 round trips per process (each about 2,500 events)
+MODEL_SYSTEMS = 2  # systems of 50 round trips per process (each about 2,500 events nVHE, 1,900 VHE)
 
 
 def _derandomized() -> settings:
@@ -105,6 +105,8 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--run":
         print(f"steps {run(sys.argv[2])}")
         return
+    if sys.argv[1:] not in ([], ["--model"]):
+        sys.exit(f"usage: python benchmarks/instructions.py [--model] (got {' '.join(sys.argv[1:])!r})")
     if shutil.which("valgrind") is None:
         sys.exit("instructions.py needs valgrind on the PATH")
     if sys.argv[1:] == ["--model"]:
