@@ -89,6 +89,20 @@ def test_time_starved_by_other_processes_is_not_the_blocks_own(monkeypatch: pyte
     assert not limit.expired
 
 
+def test_alarms_once_the_block_is_over_raise_nothing() -> None:
+    """Alarms that come due once the block is marked over mark the limit expired, and raise nothing however often they fire again."""
+    with time_limit(0.02) as limit:
+        limit.active = False  # as at the block's end: an alarm still pending then must not raise
+        end = time.monotonic() + 30
+        while not limit.expired and time.monotonic() < end:
+            pass
+        again = time.monotonic() + 4 * guard.REFIRE  # the alarms that fire every REFIRE after the limit passed
+        while time.monotonic() < again:
+            pass
+    assert limit.expired
+    assert not limit.outer
+
+
 def test_timeout_met_in_a_finalizer_is_not_reported_as_unraisable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Within a limit, Python's report of the timeout swallowed where it cannot raise (a `__del__`) is dropped, any other goes on."""
     seen: list[type[BaseException]] = []
