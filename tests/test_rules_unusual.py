@@ -225,6 +225,55 @@ class TrapsPmbidrWithFgt(S.ReferenceSwitch):
         super().synchronise_host_context(cpu, vcpu)
 
 
+class GuestTrapsSetBeforeTheDrain(S.ReferenceSwitch):
+    """nVHE: the guest's buffer stays EL1's with its accesses trapped (E2PB = 0b10), and the vcpu's MDCR_EL2 is
+    written first, before the drain: the host's 0b11 and the guest's 0b10 both leave the buffer to the EL1&0
+    regime (only the trap differs), so the write changes no record's translation."""
+
+    def setup_debug(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        super().setup_debug(cpu, vcpu, host_mdcr_el2)
+        if S.has_spe(cpu) and not S.has_vhe(cpu):
+            vcpu.mdcr_el2 |= R.MDCR_E2PB.put(R.E2PB_EL1_TRAP)
+
+    def save_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        if not S.has_vhe(cpu):
+            cpu.msr("MDCR_EL2", vcpu.mdcr_el2)
+        super().save_spe(cpu, vcpu)
+
+
+class OwnerHandedToEl2BeforeTheDrain(GuestTrapsSetBeforeTheDrain):
+    """The same early write with the reference's guest E2PB = 0b00: it hands the buffer to EL2 before the drain
+    (not a correct switch)."""
+
+    def setup_debug(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
+        S.ReferenceSwitch.setup_debug(self, cpu, vcpu, host_mdcr_el2)
+
+
+class HostControlsWrittenAgainAfterTheIsb(S.ReferenceSwitch):
+    """After the exit's ISB, HCR_EL2 and MDCR_EL2 are written again with the values already in force (a host
+    flag applied once more), and the return to the host may not synchronise: the PE may use the old value or
+    the new one, and they are the same."""
+
+    def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        super().synchronise_host_context(cpu, vcpu)
+        if not S.has_vhe(cpu):
+            cpu.msr("HCR_EL2", cpu.mrs("HCR_EL2"))
+            cpu.msr("MDCR_EL2", cpu.mrs("MDCR_EL2"))
+
+
+class HostControlsRestoredAfterTheIsb(S.ReferenceSwitch):
+    """The host's HCR_EL2 and MDCR_EL2 written back only after the exit's ISB, before a return to the host that
+    may not synchronise: the guest's VM and E2PB may still be in force (not a correct switch)."""
+
+    def exit_guest(self, cpu: CPU, vcpu: Vcpu) -> None:
+        self.save_guest_sysregs(cpu, vcpu)
+        self.deactivate_vm(cpu, vcpu)
+        self.restore_host_sysregs(cpu, vcpu)
+        self.restore_spe(cpu, vcpu)
+        self.synchronise_host_context(cpu, vcpu)
+        self.deactivate_traps(cpu, vcpu)
+
+
 # PMSIDR_EL1.FnE [6] and FDS [7]: the CPU implements PMSNEVFR_EL1 (FEAT_SPEv1p2) and PMSDSFR_EL1 (FEAT_SPE_FDS).
 PMSIDR_FILTERS = ((R.field_mask("PMSIDR_EL1", "FnE"), "PMSNEVFR_EL1"), (R.field_mask("PMSIDR_EL1", "FDS"), "PMSDSFR_EL1"))
 
@@ -296,6 +345,8 @@ UNUSUAL: dict[str, tuple[Callable[[], S.ReferenceSwitch], Choices | None]] = {
     "traps-pmbidr-with-fgt": (TrapsPmbidrWithFgt, None),
     "keeps-an-all-zero-guest-spe-context": (KeepsAnAllZeroGuestSpeContext, None),
     "saves-the-filters-pmsidr-reports": (SavesTheFiltersPmsidrReports, None),
+    "guest-traps-set-before-the-drain": (GuestTrapsSetBeforeTheDrain, None),
+    "host-controls-written-again-after-the-isb": (HostControlsWrittenAgainAfterTheIsb, None),
 }
 
 UNUSUAL_CPUS = [
@@ -327,3 +378,13 @@ def test_correct_but_unusual_switch_passes_every_correctness_rule(case: str) -> 
 def test_filters_saved_without_reading_pmsidr_fail_undef_where_one_is_missing(features: Features, failed: set[str]) -> None:
     """The filter save that ignores PMSIDR_EL1 fails UNDEF exactly on the CPUs missing a filter: what makes its unusual twin correct is the read."""
     assert failed == failing(run(SavesTheFiltersBlindly(), features, plain, WorstCaseChooser()))
+
+
+@pytest.mark.parametrize(
+    ("switch", "features", "rule"),
+    [(OwnerHandedToEl2BeforeTheDrain, NVHE, "DRAIN-ORDER"), (HostControlsRestoredAfterTheIsb, EXS, "RESTORE-ORDER")],
+    ids=["owner-handed-to-el2-before-the-drain", "host-controls-restored-after-the-isb"],
+)
+def test_twins_that_change_what_matters_still_fail(switch: Callable[[], S.ReferenceSwitch], features: Features, rule: str) -> None:
+    """The broken twins of the early-trap and late-write switches, which change the buffer's owner or stage 2, still fail their ordering rule."""
+    assert rule in failing(run(switch(), features, plain, WorstCaseChooser()))

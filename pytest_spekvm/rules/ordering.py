@@ -7,7 +7,18 @@ from collections.abc import Mapping
 import attrs
 
 from ..reference.features import Features
-from ..reference.registers import EL1_STAGE1, HCR_VM, MDCR_E2PB, PMBLIMITR_E, PMBSR_S, PMSCR_EL1_SPE
+from ..reference.registers import (
+    E2PB_EL1,
+    E2PB_EL1_TRAP,
+    E2PB_EL2,
+    EL1_STAGE1,
+    HCR_VM,
+    MASK64,
+    MDCR_E2PB,
+    PMBLIMITR_E,
+    PMBSR_S,
+    PMSCR_EL1_SPE,
+)
 from ..reference.trace import Event, Kind, Trace
 from .rule import Breach, Found, Rule, Severity
 from .walk import NOT_CSE, Phase, Walk, into_guest, msr_text
@@ -21,8 +32,17 @@ _IN_ENTRY, _IN_EXIT = Phase.ENTRY, Phase.EXIT
 HOST_STAGE1 = EL1_STAGE1  # the nVHE host's translation
 # Registers whose change moves the host's EL1-owned buffer to other tables (docs/rules.md#terms).
 TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
+# The EL that owns the buffer, and so whose regime translates its records, for each allocated
+# MDCR_EL2.E2PB [13:12] (pseudocode ProfilingBufferOwner(): EL2 for 0b00, else EL1): 0b10 and 0b11
+# differ only in whether EL1's accesses to the buffer's registers trap. The reserved 0b01 may act as
+# any allocated value (K1.2.19), so any move to or from it counts as a change of owner.
+_BUFFER_OWNER = {E2PB_EL2: "EL2", E2PB_EL1_TRAP: "EL1", E2PB_EL1: "EL1"}
 # Written in the exit window, these must be in force before host sampling resumes (RESTORE-ORDER).
 RESTORE_REGISTERS = frozenset({*HOST_STAGE1, "VTTBR_EL2", "MDCR_EL2", "HCR_EL2"})
+# What of each restore register the host's sampling depends on: the whole of its stage 1 and VTTBR_EL2,
+# MDCR_EL2.E2PB [13:12] and HCR_EL2.VM [0]. A write that leaves these bits as they were in force is
+# harmless however late it comes: the PE may use the old value or the new one, and they agree.
+_RESTORED_BITS = {**dict.fromkeys((*HOST_STAGE1, "VTTBR_EL2"), MASK64), "MDCR_EL2": MDCR_E2PB.mask, "HCR_EL2": HCR_VM}
 
 
 # ------------------------------------------------------------------ DRAIN-ORDER
@@ -67,7 +87,7 @@ def _translation_change(e: Event, values: Mapping[str, int]) -> str:
         return f"{msr_text(e)} (VM {old & HCR_VM} -> {e.value & HCR_VM})"
     if reg == "MDCR_EL2":
         was, now = MDCR_E2PB.get(old), MDCR_E2PB.get(e.value)
-        if was != now:
+        if _BUFFER_OWNER.get(was, "reserved") != _BUFFER_OWNER.get(now, "reserved"):
             return f"{msr_text(e)} (E2PB {was:#04b} -> {now:#04b})"
     return ""
 
@@ -199,6 +219,13 @@ def _host_sampling_on(values: Mapping[str, int]) -> bool:
     return bool(values["PMSCR_EL1"] & PMSCR_EL1_SPE and values["PMBLIMITR_EL1"] & PMBLIMITR_E)
 
 
+def _unsynchronised(walk: Walk, writes: Mapping[str, Event]) -> list[Event]:
+    """The exit window's last writes to the restore registers after which the PE may still use a value
+    whose bits that matter (`_RESTORED_BITS`) differ from the new one."""
+    stale, values = walk.stale, walk.values
+    return [writes[r] for r in sorted(RESTORE_REGISTERS) if r in writes and r in stale and (stale[r] ^ values[r]) & _RESTORED_BITS[r]]
+
+
 def check_restore_order(trace: Trace, features: Features) -> Found:
     """nVHE: host sampling resumes only once the host's translation and buffer ownership are in force.
 
@@ -239,7 +266,7 @@ def check_restore_order(trace: Trace, features: Features) -> Found:
                     )
                     found.append(Breach(e.seq, msg))
                 elif not e.cse:
-                    pending = [writes[r] for r in sorted(RESTORE_REGISTERS) if r in walk.stale and r in writes]
+                    pending = _unsynchronised(walk, writes)
                     if pending:
                         last = max(pending, key=lambda w: w.seq)
                         msg = (
