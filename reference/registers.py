@@ -215,9 +215,10 @@ def _spe(
 
 # PMSCR_EL1 and PMSCR_EL2 fields (Arm ARM D24.7, PMSCR_EL1/PMSCR_EL2): PCT [7:6], TS [5], PA [4],
 # CX [3]. PCT bit 7 (the physical offset counter) exists only with FEAT_ECV: the table holds PCT's
-# two bits as two fields so that each carries the feature it needs.
+# two bits as two fields so that each carries the feature it needs, "PCT" (bit 6, what `bits(PCT=1)`
+# sets) and "PCT[7]" (as reports name the bit: the architecture has no field of its own there).
 _PMSCR_COMMON: list[tuple[str, str] | tuple[str, str, Needs]] = [
-    ("CX", "3"), ("PA", "4"), ("TS", "5"), ("PCT", "6"), ("PCT_ECV", "7", ECV),
+    ("CX", "3"), ("PA", "4"), ("TS", "5"), ("PCT", "6"), ("PCT[7]", "7", ECV),
 ]
 
 REGISTERS: tuple[Register, ...] = (
