@@ -39,6 +39,10 @@ FAST_EXAMPLES = 40
 
 STEPS_PER_EXAMPLE = 12
 
+REPLAY_STEPS = 1_000_000
+"""The step budget while --spekvm-reproduce replays a recording: in effect none of the plugin's own, so
+the recording's choices alone decide where its sequence stops."""
+
 
 Judged = tuple[bool, str, "Finding | None"]
 """A rule judged on a cell: whether a check exercised it, the violation's report ('' if none) and its finding."""
@@ -259,9 +263,14 @@ class SpekvmSession:
         if replaying:
             assert self.reproduce is not None
             machine = reproduce_failure(*self.reproduce)(machine)
+        chosen = self.hypothesis_settings(rule_id)
+        if replaying:
+            # The recording says where its sequence stops: a budget of fewer steps than it was recorded
+            # under (the fast default replaying a `ci` failure) would cut it short, and it would pass.
+            chosen = settings(chosen, stateful_step_count=max(chosen.stateful_step_count, REPLAY_STEPS))
         started = time.perf_counter()
         try:
-            run_state_machine_as_test(machine, settings=self.hypothesis_settings(rule_id))  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
+            run_state_machine_as_test(machine, settings=chosen)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
         except Hung as hung:
             self.contract_failed(
                 rule_id, seen["exercised"], hung.clause, hung.cell, nodeid=nodeid, text=str(hung), finding=hung.finding
@@ -298,16 +307,23 @@ class SpekvmSession:
             return
         self.verdicts.record(rule_id, exercised=seen["exercised"], failed=False, check=nodeid)
 
-    def replay_command(self, nodeid: str) -> str:
-        """The shell command that runs this check again."""
+    def replay_command(self, nodeid: str, profile: str = "") -> str:
+        """The shell command that runs this check again (under hypothesis profile `profile`, if given)."""
         command = f"pytest {shlex.quote(f'--spekvm-target={self.target.spec}')}"
+        if profile:
+            command += f" {shlex.quote(f'--hypothesis-profile={profile}')}"
         return f"{command} {shlex.quote(nodeid)}" if nodeid else command
 
     def replay_hint(self, nodeid: str, scripted: bool) -> str:
-        """How to run this check again: the shell command, and what it replays."""
-        command = self.replay_command(nodeid)
+        """How to run this check again: the shell command, and what it replays. A generated check's
+        command names the profile the user chose (the `ci` one that CI loads by itself, say), since the
+        budget decides which sequences are generated; where that profile keeps no example database, the
+        --spekvm-reproduce line alone replays the failure."""
         if scripted:
-            return f"{command}   (scripted, deterministic)"
+            return f"{self.replay_command(nodeid)}   (scripted, deterministic)"
+        command = self.replay_command(nodeid, "" if self.fast_default else settings.get_current_profile_name())
+        if self._settings().database is None:
+            return f"{command}   (no example database under this profile: the --spekvm-reproduce line at the end replays it)"
         return (
             f"{command}   (hypothesis keeps the failing example in its database and replays it first;"
             " the --spekvm-reproduce line at the end replays it anywhere)"

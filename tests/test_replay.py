@@ -34,6 +34,32 @@ spekvm_adapter = Switch
 """
 
 
+# A switch that sets MDCR_EL2 bit 16 (RES0 on every CPU) from its 13th guest entry on: no sequence of the fast
+# default's 12 steps can reach it, a sequence of a longer profile can.
+LATE_RES0 = """
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class Late(ReferenceSwitch):
+    entries = 0
+
+    def vcpu_run(self, cpu, vcpu):
+        self.entries += 1
+        if self.entries >= 13:
+            vcpu.mdcr_el2 |= 1 << 16
+        return super().vcpu_run(cpu, vcpu)
+
+
+spekvm_adapter = Late
+"""
+
+LONG_PROFILE = """
+from hypothesis import settings
+
+settings.register_profile("long", max_examples=300, stateful_step_count=40, database=None)
+"""
+
+
 def printed(result: pytest.RunResult, prefix: str) -> str:
     """The first output line starting with `prefix`, without it."""
     return next(line for line in result.stdout.lines if line.startswith(prefix)).removeprefix(prefix)
@@ -124,3 +150,19 @@ def test_reproduce_says_the_recorded_case_now_passes(spekvm_pytester: pytest.Pyt
     fixed.stdout.fnmatch_lines([
         "spekvm --spekvm-reproduce: the recorded case of RES0 (test_res0.py::test_res0_sequences) now passes against res0bit (res0bit.py)",
     ])
+
+
+def test_a_failure_found_under_a_longer_profile_replays_under_the_fast_default(spekvm_pytester: pytest.Pytester) -> None:
+    """A failure recorded under a profile of longer sequences and no database prints a replay command naming that
+    profile, and --spekvm-reproduce replays it even under the fast default, whose 12 steps would cut it short."""
+    spekvm_pytester.makepyfile(late=LATE_RES0)
+    spekvm_pytester.makeconftest(LONG_PROFILE)
+    first = spekvm_pytester.runpytest(f"{TARGET_OPTION}=late.py", "--hypothesis-profile=long", "-k", "test_res0_sequences")
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines([
+        "replay: pytest --spekvm-target=late.py --hypothesis-profile=long *test_res0_sequences   (no example database under this profile: *",
+    ])
+    fast = (f"{TARGET_OPTION}=late.py", "--hypothesis-profile=default", "-k", "test_res0_sequences")  # named: the run before loaded `long`
+    again = spekvm_pytester.runpytest(*fast, reproduce_option(first))
+    assert {"failed": 1} == ran(again)
+    again.stdout.fnmatch_lines(["RULE RES0 violated on features: *"])
