@@ -43,6 +43,7 @@ class Option:
     default: str
     help: str
     switch: bool = False  # a flag without a value on the command line; "yes"/"no" in ini and env
+    number: bool = False  # a number: in pytest's native TOML table it may be a TOML number
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -56,6 +57,7 @@ OPTIONS: tuple[Option, ...] = (
         TIMEOUT_OPTION, "spekvm_timeout", "spekvm_timeout", "SPEKVM_TIMEOUT", f"{DEFAULT_TIMEOUT:g}",
         "seconds one call into the adapter (setup_vcpu, vcpu_run) may take before it is reported "
         "as hanging; 0 disables the limit.",
+        number=True,
     ),
     Option(
         "--spekvm-report", "spekvm_report", "spekvm_report", "SPEKVM_REPORT", "",
@@ -76,6 +78,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--spekvm-min-coverage", "spekvm_min_coverage", "spekvm_min_coverage", "SPEKVM_MIN_COVERAGE", "0",
         "the least share, in percent, of reachable (rule, precondition) pairs the run must exercise.",
+        number=True,
     ),
     Option(
         "--spekvm-ledger", "spekvm_ledger", "spekvm_ledger", "SPEKVM_LEDGER", "",
@@ -108,9 +111,16 @@ OPTIONS: tuple[Option, ...] = (
         "--spekvm-c-coverage-fail-under", "spekvm_c_coverage_fail_under", "spekvm_c_coverage_fail_under",
         "SPEKVM_C_COVERAGE_FAIL_UNDER", "0",
         "with --spekvm-c-coverage: the least line coverage, in percent, of the C sources.",
+        number=True,
     ),
 )
 OPTION_BY_FLAG = {opt.flag: opt for opt in OPTIONS}
+
+# pytest 9.2 takes a type expression for an ini option. In its native TOML table ([tool.pytest]) a value
+# then has to be of that type, so a plain `str` would refuse `spekvm_no_shrink = true`: a switch also
+# takes a TOML bool there, a number a TOML number. String first, so that ini files and -o still give
+# the text this module parses and checks itself. Older pytest reads every TOML value as text anyway.
+_TYPED_INI = tuple(int(part) for part in re.findall(r"\d+", pytest.__version__)[:2]) >= (9, 2)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -123,7 +133,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             opt.flag, dest=opt.dest, default=None, **kind,
             help=f"{opt.help} Also ini '{opt.ini}' and environment {opt.env}; default: {shown}.",
         )
-        parser.addini(opt.ini, f"{opt.help} (same as {opt.flag})", default=opt.default)
+        typed: Any = (str | bool if opt.switch else str | float if opt.number else str) if _TYPED_INI else None
+        parser.addini(opt.ini, f"{opt.help} (same as {opt.flag})", type=typed, default=opt.default)
     group.addoption(
         REPRODUCE_OPTION, dest="spekvm_reproduce", default=None, metavar="RULE@TARGET:VERSION:BLOB",
         help="replay one failing generated sequence exactly: the value a failure report printed "
@@ -145,7 +156,8 @@ def option_source(config: pytest.Config, opt: Option) -> tuple[str, str]:
     value = os.environ.get(opt.env)
     if value is not None:
         return value, opt.env
-    value = str(config.getini(opt.ini) or "")
+    ini = config.getini(opt.ini)  # text, or under pytest 9.2's native TOML a bool or a number
+    value = "" if ini is None else str(ini)
     if config.inipath is not None:
         return value, f"{opt.ini} in {config.inipath.name}"
     return value, "the default" if value == opt.default else f"{opt.ini}, given with -o"

@@ -233,6 +233,25 @@ def test_budget_follows_profiles_not_verbosity(spekvm_pytester: pytest.Pytester,
     result.stdout.fnmatch_lines([f"*{expected}"])
 
 
+NATIVE_TOML = """
+[tool.pytest]
+spekvm_target = "reference"
+spekvm_no_shrink = true
+spekvm_timeout = 7
+spekvm_min_coverage = 0.0
+"""
+
+
+@pytest.mark.skipif(pytest.version_tuple < (9, 2), reason="pytest's native TOML table takes typed plugin options from 9.2")
+def test_native_toml_table_takes_toml_bools_and_numbers(spekvm_pytester: pytest.Pytester) -> None:
+    """In pytest's native [tool.pytest] table a switch may be a TOML bool and a number a TOML number, as the table's users write them."""
+    spekvm_pytester.makefile(".toml", pyproject=NATIVE_TOML)
+    spekvm_pytester.makepyfile(test_budget=BUDGET_PROBE + "    print(f'TIMEOUT {spekvm.timeout:g}')\n")
+    result = spekvm_pytester.runpytest("test_budget.py", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*BUDGET 40 12 normal False shrink=False", "TIMEOUT 7"])
+
+
 def test_statistics_of_the_sequences(spekvm_pytester: pytest.Pytester) -> None:
     """--hypothesis-show-statistics lists each sequences test with hypothesis' statistics of its run."""
     result = spekvm_pytester.runpytest(
