@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .session import SpekvmSession
 
 
-def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], replay: str) -> type[RuleBasedStateMachine]:
+def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, Any], replay: str) -> type[RuleBasedStateMachine]:
     """A state machine that drives the host, the vcpus and the chooser, judging `checked` after each step."""
 
     class SpekvmMachine(RuleBasedStateMachine):
@@ -77,7 +77,9 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, bool], re
                     blob = f"{hypothesis.__version__}:{encode_failure(choices).decode()}"
                     report += f"\n{HUNG_NOTE}\n{reproduce_line(replay_value(checked.id, session.target.name, blob))}"
                     raise Hung(report, failure.clause, self.cell, finding) from None
-                raise ContractFailure(report, failure.clause, self.cell, finding) from None
+                broken = ContractFailure(report, failure.clause, self.cell, finding)
+                seen.setdefault("contract", broken)  # the exploration's first, should hypothesis not see it again
+                raise broken from None
 
         def _step(self, data: Any, step: Step) -> None:
             assert self.run is not None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 from hypothesis import Phase, reproduce_failure, settings
-from hypothesis.errors import DidNotReproduce
+from hypothesis.errors import DidNotReproduce, Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from .failure_report import (
@@ -256,7 +257,7 @@ class SpekvmSession:
     def explore_here(self, rule_id: str, nodeid: str = "", replay: bool = True) -> None:
         """`explore`, in this process (`replay` False: leave --spekvm-reproduce out)."""
         rule = self.rules[rule_id]
-        seen = {"exercised": False}
+        seen: dict[str, Any] = {"exercised": False}  # and "contract": the first contract the adapter broke
         machine = machine_for(self, rule, seen, self.replay_hint(nodeid, scripted=False))
         replaying = replay and self.reproduce is not None and self.reproduce_rule in ("", rule_id)
         fresh = False
@@ -293,6 +294,16 @@ class SpekvmSession:
                 rule_id, seen["exercised"], exc.clause, exc.cell, nodeid=nodeid, text=with_notes(exc), finding=exc.finding
             )
         except BaseException as exc:
+            broken = seen.get("contract")
+            if isinstance(exc, Flaky) and isinstance(broken, ContractFailure):
+                # hypothesis ran a case again and it did not end the same way, and the adapter broke its contract
+                # on the way: that is the failure. What the adapter does depends on more than the case (a thread's
+                # timing, a clock, state kept between cases), which is also why hypothesis could not replay it.
+                text = (
+                    f"{with_notes(broken)}\n(hypothesis ran the case again and the adapter did not do the same: what it"
+                    " does depends on more than the case, such as a thread's timing, so the replay lines may not reproduce it)"
+                )
+                self.contract_failed(rule_id, seen["exercised"], broken.clause, broken.cell, nodeid=nodeid, text=text, finding=broken.finding)
             exc.spekvm_rule = rule_id  # type: ignore[attr-defined]
             self.verdicts.record(rule_id, exercised=seen["exercised"], failed=True, check=nodeid)
             raise
@@ -328,3 +339,4 @@ class SpekvmSession:
             f"{command}   (hypothesis keeps the failing example in its database and replays it first;"
             " the --spekvm-reproduce line at the end replays it anywhere)"
         )
+

@@ -125,6 +125,39 @@ def test_contract_failure_in_a_sequence(spekvm_pytester: pytest.Pytester) -> Non
     assert_no_traceback(result)
 
 
+ONCE_IN_A_PROCESS = """
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+entries = []
+
+
+class Once(ReferenceSwitch):
+    def vcpu_run(self, cpu, vcpu):
+        entries.append(1)
+        if len(entries) == 5:  # once, well after the plugin's first run of the adapter
+            raise RuntimeError("fifth entry of the process")
+        return super().vcpu_run(cpu, vcpu)
+
+
+spekvm_adapter = Once
+"""
+
+
+def test_contract_broken_once_is_reported_though_hypothesis_cannot_replay_it(spekvm_pytester: pytest.Pytester) -> None:
+    """An adapter that breaks its contract only once in a process (hypothesis' replay of the case then passes, a
+    flaky case to hypothesis) fails its sequences test with the clause and why it may not replay, not hypothesis' Flaky error."""
+    spekvm_pytester.makepyfile(once=ONCE_IN_A_PROCESS)
+    result = spekvm_pytester.runpytest_subprocess(f"{TARGET_OPTION}=once.py", "--hypothesis-profile=default", "-k", "test_res0_sequences")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "CONTRACT 'vcpu_run() returns normally' broken on features: *",
+        "  vcpu_run() raised RuntimeError: fifth entry of the process at */once.py:* in vcpu_run",
+        "(hypothesis ran the case again and the adapter did not do the same: *",
+    ])
+    assert "Flaky" not in result.stdout.str()
+    assert_no_traceback(result)
+
+
 LATER_FAILURE = """
 from pytest_spekvm.reference.switch import ReferenceSwitch
 
