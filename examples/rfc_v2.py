@@ -77,7 +77,7 @@ Shortest counterexamples the suite printed (``-k host_state_sequences``; the fir
 feature space narrowed to CPUs without SPE, the second as printed by a default run)::
 
     RULE HOST-STATE violated on features: nVHE, no SPE (PMSVer=0), PMUv3 (0 counters)
-      at the return to the host (#38): MDCR_EL2 expected 0x0 (the host's boot value), got 0x3000;
+      at #38: on the return to the host, MDCR_EL2 expected 0x0 (the host's boot value), got 0x3000;
       last software write: msr MDCR_EL2 <- 0x3000 by hyp at #31
     steps:
       1. host enables profiling (buffer, then PMSCR E0SPE|E1SPE)
@@ -85,7 +85,7 @@ feature space narrowed to CPUs without SPE, the second as printed by a default r
       3. run vcpu 0: guest exits at once
 
     RULE HOST-STATE violated on features: nVHE, FEAT_SPE (PMSVer=1), no PMUv3
-      at the return to the host (#96): PMSCR_EL1 expected 0x0 (its value at entry #65), got 0x3;
+      at #96: on the return to the host, PMSCR_EL1 expected 0x0 (its value at entry #65), got 0x3;
       last software write: msr PMSCR_EL1 <- 0x3 by hyp at #94
     steps:
       1. host enables profiling (buffer, then PMSCR E0SPE|E1SPE)
