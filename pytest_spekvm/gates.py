@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -22,7 +23,14 @@ import pytest
 
 from . import ledger as ledger_mod
 from .findings import GENERATED
-from .options import OPTION_BY_FLAG, option_path, option_percent, option_source, option_switch
+from .options import (
+    OPTION_BY_FLAG,
+    option_output_path,
+    option_path,
+    option_percent,
+    option_source,
+    option_switch,
+)
 from .plugin import session_of
 from .reference.chooser import WorstCaseChooser
 from .reference.features import Features
@@ -86,6 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if session_of(config) is not None:
         config.stash[SETTINGS_KEY] = _settings(config)
         option_switch(config, LEDGER_STRICT)
+        option_output_path(config, REPORT, "spekvm-report.json")
+        option_output_path(config, LEDGER_WRITE, "spekvm-ledger.toml")
 
 
 # ------------------------------------------------------------------------- reachability
@@ -268,7 +278,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     cov = coverage(spekvm, log)
     verdicts = rule_verdicts(spekvm, log, cov)
     log.gates = evaluate(config, spekvm, log, cov, verdicts)
-    session.exitstatus = _exit_status(session, log, log.gates)
     section = ledger_mod.ledger_section(config, log)
     if section is not None:
         log.extra["ledger"] = section
@@ -279,14 +288,32 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         "pairs": cov.pairs(),
     }
     config.stash[FINISHED_KEY] = {"verdicts": verdicts, "coverage": cov}
+    # A file that cannot be written (the path checked at configure time may have changed since) fails
+    # the run like a gate, and the rest of the run's output and the other file are still written.
     write_to = option_path(config, LEDGER_WRITE)
     if write_to is not None:
         cells = [cell_id(c) for c in spekvm.space.cells()]
-        ledger_mod.write(write_to, list(log.tests.values()), spekvm.target.name, cells)
+        try:
+            ledger_mod.write(write_to, list(log.tests.values()), spekvm.target.name, cells)
+        except OSError as exc:
+            log.gates.append(_unwritten(LEDGER_WRITE, "the ledger", write_to, exc))
+    session.exitstatus = _exit_status(session, log, log.gates)
     report_to = option_path(config, REPORT)
     if report_to is not None:
-        write_report(report_to, build_report(config, spekvm, verdicts, int(session.exitstatus)))
+        try:
+            write_report(report_to, build_report(config, spekvm, verdicts, int(session.exitstatus)))
+        except OSError as exc:
+            log.gates.append(_unwritten(REPORT, "the JSON report", report_to, exc))
+            session.exitstatus = _exit_status(session, log, log.gates)
     _junit_properties(config, verdicts)
+
+
+def _unwritten(flag: str, what: str, path: Path, exc: OSError) -> dict[str, Any]:
+    """The failing gate of a file the run could not write."""
+    why = exc.strerror or str(exc)
+    if exc.filename is not None and Path(exc.filename) != path:
+        why += f": {exc.filename}"
+    return _gate(f"write {flag}", False, f"{flag}: Cannot write {what} to {path} because {why}")
 
 
 def _junit_properties(config: pytest.Config, verdicts: Mapping[str, str]) -> None:

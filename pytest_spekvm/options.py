@@ -174,6 +174,27 @@ def option_path(config: pytest.Config, flag: str) -> Path | None:
     return path
 
 
+def option_output_path(config: pytest.Config, flag: str, example: str) -> Path | None:
+    """A path option the run writes a file to (None when empty): not a folder, and under a folder that
+    exists or can be made; anything else is a usage error with an `example`."""
+    path = option_path(config, flag)
+    if path is None:
+        return None
+    raw, where = option_source(config, OPTION_BY_FLAG[flag])
+    # os.path's tests, not Path's: they answer False where stat fails for want of permission, which
+    # the write at the end of the run then reports.
+    if os.path.isdir(path):
+        msg = f"{flag} (from {where}) is {raw!r}, a folder, not a file path (give a file path, e.g. {flag}={example})"
+        raise pytest.UsageError(msg)
+    folder = path.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not os.path.isdir(folder):
+        msg = f"{flag} (from {where}) is {raw!r}, whose folder cannot be made because {folder} is not a folder (give a file path whose folder exists or can be made, e.g. {flag}={example})"
+        raise pytest.UsageError(msg)
+    return path
+
+
 def option_switch(config: pytest.Config, flag: str) -> bool:
     """A yes/no option's value; anything else is a usage error naming the accepted forms."""
     raw, where = option_source(config, OPTION_BY_FLAG[flag])

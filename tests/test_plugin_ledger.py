@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from hypothesis import Phase
+from plugin_harness import assert_no_traceback
 from test_plugin_run import NODRAIN
 
 from pytest_spekvm.plugin import SESSION_KEY
@@ -208,3 +209,29 @@ def test_ledger_from_ini_is_relative_to_it(nodrain: pytest.Pytester) -> None:
     nodrain.makeini("[pytest]\nspekvm_ledger = ci/known.toml\n")
     result = nodrain.runpytest("--spekvm-target=nodrain.py", *DRAIN_CELLS)
     result.assert_outcomes(xfailed=5, passed=17)
+
+
+def test_ledger_write_path_misuse(spekvm_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ledger path (here from the environment twin) whose folder is a file is a usage error before any test, naming the path and what is expected."""
+    spekvm_pytester.path.joinpath("taken").write_text("a file\n")
+    monkeypatch.setenv("SPEKVM_LEDGER_WRITE", "taken/l.toml")
+    result = spekvm_pytester.runpytest("--spekvm-target=reference")
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines([
+        "*--spekvm-ledger-write (from SPEKVM_LEDGER_WRITE) is 'taken/l.toml', whose folder cannot be made because taken is not a folder"
+        " (give a file path whose folder exists or can be made, e.g. --spekvm-ledger-write=spekvm-ledger.toml)",
+    ])
+
+
+def test_unwritable_ledger_fails_the_run_and_keeps_the_report(spekvm_pytester: pytest.Pytester) -> None:
+    """A ledger that cannot be written at the end of the run fails it with a line saying why, and the report
+    is still written, with that failing gate and the run's exit status."""
+    # The ledger's folder is made a file after the options were checked.
+    spekvm_pytester.makeconftest('def pytest_sessionstart(session):\n    open("adopt", "w").close()\n')
+    result = spekvm_pytester.runpytest("--spekvm-target=reference", "--spekvm-ledger-write=adopt/l.toml", "--spekvm-report=r.json", *RES0_CELLS)
+    result.assert_outcomes(passed=22)
+    result.stdout.fnmatch_lines(["spekvm FAILED: --spekvm-ledger-write: Cannot write the ledger to adopt/l.toml because File exists: adopt"])
+    assert_no_traceback(result)
+    report = json.loads(spekvm_pytester.path.joinpath("r.json").read_text())
+    gate = next(g for g in report["gates"] if g["gate"] == "write --spekvm-ledger-write")
+    assert (pytest.ExitCode.TESTS_FAILED, 1, (False, True)) == (result.ret, report["exit_status"], (gate["passed"], gate["failing"]))

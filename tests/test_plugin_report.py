@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from plugin_harness import assert_no_traceback
 from test_plugin_run import NODRAIN, VHE_ONLY
 
 from pytest_spekvm.report import SCHEMA_PATH
@@ -54,6 +55,7 @@ DRAIN_CELLS = ("-k", "test_drain_order and not sequences and pmuv3p1")
 DRAIN_CELLS_AND_SEQUENCES = ("-k", "test_drain_order and (pmuv3p1 or sequences)")
 PROJECT_CELLS = ("-k", "test_project_rule and not sequences and pmuv3p1")
 LEAN_CELLS = ("-k", "test_lean and not sequences and pmuv3p1")
+RES0_CELLS = ("-k", "test_res0 and not sequences and pmuv3p1")
 DRAIN_ON_VHE = Path(__file__).resolve().parent.parent / "examples" / "mutants" / "drain_on_vhe.py"
 
 
@@ -276,3 +278,45 @@ def test_env_twin_of_ledger_strict_is_checked(spekvm_pytester: pytest.Pytester, 
     result = spekvm_pytester.runpytest("--spekvm-target=reference")
     assert pytest.ExitCode.USAGE_ERROR == result.ret
     result.stderr.fnmatch_lines(["*--spekvm-ledger-strict (from SPEKVM_LEDGER_STRICT) is 'perhaps', not yes or no*"])
+
+
+@pytest.mark.parametrize(
+    ("option", "shown"),
+    [
+        ("--spekvm-report=.", "*--spekvm-report (from --spekvm-report) is '.', a folder, not a file path (give a file path, e.g. --spekvm-report=spekvm-report.json)"),
+        ("--spekvm-report=taken/r.json", "*--spekvm-report (from --spekvm-report) is 'taken/r.json', whose folder cannot be made because taken is not a folder"
+         " (give a file path whose folder exists or can be made, e.g. --spekvm-report=spekvm-report.json)"),
+    ],
+)
+def test_report_path_misuse(spekvm_pytester: pytest.Pytester, option: str, shown: str) -> None:
+    """A report path that is a folder, or whose folder is a file, is a usage error before any test, naming the path and what is expected."""
+    spekvm_pytester.path.joinpath("taken").write_text("a file\n")
+    result = spekvm_pytester.runpytest("--spekvm-target=reference", option)
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines([shown])
+
+
+# A conftest that makes a folder where the run will write a file, after the options were checked.
+FOLDER_AT = """
+import os
+
+
+def pytest_sessionstart(session):
+    os.mkdir({path!r})
+"""
+
+
+def test_unwritable_report_fails_the_run_and_keeps_the_rest(spekvm_pytester: pytest.Pytester) -> None:
+    """A report that cannot be written at the end of the run fails it with a line saying why, and the verdict
+    table, the summary and the ledger are still written."""
+    spekvm_pytester.makeconftest(FOLDER_AT.format(path="r.json"))
+    result = spekvm_pytester.runpytest("--spekvm-target=reference", "--spekvm-report=r.json", "--spekvm-ledger-write=l.toml", *RES0_CELLS)
+    result.assert_outcomes(passed=22)
+    result.stdout.fnmatch_lines([
+        "*spekvm verdicts for reference*",
+        "RES0 * passed (22 checks, 22 exercised it)*",
+        "spekvm FAILED: --spekvm-report: Cannot write the JSON report to r.json because Is a directory",
+        "*= 22 passed*",
+    ])
+    assert_no_traceback(result)
+    assert (pytest.ExitCode.TESTS_FAILED, True) == (result.ret, spekvm_pytester.path.joinpath("l.toml").is_file())
