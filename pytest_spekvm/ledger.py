@@ -126,6 +126,8 @@ def load(path: Path, rules: Sequence[str]) -> tuple[Deviation, ...]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise _fail(path, f"it cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise _fail(path, f"it is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}; TOML is UTF-8: save the file as UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise _fail(path, f"it is not valid TOML ({exc})") from None
     unknown = sorted(set(data) - {"deviation"})

@@ -203,6 +203,14 @@ def test_missing_ledger(spekvm_pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*Cannot use ledger none.toml because it cannot be read (No such file or directory)"])
 
 
+def test_ledger_not_utf8(spekvm_pytester: pytest.Pytester) -> None:
+    """A ledger that is not UTF-8 text is a usage error naming it and the first bad byte, not an internal error."""
+    spekvm_pytester.path.joinpath("l8.toml").write_bytes(b"\xff\xfe")
+    result = spekvm_pytester.runpytest("--spekvm-target=reference", "--spekvm-ledger=l8.toml")
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines(["*--spekvm-ledger: Cannot use ledger l8.toml because it is not UTF-8 text (byte 0xff at offset 0; *"])
+
+
 def test_ledger_from_ini_is_relative_to_it(nodrain: pytest.Pytester) -> None:
     """spekvm_ledger in the ini file is read relative to that file."""
     nodrain.mkdir("ci").joinpath("known.toml").write_text(KNOWN_DRAIN)
