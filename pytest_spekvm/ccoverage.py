@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import ckit
-from .options import option_percent, option_switch
+from .options import OPTION_BY_FLAG, option_percent, option_source, option_switch
 from .plugin import session_of
 
 C_COVERAGE = "--spekvm-c-coverage"
@@ -31,10 +31,15 @@ def _fail_under(config: pytest.Config) -> float:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Before the target loads: instrument the C builds if asked."""
+    """Before the target loads: check the threshold (with or without C coverage) and instrument the C builds if asked."""
+    fail_under = _fail_under(config)
     if option_switch(config, C_COVERAGE):
-        _fail_under(config)
         ckit.set_coverage(True)
+    elif fail_under > 0:
+        # A threshold without the measurement would be a gate that is off without anyone noticing.
+        raw, where = option_source(config, OPTION_BY_FLAG[C_COVERAGE_FAIL_UNDER])
+        msg = f"{C_COVERAGE_FAIL_UNDER} (from {where}) is {raw!r}, and the gate needs {C_COVERAGE}: without it no C coverage is measured (add {C_COVERAGE}, or drop the threshold)"
+        raise pytest.UsageError(msg)
 
 
 @pytest.hookimpl(trylast=True)

@@ -1,5 +1,6 @@
 """Coverage of a C world switch: --spekvm-c-coverage builds it with gcov instrumentation and gcovr
-summarises its lines and branches at the end of the run, with a threshold."""
+summarises its lines and branches at the end of the run, with a threshold (checked, and refused
+without --spekvm-c-coverage, in every run with a target)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,13 @@ from pytest_spekvm import ckit
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "c_switch" / "adapter.py"
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("gcc") and shutil.which("gcov") and importlib.util.find_spec("gcovr") and importlib.util.find_spec("cffi")),
-    reason="C coverage needs gcc, gcov, gcovr and cffi (pip install -e '.[test]' and a gcc toolchain)",
-)
-
 
 @pytest.fixture
 def c_pytester(spekvm_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A pytester whose C builds go to its own folder, compiled with gcc (gcovr runs gcc's gcov)."""
+    """A pytester whose C builds go to its own folder, compiled with gcc (gcovr runs gcc's gcov); the
+    test is skipped without the tools (the checks of the options, which build nothing, run anyway)."""
+    if not (shutil.which("gcc") and shutil.which("gcov") and importlib.util.find_spec("gcovr") and importlib.util.find_spec("cffi")):
+        pytest.skip("C coverage needs gcc, gcov, gcovr and cffi (pip install -e '.[test]' and a gcc toolchain)")
     monkeypatch.setenv(ckit.BUILD_DIR_ENV, str(spekvm_pytester.path / "build"))
     monkeypatch.setenv("CC", "gcc")
     return spekvm_pytester
@@ -64,3 +63,26 @@ def test_gcovr_failure_is_reported(c_pytester: pytest.Pytester, monkeypatch: pyt
     result = c_pytester.runpytest(f"--spekvm-target={EXAMPLE}", "--spekvm-c-coverage", "-k", "test_res0 and vhe-spe1-pmuv3p1")
     assert pytest.ExitCode.TESTS_FAILED == result.ret
     result.stdout.fnmatch_lines(["spekvm FAILED: Cannot summarise the C coverage because gcovr failed (exit -1): *no-python* (install gcovr, *"])
+
+
+@pytest.mark.parametrize(
+    ("option", "shown"),
+    [
+        ("--spekvm-c-coverage-fail-under=90", "*--spekvm-c-coverage-fail-under (from --spekvm-c-coverage-fail-under) is '90', and the gate needs --spekvm-c-coverage:"
+         " without it no C coverage is measured (add --spekvm-c-coverage, or drop the threshold)"),
+        ("--spekvm-c-coverage-fail-under=abc", "*--spekvm-c-coverage-fail-under (from --spekvm-c-coverage-fail-under) is 'abc', not a percentage from 0 to 100*"),
+    ],
+)
+def test_c_coverage_threshold_without_c_coverage(spekvm_pytester: pytest.Pytester, option: str, shown: str) -> None:
+    """A C coverage threshold without --spekvm-c-coverage is a usage error, and a bad one is, whatever else is given."""
+    result = spekvm_pytester.runpytest("--spekvm-target=reference", option)
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines([shown])
+
+
+def test_c_coverage_threshold_ini_twin_without_c_coverage(spekvm_pytester: pytest.Pytester) -> None:
+    """spekvm_c_coverage_fail_under in the ini file without C coverage is a usage error naming where it came from."""
+    spekvm_pytester.makeini("[pytest]\nspekvm_c_coverage_fail_under = 90\n")
+    result = spekvm_pytester.runpytest("--spekvm-target=reference")
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines(["*--spekvm-c-coverage-fail-under (from spekvm_c_coverage_fail_under in tox.ini) is '90', and the gate needs --spekvm-c-coverage:*"])
