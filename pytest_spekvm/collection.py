@@ -214,12 +214,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
 
 
+# tryfirst: on an xdist worker the check must empty the collection before xdist sends it to the controller.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """A --spekvm-reproduce value replays its rule's sequences test: a run that selects none is a usage
     error (the value came from another test). Under xdist the controller collects nothing and each
-    worker collects a share; only a run in one process can tell."""
+    worker collects the whole selection: a worker that finds no such test runs nothing and sends an
+    empty collection, and the controller raises the error (pytest_xdist_node_collection_finished)."""
     spekvm = session_of(session.config)
-    if spekvm is None or not spekvm.reproduce_rule or hasattr(session.config, "workerinput"):
+    if spekvm is None or not spekvm.reproduce_rule:
         return
     if session.config.pluginmanager.has_plugin("dsession"):  # the xdist controller
         return
@@ -227,7 +230,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         callspec = getattr(item, "callspec", None)
         if rule_of(item) == spekvm.reproduce_rule and (callspec is None or "spekvm_cell" not in callspec.params):
             return
+    if hasattr(session.config, "workerinput"):
+        session.items.clear()
+        return
+    raise pytest.UsageError(_no_such_test(spekvm.reproduce_rule))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """On the xdist controller: a worker's empty collection under --spekvm-reproduce is the usage error a run in one
+    process gives (a worker empties it when it finds no test of the value's rule; one with nothing selected is as empty)."""
+    spekvm = session_of(node.config)
+    if spekvm is not None and spekvm.reproduce_rule and not ids:
+        raise pytest.UsageError(_no_such_test(spekvm.reproduce_rule))
+
+
+def _no_such_test(rule_id: str) -> str:
     from .options import REPRODUCE_OPTION
 
-    msg = f"{REPRODUCE_OPTION} replays a sequence of {spekvm.reproduce_rule}'s sequences test, and this run selects no such test (it came from another test: run it with the command its report printed, or drop the -k/-m or node ids that deselect it)"
-    raise pytest.UsageError(msg)
+    return f"{REPRODUCE_OPTION} replays a sequence of {rule_id}'s sequences test, and this run selects no such test (it came from another test: run it with the command its report printed, or drop the -k/-m or node ids that deselect it)"

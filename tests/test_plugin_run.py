@@ -13,7 +13,7 @@ import pytest
 from mutant_catalogue import source
 from plugin_harness import assert_no_traceback
 
-from pytest_spekvm.collection import SUITES_DIR
+from pytest_spekvm.collection import SUITES_DIR, pytest_collection_finish
 from pytest_spekvm.options import TARGET_OPTION
 from pytest_spekvm.plugin import SESSION_KEY
 from pytest_spekvm.session import SpekvmSession
@@ -284,3 +284,20 @@ def test_worker_sends_and_controller_merges_verdicts() -> None:
     pytest_testnodedown(SimpleNamespace(workeroutput=worker_config.workeroutput, config=controller_config), None)
     pytest_testnodedown(SimpleNamespace(workeroutput={}, config=controller_config), "worker crashed")
     assert (1, 1, 0, 0, 0) == attrs.astuple(controller.verdicts.tallies["RES0"])
+
+
+def test_worker_without_the_reproduced_test_sends_no_collection() -> None:
+    """Under --spekvm-reproduce, a worker whose selection has no test of the value's rule empties its collection (the
+    controller's cue for the usage error), and a worker whose selection has one keeps it whole."""
+    target = load("reference")
+    spekvm = SpekvmSession(target=target, space=target.space, rules={}, reproduce_rule="DRAIN-ORDER")
+    config = SimpleNamespace(stash={SESSION_KEY: spekvm}, workerinput={}, pluginmanager=SimpleNamespace(has_plugin=lambda name: False))
+
+    def checking(rule_id: str) -> SimpleNamespace:
+        return SimpleNamespace(get_closest_marker=lambda name: SimpleNamespace(args=(rule_id,)))
+
+    without = SimpleNamespace(config=config, items=[checking("RES0")])
+    with_it = SimpleNamespace(config=config, items=[checking("RES0"), checking("DRAIN-ORDER")])
+    pytest_collection_finish(without)  # type: ignore[arg-type]
+    pytest_collection_finish(with_it)  # type: ignore[arg-type]
+    assert (0, 2) == (len(without.items), len(with_it.items))

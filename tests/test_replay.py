@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import shutil
 
+import hypothesis
 import pytest
 from mutant_catalogue import source
 
@@ -166,3 +167,15 @@ def test_a_failure_found_under_a_longer_profile_replays_under_the_fast_default(s
     again = spekvm_pytester.runpytest(*fast, reproduce_option(first))
     assert {"failed": 1} == ran(again)
     again.stdout.fnmatch_lines(["RULE RES0 violated on features: *"])
+
+
+def test_reproduce_of_a_test_not_selected_is_a_usage_error_under_xdist(spekvm_pytester: pytest.Pytester) -> None:
+    """Under xdist (-n 2), a --spekvm-reproduce value whose sequences test the run does not select stops it with
+    the usage error a run in one process gives, before any test runs."""
+    option = f"--spekvm-reproduce=DRAIN-ORDER@reference:{hypothesis.__version__}:AXicY2BgYAAAAAQAAQ=="
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", option, "-k", "test_res0", "-n", "2", "-p", "no:cacheprovider")
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines([
+        "ERROR: --spekvm-reproduce replays a sequence of DRAIN-ORDER's sequences test, and this run selects no such test (*",
+    ])
+    assert "passed" not in result.stdout.str()
