@@ -37,6 +37,8 @@ SUITES_DIR = _suites_dir()
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Declare the markers; with a target (the session made), add the shipped suites to what pytest collects."""
+    # `spekvm` and `spekvm_rule` in every run: --strict-markers refuses a project's own test marked
+    # spekvm_rule, a suite file collected without a target, or `-m "not spekvm"`, if they are not declared.
     config.addinivalue_line("markers", "spekvm: a conformance check of pytest-spekvm")
     config.addinivalue_line("markers", f"{RULE_MARKER}(id): the rule a conformance check of pytest-spekvm judges")
     if session_of(config) is None:

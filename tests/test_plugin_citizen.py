@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from pathlib import Path
 
 import pytest
 from test_plugin_run import DRAIN_CELLS, NODRAIN, NODRAIN_TARGET
@@ -120,6 +121,25 @@ def test_no_lean_marker_without_a_target(spekvm_pytester: pytest.Pytester, marke
     result = spekvm_pytester.runpytest_subprocess("--strict-markers")
     assert pytest.ExitCode.INTERRUPTED == result.ret
     result.stdout.fnmatch_lines([f"*'{marker}' not found in `markers` configuration option*"])
+
+
+def test_spekvm_markers_are_declared_without_a_target(spekvm_pytester: pytest.Pytester) -> None:
+    """Without a target, --strict-markers accepts a project's test marked `spekvm_rule` and a `-m "not spekvm"` selection."""
+    spekvm_pytester.makepyfile(
+        test_project='import pytest\n\n@pytest.mark.spekvm_rule("DRAIN-ORDER")\ndef test_one(spekvm_rule):\n    assert "DRAIN-ORDER" == spekvm_rule\n'
+    )
+    # In a process of its own, as above.
+    result = spekvm_pytester.runpytest_subprocess("--strict-markers", "-m", "not spekvm", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_readme_names_the_markers_declared_without_a_target(spekvm_pytester: pytest.Pytester) -> None:
+    """The README's 'Without a target' paragraph names exactly the plugin's markers `pytest --markers` lists without a target."""
+    result = spekvm_pytester.runpytest_subprocess("--markers", "-p", "no:cacheprovider")
+    declared = set(re.findall(r"^@pytest\.mark\.(spekvm\w*)", result.stdout.str(), re.MULTILINE))
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    paragraph = readme[readme.index("**Without a target**"):].split("\n\n")[0]
+    assert declared == set(re.findall(r"`(spekvm\w*)`", paragraph))
 
 
 def test_no_model_or_hypothesis_import_without_a_target(spekvm_pytester: pytest.Pytester) -> None:
