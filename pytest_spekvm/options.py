@@ -147,9 +147,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _given_with_o(config: pytest.Config, ini: str) -> bool:
+    """Whether -o/--override-ini gave the ini option `ini`, the value getini then returns."""
+    # What getini reads: pytest 8 keeps it in the private config._override_ini; pytest 9 has no such
+    # attribute and reads the parsed -o values (those of the ini file's addopts too, as pytest 8 does not).
+    overrides = getattr(config, "_override_ini", None)
+    if overrides is None:  # pragma: no branch - the installed pytest takes one way only (CI measures pytest 9)
+        overrides = config.getoption("override_ini", None) or ()
+    return any(str(given).partition("=")[0] == ini for given in overrides)
+
+
 def option_source(config: pytest.Config, opt: Option) -> tuple[str, str]:
     """The option's value and where it came from: command line, then environment variable, then
-    ini file, then default. The place reads as the user wrote it: '--spekvm-timeout', 'SPEKVM_TIMEOUT'."""
+    -o, then ini file, then default. The place reads as the user wrote it: '--spekvm-timeout', 'SPEKVM_TIMEOUT',
+    'spekvm_timeout, given with -o', 'spekvm_timeout in pytest.ini'."""
     value = config.getoption(opt.dest)
     if value is not None:
         return str(value), opt.flag
@@ -158,13 +169,16 @@ def option_source(config: pytest.Config, opt: Option) -> tuple[str, str]:
         return value, opt.env
     ini = config.getini(opt.ini)  # text, or under pytest 9.2's native TOML a bool or a number
     value = "" if ini is None else str(ini)
+    if _given_with_o(config, opt.ini):
+        return value, f"{opt.ini}, given with -o"
     if config.inipath is not None:
         return value, f"{opt.ini} in {config.inipath.name}"
     return value, "the default" if value == opt.default else f"{opt.ini}, given with -o"
 
 
 def option_path(config: pytest.Config, flag: str) -> Path | None:
-    """A path option's value (None when empty); a relative path from the ini file is relative to that file."""
+    """A path option's value (None when empty); a relative path from the ini file is relative to that file, one from
+    the command line, the environment or -o to the folder pytest started in."""
     value, where = option_source(config, OPTION_BY_FLAG[flag])
     if not value.strip():
         return None
@@ -227,7 +241,7 @@ def target_spec(config: pytest.Config) -> str:
         msg = f"{TARGET_OPTION} (from {where}) is empty: give 'reference', an installed target, a dotted module name or a path to a .py file (an unset shell variable, as in {TARGET_OPTION}=$TARGET, expands to nothing)"
         raise pytest.UsageError(msg)
     path = Path(value.strip())
-    ini_path = value.strip().endswith(".py") and where.startswith(OPTIONS[0].ini) and not path.is_absolute()
+    ini_path = value.strip().endswith(".py") and where.startswith(f"{OPTIONS[0].ini} in ") and not path.is_absolute()
     if ini_path and config.inipath is not None:
         return str(config.inipath.parent / path)
     return value

@@ -206,3 +206,11 @@ def test_bad_timeout_in_ini(spekvm_pytester: pytest.Pytester) -> None:
     result = spekvm_pytester.runpytest()
     assert pytest.ExitCode.USAGE_ERROR == result.ret
     result.stderr.fnmatch_lines(["ERROR: --spekvm-timeout (from spekvm_timeout in tox.ini) is 'a while', not a number *"])
+
+
+def test_bad_timeout_given_with_o_beside_an_ini_file(spekvm_pytester: pytest.Pytester) -> None:
+    """A bad spekvm_timeout given with -o is reported as given with -o, not as coming from the ini file beside it."""
+    spekvm_pytester.makeini("[pytest]\nspekvm_target = reference\n")
+    result = spekvm_pytester.runpytest("-o", "spekvm_timeout=zz")
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines(["ERROR: --spekvm-timeout (from spekvm_timeout, given with -o) is 'zz', not a number *"])

@@ -119,6 +119,18 @@ def test_report_ini_twin_is_relative_to_the_ini_file(nodrain: pytest.Pytester) -
     assert "passed" == rule_entry(read_report(nodrain.path / "reports" / "spekvm.json"), "RES0")["verdict"]
 
 
+def test_report_given_with_o_is_relative_to_where_pytest_starts(nodrain: pytest.Pytester) -> None:
+    """spekvm_report given with -o writes the report relative to the folder pytest starts in, as --spekvm-report does, not to the ini file's."""
+    nodrain.makeini("[pytest]\n")
+    sub = nodrain.mkdir("sub")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(sub)
+        nodrain.runpytest("--spekvm-target=reference", "-o", "spekvm_report=reports/spekvm.json", "-k", "test_res0 and nvhe-spe1-pmuv3p1")
+    assert ("passed", False) == (
+        rule_entry(read_report(sub / "reports" / "spekvm.json"), "RES0")["verdict"], (nodrain.path / "reports").exists()
+    )
+
+
 @pytest.mark.no_cover
 def test_xdist_report_is_the_serial_one(nodrain: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under xdist (-n 2) the controller writes one report, with the same content as a serial run's (failures as found:

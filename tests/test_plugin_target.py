@@ -151,6 +151,18 @@ def test_ini_path_is_relative_to_the_ini_file(spekvm_pytester: pytest.Pytester, 
     result.stdout.fnmatch_lines(["spekvm target: project 0.3 (*project_switch.py) from */project_switch.py"])
 
 
+def test_path_given_with_o_is_relative_to_where_pytest_starts(spekvm_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative .py path given with -o is found from the folder pytest starts in, as on the command line, not from the ini file's."""
+    spekvm_pytester.makepyfile(project_switch=good("beside-ini"))
+    spekvm_pytester.makeini("[pytest]\n")
+    sub = spekvm_pytester.mkdir("sub")
+    (sub / "project_switch.py").write_text(good("started-in"))
+    monkeypatch.chdir(sub)
+    result = spekvm_pytester.runpytest("-o", "spekvm_target=project_switch.py", *ONE_CELL)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["spekvm target: started-in 0.3 *"])
+
+
 def test_no_target_leaves_pytest_alone(spekvm_pytester: pytest.Pytester) -> None:
     """Without a target the suites are not collected, and a test asking for `spekvm` is skipped with advice."""
     spekvm_pytester.makepyfile(test_mine="def test_uses_spekvm(spekvm):\n    pass\n")
