@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .findings import Finding, make_finding
+from .guard import adapter_frame, safe_text
 
 if TYPE_CHECKING:
     from .reference.features import Features
-    from .rules import Judgement, Rule, Violation
+    from .rules import Judgement, Rule, RuleError, Violation
     from .scenario import AdapterFailure, Run
 
 SHOWN_VIOLATIONS = 5
@@ -129,6 +130,31 @@ def violation_finding(rule: Rule, judgement: Judgement, cell: Features, run: Run
     trace = run.trace
     event = trace[first.event] if 0 <= first.event < len(trace) else None
     return make_finding(rule.id, cell, run.steps, generated=generated, event=event, message=first.message)
+
+
+def rule_error_text(error: RuleError) -> str:
+    """What a rule's checker did instead of judging: the exception it raised and where, or what it returned."""
+    if error.error is None:
+        return f"{error.rule}'s check(trace, features) returned {safe_text(error.returned)}; expected a pytest_spekvm.Found"
+    raised = error.error
+    return f"{error.rule}'s check(trace, features) raised {type(raised).__name__}: {safe_text(raised, str)} at {adapter_frame(raised)}"
+
+
+def rule_error_body(rule: Rule, error: RuleError, cell: Features, run: Run) -> str:
+    """A rule whose checker failed on this run's trace: the rule, the features, what the checker did and the steps."""
+    return "\n".join([
+        f"RULE {rule.id} could not be judged on features: {cell.describe()}",
+        f"  {rule.title}",
+        f"  {rule_error_text(error)}",
+        "  the rule's checker failed, not the switch under test: fix the check",
+        "steps:",
+        run.describe_steps(),
+    ])
+
+
+def rule_error_finding(rule: Rule, error: RuleError, cell: Features, run: Run, *, generated: bool) -> Finding:
+    """The structured facts of a rule whose checker failed (no bad event: the trace was not judged)."""
+    return make_finding(rule.id, cell, run.steps, generated=generated, message=rule_error_text(error))
 
 
 def contract_finding(rule_id: str, failure: AdapterFailure, cell: Features, run: Run | None, *, generated: bool) -> Finding:

@@ -22,6 +22,7 @@ import attrs
 import pytest
 
 from . import ledger as ledger_mod
+from .failure_report import rule_error_text
 from .findings import GENERATED
 from .options import (
     OPTION_BY_FLAG,
@@ -38,7 +39,7 @@ from .reference.switch import ReferenceSwitch
 from .reference.system import Choices
 from .reference.trace import Trace
 from .report import RunLog, build_report, runlog, write_report
-from .rules import Rule, Severity
+from .rules import Rule, RuleError, Severity
 from .scenario import SCRIPT, Run
 from .session import SpekvmSession
 from .space import FeatureSpace, cell_id
@@ -111,16 +112,17 @@ def _reference_trace(cell: Features, choices: Choices) -> Trace:
 
 
 @functools.cache
-def _reached_by(cell: Features, choices: Choices, rule: Rule) -> bool:
-    return rule.judge(_reference_trace(cell, choices), cell).exercised
+def reached_by(cell: Features, choices: Choices, rule: Rule) -> bool | RuleError:
+    """Whether the reference switch reaches `rule`'s precondition on `cell`, or how the rule's checker failed on its trace."""
+    try:
+        return rule.judge(_reference_trace(cell, choices), cell).exercised
+    except RuleError as error:
+        return error
 
 
-def _reached(cell: Features, choices: Choices, rules: tuple[Rule, ...]) -> frozenset[str]:
-    return frozenset(rule.id for rule in rules if _reached_by(cell, choices, rule))
-
-
-def reachable(space: FeatureSpace, choices: Choices, rules: Iterable[Rule]) -> dict[str, set[str]]:
-    """Rule id -> the classes of `space` where the reference switch reaches the rule's precondition.
+def reachable(space: FeatureSpace, choices: Choices, rules: Iterable[Rule]) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Rule id -> the classes of `space` where the reference switch reaches the rule's precondition; and
+    rule id -> what its checker did on the reference switch's trace of a class where it could not judge it.
 
     Each class is tried on its first and its last cell (the one with the optional features on)."""
     ordered = tuple(rules)
@@ -128,11 +130,16 @@ def reachable(space: FeatureSpace, choices: Choices, rules: Iterable[Rule]) -> d
     for cell in space.cells():
         classes.setdefault(precondition_class(cell_id(cell)), []).append(cell)
     found: dict[str, set[str]] = {rule.id: set() for rule in ordered}
+    broken: dict[str, str] = {}
     for name, cells in classes.items():
-        for cell in {cells[0], cells[-1]}:
-            for rule_id in _reached(cell, choices, ordered):
-                found[rule_id].add(name)
-    return found
+        for cell in dict.fromkeys((cells[0], cells[-1])):
+            for rule in ordered:
+                reached = reached_by(cell, choices, rule)
+                if isinstance(reached, RuleError):
+                    broken.setdefault(rule.id, f"{rule_error_text(reached)} (on the reference switch's trace, {cell_id(cell)})")
+                elif reached:
+                    found[rule.id].add(name)
+    return found, broken
 
 
 def _checked_classes(log: RunLog, space: FeatureSpace) -> dict[str, set[str]]:
@@ -154,6 +161,9 @@ class Coverage:
     reachable: dict[str, set[str]]  # within the classes the rule was checked on
     exercised: dict[str, set[str]]
     not_applicable: set[str]  # rules checked, but reachable on none of the classes checked
+    # Rule id -> what its checker did on the reference switch's trace where it could not judge it:
+    # where such a rule is reachable is unknown, and it is never called not applicable.
+    broken: dict[str, str] = attrs.field(factory=dict)
 
     def share(self) -> float:
         """Exercised reachable pairs, in percent of the reachable ones (100 when none is reachable)."""
@@ -174,13 +184,13 @@ def coverage(session: SpekvmSession, log: RunLog) -> Coverage:
     """The coverage matrix of this run."""
     checked = _checked_classes(log, session.space)
     rules = [session.rules[r] for r in session.rules if r in checked]
-    reach = reachable(session.space, session.target.choices, rules)
+    reach, broken = reachable(session.space, session.target.choices, rules)
     exercised: dict[str, set[str]] = {rule.id: set() for rule in rules}
     for rule_id, cell in session.verdicts.pairs:
         if rule_id in exercised:
             exercised[rule_id].add(precondition_class(cell))
     within = {rule_id: reach[rule_id] & checked[rule_id] for rule_id in reach}
-    return Coverage(within, exercised, {r for r, names in within.items() if not names})
+    return Coverage(within, exercised, {r for r, names in within.items() if not names and r not in broken}, broken)
 
 
 # ------------------------------------------------------------------------------ the gates
@@ -220,7 +230,7 @@ def evaluate(config: pytest.Config, session: SpekvmSession, log: RunLog, cov: Co
         f"{len(tolerated)} of other severities reported only",
     ))
     never = sorted(
-        r for r, v in verdicts.items() if v == "never exercised" and session.rules[r].severity.value in opts.fail_on
+        r for r, v in verdicts.items() if v == "never exercised" and session.rules[r].severity.value in opts.fail_on and r not in cov.broken
     )
     for rule_id in never:
         where = ", ".join(sorted(cov.reachable.get(rule_id, ())))
@@ -228,6 +238,11 @@ def evaluate(config: pytest.Config, session: SpekvmSession, log: RunLog, cov: Co
             f"never-exercised {rule_id}", False,
             f"{rule_id} was checked but never exercised, although the feature space lets the reference switch reach it on {where}",
             failing=not opts.warn_never_exercised,
+        ))
+    for rule_id, error in cov.broken.items():
+        gates.append(_gate(
+            f"rule-error {rule_id}", False,
+            f"{rule_id} could not be judged on the reference switch, so where it is reachable is unknown: {error}",
         ))
     share = cov.share()
     gates.append(_gate(

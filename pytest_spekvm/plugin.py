@@ -147,6 +147,22 @@ def _smoke(target: Target, space: FeatureSpace, timeout: float) -> None:
         raise pytest.UsageError(msg) from None
 
 
+def _judge_on_reference(rules: list[Rule], space: FeatureSpace, target: Target) -> None:
+    """Each added rule judged once, on the reference switch's scripted run on the first cell: a rule whose
+    checker cannot judge even that is misused, not tested (one that fails on other traces only is
+    reported where it does)."""
+    from .failure_report import rule_error_text
+    from .gates import reached_by
+    from .rules import RuleError
+
+    cell = next(iter(space.cells()))
+    for rule in rules:
+        reached = reached_by(cell, target.choices, rule)
+        if isinstance(reached, RuleError):
+            msg = f"pytest_spekvm_add_rules returned the rule {rule.id!r}, whose check cannot judge the reference switch's scripted run ({cell.describe()}): {rule_error_text(reached)}"
+            raise pytest.UsageError(msg)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Load and validate the target once, make the run's session and register the plugins a run with a target needs."""
     if not target_given(config):
@@ -167,7 +183,8 @@ def pytest_configure(config: pytest.Config) -> None:
         msg = f"{TARGET_OPTION}={spec}: pytest_spekvm_make_target returned {target!r}, not a pytest_spekvm target (return pytest_spekvm.target.load(spec) or from_factory(...), or None to leave {spec!r} to the next implementation)"
         raise pytest.UsageError(msg)
     reproduce = reproduce_of(config)
-    rules = {r.id: r for r in (*RULES, *_extra_rules(config))}
+    extra = _extra_rules(config)
+    rules = {r.id: r for r in (*RULES, *extra)}
     if reproduce is not None and reproduce[0] and reproduce[0] not in rules:
         msg = f"{REPRODUCE_OPTION} names the rule {reproduce[0]!r}, which this run does not have (rules: {', '.join(rules)}); copy the value from the failure report"
         raise pytest.UsageError(msg)
@@ -184,3 +201,4 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name in TARGET_PLUGINS:
         _register(config, name)
+    _judge_on_reference(extra, space, target)  # the gates' reachability pass: imported once the plugins it uses are registered

@@ -22,11 +22,13 @@ from .failure_report import (
     format_violation,
     replay_value,
     reproduce_line,
+    rule_error_body,
+    rule_error_finding,
     violation_finding,
 )
 from .reference.chooser import WorstCaseChooser
 from .reference.features import Features
-from .rules import Rule
+from .rules import Rule, RuleError
 from .scenario import AdapterFailure, Run, Step
 from .space import cell_id
 from .steps import Op
@@ -123,7 +125,12 @@ def machine_for(session: SpekvmSession, checked: Rule, seen: dict[str, Any], rep
             the steps after the first bad one."""
             if self.run is None or self.cell is None:
                 return
-            judgement = checked.judge(self.run.trace, self.cell)
+            try:
+                judgement = checked.judge(self.run.trace, self.cell)
+            except RuleError as error:
+                self.failed = True
+                text = f"{rule_error_body(checked, error, self.cell, self.run)}\nreplay: {replay}"
+                raise SpekvmFailure(text, rule_error_finding(checked, error, self.cell, self.run, generated=True)) from None
             self.exercised = self.exercised or judgement.exercised
             seen["exercised"] = seen["exercised"] or judgement.exercised
             if judgement.exercised:

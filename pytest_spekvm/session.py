@@ -20,6 +20,8 @@ from .failure_report import (
     contract_body,
     contract_finding,
     not_judged,
+    rule_error_body,
+    rule_error_finding,
     violation_body,
     violation_finding,
     with_notes,
@@ -27,7 +29,7 @@ from .failure_report import (
 from .findings import Finding
 from .reference.chooser import ADVERSARIES, WorstCaseChooser
 from .reference.features import Features
-from .rules import Judgement, Rule
+from .rules import Judgement, Rule, RuleError
 from .scenario import SCRIPT, AdapterFailure, Run
 from .sequences import machine_for
 from .space import FeatureSpace, cell_id
@@ -179,12 +181,17 @@ class SpekvmSession:
     @staticmethod
     def judge(rule: Rule, cell: Features, outcomes: Sequence[CellOutcome]) -> Judged:
         """`rule` over every adversary's run of the cell, as one check: exercised if any run reached its
-        precondition, failed if any run violates it (the first such run is reported)."""
+        precondition, failed if any run violates it (the first such run is reported), or if the rule's
+        checker fails on one (`RuleError`: reported as the rule's fault)."""
         exercised = False
         failed: tuple[Judgement, CellOutcome] | None = None
         for outcome in outcomes:
             assert outcome.run is not None
-            judgement = rule.judge(outcome.run.trace, cell)
+            try:
+                judgement = rule.judge(outcome.run.trace, cell)
+            except RuleError as error:
+                text = rule_error_body(rule, error, cell, outcome.run)
+                return exercised, text, rule_error_finding(rule, error, cell, outcome.run, generated=False)
             exercised = exercised or judgement.exercised
             if judgement.violations and failed is None:
                 failed = (judgement, outcome)

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from mutant_catalogue import MUTANTS_DIR, caught_by
+from plugin_harness import TWO_CELLS, assert_no_traceback
 
 from pytest_spekvm.collection import RULE_MARKER, SUITES_DIR
 from pytest_spekvm.options import TARGET_OPTION
@@ -201,6 +202,73 @@ def test_add_rules_misused(spekvm_pytester: pytest.Pytester, result: str, expect
     run = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference")
     assert pytest.ExitCode.USAGE_ERROR == run.ret
     run.stderr.fnmatch_lines([expected])
+
+
+BROKEN_RULE = """
+from pytest_spekvm import Found, Rule, Severity
+
+
+def _check(trace, features):
+{body}
+
+
+def pytest_spekvm_add_rules(config):
+    return [Rule(id="PROJ-BROKEN", title="The project's own rule", rationale="the project's own policy",
+                 severity=Severity.CORRECTNESS, family="project", check=_check)]
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("    raise ValueError('my rule is buggy')",
+         "PROJ-BROKEN's check(trace, features) raised ValueError: my rule is buggy at */conftest.py:* in _check"),
+        ("    return None", "PROJ-BROKEN's check(trace, features) returned None; expected a pytest_spekvm.Found"),
+    ],
+    ids=["raises", "returns-none"],
+)
+def test_added_rule_that_cannot_judge_the_reference_is_a_usage_error(
+    spekvm_pytester: pytest.Pytester, body: str, expected: str
+) -> None:
+    """An added rule whose check raises, or returns no Found, on the reference switch's run is a usage error naming the rule and what its check did."""
+    spekvm_pytester.makeconftest(BROKEN_RULE.replace("{body}", body))
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", "-k", "PROJ-BROKEN")
+    assert pytest.ExitCode.USAGE_ERROR == result.ret
+    result.stderr.fnmatch_lines([
+        "ERROR: pytest_spekvm_add_rules returned the rule 'PROJ-BROKEN', whose check cannot judge the reference switch's "
+        f"scripted run (nVHE, no SPE (PMSVer=0), no PMUv3): {expected}",
+    ])
+    assert_no_traceback(result)
+
+
+def test_added_rule_that_raises_on_some_cpus(spekvm_pytester: pytest.Pytester) -> None:
+    """An added rule whose check raises on VHE only fails the VHE cell and the sequences test naming the rule, the exception and its line, and the end of the run still prints the verdict table and a failed gate for it."""
+    spekvm_pytester.makeconftest(TWO_CELLS + BROKEN_RULE.replace("{body}", (
+        "    if features.vhe:\n        raise ValueError('VHE is not handled')\n    return Found(exercised=True)"
+    )))
+    result = spekvm_pytester.runpytest(
+        f"{TARGET_OPTION}=reference", "-k", "PROJ-BROKEN", "--spekvm-no-shrink", "--hypothesis-seed=0", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    raised = "  PROJ-BROKEN's check(trace, features) raised ValueError: VHE is not handled at */conftest.py:* in _check"
+    result.stdout.fnmatch_lines([
+        "RULE PROJ-BROKEN could not be judged on features: VHE, FEAT_SPE (PMSVer=1), no PMUv3",
+        "  The project's own rule",
+        raised,
+        "  the rule's checker failed, not the switch under test: fix the check",
+        "steps:",
+        "replay: pytest --spekvm-target=reference 'test_project_rules.py::test_project_rule[[]vhe-spe1-pmunone-PROJ-BROKEN[]]' *",
+        "RULE PROJ-BROKEN could not be judged on features: VHE, *",
+        raised,
+        "replay anywhere: add --spekvm-reproduce=PROJ-BROKEN@reference:* to the command above",
+        "PROJ-BROKEN * correctness  FAILED (2 of 3 checks) * The project's own rule",
+        "spekvm FAILED: PROJ-BROKEN could not be judged on the reference switch, so where it is reachable is unknown: "
+        "PROJ-BROKEN's check(trace, features) raised ValueError: VHE is not handled at */conftest.py:* in _check "
+        "(on the reference switch's trace, vhe-spe1-pmunone)",
+        "*2 failed, 1 passed*",
+    ])
+    assert pytest.ExitCode.TESTS_FAILED == result.ret
+    assert_no_traceback(result)
 
 
 # ------------------------------------------------------------------- the rule a suite test checks

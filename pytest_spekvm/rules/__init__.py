@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from ..reference.features import Features
 from ..reference.trace import Trace
 from . import host_state, lean, ordering, records, res0, traps
-from .rule import Breach, Checker, Found, Judgement, Rule, Severity, Violation
+from .rule import Breach, Checker, Found, Judgement, Rule, RuleError, Severity, Violation
 from .walk import Phase, RegisterReplay, Walk, registers_after, replay
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Phase",
     "RegisterReplay",
     "Rule",
+    "RuleError",
     "Severity",
     "Violation",
     "Walk",

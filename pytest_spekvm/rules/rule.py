@@ -1,4 +1,5 @@
-"""What a rule is and what judging one gives: `Rule`, `Judgement`, `Violation`, and what a checker returns."""
+"""What a rule is and what judging one gives: `Rule`, `Judgement`, `Violation`, what a checker returns, and
+`RuleError` when it cannot judge."""
 
 from __future__ import annotations
 
@@ -66,6 +67,17 @@ class Found:
     breaches: tuple[Breach, ...] = attrs.field(default=(), converter=_as_breaches)
 
 
+class RuleError(Exception):
+    """A rule's checker raised, or returned something else than a `Found`: the rule is at fault, not the
+    trace it judged. `error` is what it raised (None when it returned `returned`)."""
+
+    def __init__(self, rule: str, error: Exception | None = None, returned: object = None) -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.error = error
+        self.returned = returned
+
+
 class Checker(Protocol):
     """A rule's checker: one pass over the trace of a run on a CPU with `features`.
 
@@ -88,10 +100,17 @@ class Rule:
     check: Checker = attrs.field(eq=False, repr=False)
 
     def judge(self, trace: Trace, features: Features) -> Judgement:
-        """Judge `trace`, run on a CPU with `features`, against this rule: its checker's verdict, with this rule's id."""
-        found = self.check(trace, features)
+        """Judge `trace`, run on a CPU with `features`, against this rule: its checker's verdict, with this rule's id.
+
+        A checker that raises, or returns something else than a `Found` (or a `Judgement`), raises `RuleError`."""
+        try:
+            found: object = self.check(trace, features)
+        except Exception as exc:
+            raise RuleError(self.id, error=exc) from exc
         if isinstance(found, Judgement):
             return Judgement(self.id, found.exercised, _stamped(self.id, ((v.event, v.message) for v in found.violations)))
+        if not isinstance(found, Found):
+            raise RuleError(self.id, returned=found)
         return Judgement(self.id, found.exercised, _stamped(self.id, ((b.event, b.message) for b in found.breaches)))
 
 
