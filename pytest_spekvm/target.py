@@ -172,7 +172,7 @@ def _declared_choices(adapter: object, spec: str) -> Choices:
     try:
         return Choices(**declared)
     except TypeError as exc:
-        msg = f"Cannot use target {spec!r} because its choices {safe_text(declared)} have a value of the wrong type ({exc})"
+        msg = f"Cannot use target {spec!r} because its choices {safe_text(declared)} have a value of the wrong type: {exc}"
         raise TargetError("choices names known choices", msg) from exc
 
 

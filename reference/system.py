@@ -43,6 +43,14 @@ HOST_OPTIONAL_CONFIG: dict[str, int] = {
 }
 
 
+def _a_bool(_: object, attribute: attrs.Attribute[bool], value: object) -> None:
+    """A choice is True or False; the message names the choice and the value (attrs' own validator
+    shows its internals: the whole attribute definition)."""
+    if not isinstance(value, bool):
+        msg = f"Choices.{attribute.name} is {value!r}; expected a bool (True or False)"
+        raise TypeError(msg)
+
+
 @attrs.frozen
 class Choices:
     """Implementation-defined decisions of the hypervisor under test that change what can be observed.
@@ -54,12 +62,12 @@ class Choices:
     # SCTLR_EL2.EIS [22] and EOS [11] as the hypervisor leaves them (only meaningful with FEAT_ExS,
     # where they reset UNKNOWN): 1 makes exception entry to, and return from, EL2 context
     # synchronising. The default, 0, is the worst case the architecture allows; VHE Linux sets both.
-    sctlr_el2_eis: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    sctlr_el2_eos: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    sctlr_el2_eis: bool = attrs.field(default=False, validator=_a_bool)
+    sctlr_el2_eos: bool = attrs.field(default=False, validator=_a_bool)
     # Whether the hypervisor's boot writes PMSCR_EL2 (Linux: PCT|PA, E2SPE = E0HSPE = 0, when
     # PMBIDR_EL1.P reads 0 at EL2). False leaves E2SPE/E0HSPE at their UNKNOWN reset value, taken
     # as 1: EL2 code is sampled whenever EL2 owns an enabled buffer.
-    boot_writes_pmscr_el2: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    boot_writes_pmscr_el2: bool = attrs.field(default=True, validator=_a_bool)
 
 
 class System:

@@ -280,14 +280,19 @@ def test_declared_choices_are_shown_and_used(spekvm_pytester: pytest.Pytester) -
     ("choices", "expected"),
     [
         ('{"hyp_maps_everything": True}', "*its choices are {'hyp_maps_everything': True} (expected a pytest_spekvm.Choices, or a mapping with keys from *'sctlr_el2_eis'*"),
-        ('{"sctlr_el2_eis": "no"}', "*its choices {'sctlr_el2_eis': 'no'} have a value of the wrong type*"),
+        ('{"sctlr_el2_eis": "no"}',
+         "*its choices {'sctlr_el2_eis': 'no'} have a value of the wrong type: Choices.sctlr_el2_eis is 'no'; expected a bool (True or False) [[]*"),
+        ('{"boot_writes_pmscr_el2": 1}',
+         "*its choices {'boot_writes_pmscr_el2': 1} have a value of the wrong type: Choices.boot_writes_pmscr_el2 is 1; expected a bool (True or False) [[]*"),
         ('"unmapped"', "*its choices are 'unmapped'*"),
     ],
-    ids=["unknown", "wrong-type", "not-a-mapping"],
+    ids=["unknown", "wrong-type", "int-for-bool", "not-a-mapping"],
 )
 def test_bad_choices_are_a_usage_error(spekvm_pytester: pytest.Pytester, choices: str, expected: str) -> None:
-    """Choices the model does not know, or of the wrong type, end the run with a usage error naming them."""
+    """Choices the model does not know, or of the wrong type, end the run with a usage error naming them (a wrong
+    type: the choice, its value and the type expected, without attrs' own description of the field)."""
     spekvm_pytester.makepyfile(choosy=CHOOSING.replace("{CHOICES}", choices))
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=choosy.py")
     assert pytest.ExitCode.USAGE_ERROR == result.ret
     result.stderr.fnmatch_lines([expected])
+    assert "Attribute(" not in result.stderr.str()

@@ -419,6 +419,7 @@ def test_el2_code_is_sampled_only_where_pmscr_el2_is_left_unknown(choices: Choic
 
 
 def test_choices_reject_a_non_boolean() -> None:
-    """Choices is validated: sctlr_el2_eis must be a bool."""
-    with pytest.raises(TypeError, match="sctlr_el2_eis"):
+    """Choices is validated: sctlr_el2_eis must be a bool, and the error names it, the value and the type expected."""
+    with pytest.raises(TypeError) as raised:
         Choices(sctlr_el2_eis="no")  # type: ignore[arg-type]
+    assert "Choices.sctlr_el2_eis is 'no'; expected a bool (True or False)" == str(raised.value)
