@@ -5,7 +5,7 @@ A time limit the adapter cannot swallow, a user's Ctrl-C told apart from an adap
 instructions, but cannot rewire the model (its trace, features, chooser), act on it from another
 thread, or keep acting once its call has returned.
 
-About 460 lines, one module on purpose: the time limit, the tracing that keeps it from being
+About 500 lines, one module on purpose: the time limit, the tracing that keeps it from being
 swallowed and the view that raises it when the adapter acts past it share `_Timeout` and `Limit`,
 and are read together.
 """
@@ -454,7 +454,7 @@ class GuardedSwitch:
             guard.method = outer
 
     def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
-        """The adapter's setup_vcpu; the MDCR_EL2 it leaves is checked here, so the blame stays with it."""
+        """The adapter's setup_vcpu; the MDCR_EL2 and the save areas it leaves are checked here, so the blame stays with it."""
         with self._in("setup_vcpu"):
             adapter: Any = self.adapter  # its setup_vcpu is declared to return None, which is what is checked
             result: object = adapter.setup_vcpu(self._view(cpu), vcpu, host_mdcr_el2)
@@ -463,13 +463,33 @@ class GuardedSwitch:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
             msg = f"setup_vcpu() set vcpu.mdcr_el2 to {safe_text(value)}; expected an int from 0 to 2**64-1 (the MDCR_EL2 value the guest runs with) (setup_vcpu at {where_defined(self.adapter.setup_vcpu)})"
             raise ContractError("setup_vcpu() sets vcpu.mdcr_el2 to a 64-bit value", msg)
+        _check_save_areas(vcpu, "setup_vcpu", self.adapter.setup_vcpu)
 
     def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason | None:
-        """The adapter's vcpu_run."""
+        """The adapter's vcpu_run; the save areas it leaves are checked here, before the model reads the guest's."""
         with self._in("vcpu_run"):
             result: object = self.adapter.vcpu_run(self._view(cpu), vcpu)
         _refuse_awaitable(self.adapter.vcpu_run, "vcpu_run", result)
+        _check_save_areas(vcpu, "vcpu_run", self.adapter.vcpu_run)
         return cast("ExitReason | None", result)
+
+
+_SAVE_AREAS = {
+    "sysregs": "the guest's EL1 context, register name -> value",
+    "host_ctxt": "the host's EL1 context saved on entry, register name -> value",
+    "host_debug_state": "the switch's own save area, vcpu->arch.host_debug_state",
+}
+"""The vcpu's save areas (README, Writing an adapter), each a dict the adapter fills, never replaces with something else."""
+
+
+def _check_save_areas(vcpu: Vcpu, name: str, method: object) -> None:
+    """Each save area of `vcpu` is still a dict after the adapter's `name`() (the model and the reference's
+    steps index them): one it replaced is blamed on it, not on the line of the model that meets it."""
+    for area, what in _SAVE_AREAS.items():
+        value: object = getattr(vcpu, area)
+        if not isinstance(value, dict):
+            msg = f"{name}() set vcpu.{area} to {safe_text(value)}; expected a dict ({what}) ({name} at {where_defined(method)})"
+            raise ContractError(f"{name}() leaves vcpu.{area} a dict", msg)
 
 
 def _refuse_awaitable(method: object, name: str, result: object) -> None:

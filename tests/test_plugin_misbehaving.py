@@ -47,6 +47,13 @@ MISBEHAVING = [
         id="garbage-mdcr",
     ),
     pytest.param(
+        "setup_vcpu", "            super().setup_vcpu(cpu, vcpu, *args)\n            vcpu.sysregs = 5\n            return None", (),
+        ["CONTRACT 'setup_vcpu() leaves vcpu.sysregs a dict' broken on features: VHE, *",
+         "  setup_vcpu() set vcpu.sysregs to 5; expected a dict (the guest's EL1 context, register name -> value) "
+         "(setup_vcpu at */flaky.py:* in Switch.setup_vcpu)"],
+        id="garbage-sysregs",
+    ),
+    pytest.param(
         "vcpu_run", "            raise SystemExit('cannot run VHE')", (),
         ["CONTRACT 'vcpu_run() returns normally' broken on features: VHE, FEAT_SPE (PMSVer=1), no PMUv3",
          "  vcpu_run() raised SystemExit: cannot run VHE (sys.exit() in an adapter is its failure, *) at */flaky.py:* in vcpu_run"],
