@@ -92,10 +92,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     ckit.dump_coverage()
     builds = ckit.coverage_builds()
-    if hasattr(config, "workerinput") or session_of(config) is None or not builds:
+    if hasattr(config, "workerinput") or session_of(config) is None:
         return
-    summary = gcovr_summary(builds)
     threshold = _fail_under(config)
+    if builds:
+        summary = gcovr_summary(builds)
+    else:
+        # Asked for, with nothing to measure: a Python target builds no C code. Said, and a threshold
+        # that nothing measured can meet fails the run rather than pass unnoticed.
+        nothing = f"{C_COVERAGE}: the target built no C code to measure (it measures a C target built with pytest_spekvm.ckit)"
+        summary = {"error": f"{nothing}, so {C_COVERAGE_FAIL_UNDER}={threshold:g} cannot be met"} if threshold > 0 else {"nothing": nothing}
     summary["fail_under"] = threshold
     config.stash[RESULT_KEY] = summary
     if "error" in summary or float(summary.get("line_percent", 0.0)) + 1e-9 < threshold:
@@ -111,6 +117,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr.write_sep("-", "spekvm C coverage (gcov, gcovr)")
     if "error" in summary:
         tr.write_line(f"spekvm FAILED: {summary['error']}")
+        return
+    if "nothing" in summary:
+        tr.write_line(f"spekvm: nothing measured: {summary['nothing']}")
         return
     for entry in summary.get("files", []):
         tr.write_line(

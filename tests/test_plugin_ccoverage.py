@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from plugin_harness import TWO_CELLS
 
 from pytest_spekvm import ckit
 
@@ -86,3 +87,20 @@ def test_c_coverage_threshold_ini_twin_without_c_coverage(spekvm_pytester: pytes
     result = spekvm_pytester.runpytest("--spekvm-target=reference")
     assert pytest.ExitCode.USAGE_ERROR == result.ret
     result.stderr.fnmatch_lines(["*--spekvm-c-coverage-fail-under (from spekvm_c_coverage_fail_under in tox.ini) is '90', and the gate needs --spekvm-c-coverage:*"])
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "shown"),
+    [
+        ((), pytest.ExitCode.OK, "spekvm: nothing measured: --spekvm-c-coverage: the target built no C code to measure *"),
+        (("--spekvm-c-coverage-fail-under=50",), pytest.ExitCode.TESTS_FAILED,
+         "spekvm FAILED: --spekvm-c-coverage: the target built no C code to measure *, so --spekvm-c-coverage-fail-under=50 cannot be met"),
+    ],
+    ids=["no-threshold", "threshold"],
+)
+def test_c_coverage_of_a_python_target(spekvm_pytester: pytest.Pytester, options: tuple[str, ...], code: int, shown: str) -> None:
+    """--spekvm-c-coverage with a Python target says it measured nothing, and a threshold it then cannot meet fails the run."""
+    spekvm_pytester.makeconftest(TWO_CELLS)
+    result = spekvm_pytester.runpytest("--spekvm-target=reference", "--spekvm-c-coverage", *options, "-k", "test_res0 and not sequences")
+    assert code == result.ret
+    result.stdout.fnmatch_lines([shown])
