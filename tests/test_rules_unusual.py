@@ -274,6 +274,32 @@ class HostControlsRestoredAfterTheIsb(S.ReferenceSwitch):
         self.deactivate_traps(cpu, vcpu)
 
 
+class StopsTheBufferAfterTheDrain(S.ReferenceSwitch):
+    """The drain, then the host's buffer stopped with PMBSR_EL1.S = 1 while the guest runs, and PMBSR_EL1 put
+    back before the host samples again: nothing is left to write when it stops."""
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        super().drain(cpu, vcpu)
+        vcpu.host_debug_state["pmbsr_el1"] = cpu.mrs("PMBSR_EL1")
+        cpu.msr("PMBSR_EL1", PMBSR_S)
+        cpu.isb()
+
+    def restore_spe(self, cpu: CPU, vcpu: Vcpu) -> None:
+        status = vcpu.host_debug_state.pop("pmbsr_el1", None)
+        if status is not None:
+            cpu.msr("PMBSR_EL1", status)
+        super().restore_spe(cpu, vcpu)
+
+
+class StopsTheBufferBeforeTheDrain(StopsTheBufferAfterTheDrain):
+    """The same stop before the drain: the host's records not yet written are turned away (not a correct switch)."""
+
+    def drain(self, cpu: CPU, vcpu: Vcpu) -> None:
+        vcpu.host_debug_state["pmbsr_el1"] = cpu.mrs("PMBSR_EL1")
+        cpu.msr("PMBSR_EL1", PMBSR_S)
+        S.ReferenceSwitch.drain(self, cpu, vcpu)
+
+
 # PMSIDR_EL1.FnE [6] and FDS [7]: the CPU implements PMSNEVFR_EL1 (FEAT_SPEv1p2) and PMSDSFR_EL1 (FEAT_SPE_FDS).
 PMSIDR_FILTERS = ((R.field_mask("PMSIDR_EL1", "FnE"), "PMSNEVFR_EL1"), (R.field_mask("PMSIDR_EL1", "FDS"), "PMSDSFR_EL1"))
 
@@ -347,6 +373,7 @@ UNUSUAL: dict[str, tuple[Callable[[], S.ReferenceSwitch], Choices | None]] = {
     "saves-the-filters-pmsidr-reports": (SavesTheFiltersPmsidrReports, None),
     "guest-traps-set-before-the-drain": (GuestTrapsSetBeforeTheDrain, None),
     "host-controls-written-again-after-the-isb": (HostControlsWrittenAgainAfterTheIsb, None),
+    "stops-the-buffer-after-the-drain": (StopsTheBufferAfterTheDrain, None),
 }
 
 UNUSUAL_CPUS = [
@@ -382,9 +409,14 @@ def test_filters_saved_without_reading_pmsidr_fail_undef_where_one_is_missing(fe
 
 @pytest.mark.parametrize(
     ("switch", "features", "rule"),
-    [(OwnerHandedToEl2BeforeTheDrain, NVHE, "DRAIN-ORDER"), (HostControlsRestoredAfterTheIsb, EXS, "RESTORE-ORDER")],
-    ids=["owner-handed-to-el2-before-the-drain", "host-controls-restored-after-the-isb"],
+    [
+        (OwnerHandedToEl2BeforeTheDrain, NVHE, "DRAIN-ORDER"),
+        (HostControlsRestoredAfterTheIsb, EXS, "RESTORE-ORDER"),
+        (StopsTheBufferBeforeTheDrain, NVHE, "DRAIN-ORDER"),
+        (StopsTheBufferBeforeTheDrain, NVHE, "NO-LOSS"),
+    ],
+    ids=["owner-handed-to-el2-before-the-drain", "host-controls-restored-after-the-isb", "stop-before-drain-order", "stop-before-drain-no-loss"],
 )
 def test_twins_that_change_what_matters_still_fail(switch: Callable[[], S.ReferenceSwitch], features: Features, rule: str) -> None:
-    """The broken twins of the early-trap and late-write switches, which change the buffer's owner or stage 2, still fail their ordering rule."""
+    """The broken twins of the early-trap, late-write and buffer-stop switches (the buffer's owner, stage 2 or its stop moved to the wrong side) still fail their rule."""
     assert rule in failing(run(switch(), features, plain, WorstCaseChooser()))

@@ -93,13 +93,15 @@ def _translation_change(e: Event, values: Mapping[str, int]) -> str:
 
 
 def _buffer_stop(e: Event, values: Mapping[str, int]) -> str:
-    """How `e` disables the host's buffer or reuses its memory, or ''."""
+    """How `e` disables or stops the host's buffer or reuses its memory, or ''."""
     if e.kind is not _MSR:
         return ""
     if e.register == "PMBLIMITR_EL1" and values["PMBLIMITR_EL1"] & PMBLIMITR_E and not e.value & PMBLIMITR_E:
         return f"{msr_text(e)} (disables the buffer)"
     if e.register == "PMBPTR_EL1" and e.value != values["PMBPTR_EL1"]:
         return f"{msr_text(e)} (moves the buffer's write pointer)"
+    if e.register == "PMBSR_EL1" and e.value & PMBSR_S and not values["PMBSR_EL1"] & PMBSR_S:
+        return f"{msr_text(e)} (stops the buffer: PMBSR_EL1.S=1)"
     return ""
 
 

@@ -147,8 +147,11 @@ def check_no_loss(trace: Trace, features: Features) -> Found:
                 host[e.record] = e
         elif kind is _HW and e.register == "PMBSR_EL1":
             stop_is_hosts = walk.host_owns_update(e)
-        elif kind is _MSR and e.register == "PMBSR_EL1" and not e.value & PMBSR_S:
-            stop_is_hosts = True
+        elif kind is _MSR and e.register == "PMBSR_EL1":
+            if not e.value & PMBSR_S:
+                stop_is_hosts = True
+            elif e.actor != HOST and not walk.values["PMBSR_EL1"] & PMBSR_S:
+                stop_is_hosts = False  # software other than the host stopped the running buffer
         elif kind is _DISCARD or kind is _FAULT or kind is _FULL:
             rec = host.get(e.record)
             if rec is not None:
