@@ -300,6 +300,24 @@ class StopsTheBufferBeforeTheDrain(StopsTheBufferAfterTheDrain):
         S.ReferenceSwitch.drain(self, cpu, vcpu)
 
 
+class KeepsTheGuestsFgtOnVhe(TrapsPmbidrWithFgt):
+    """The guest's PMBIDR_EL1 read trap set at every entry, taken back at the exit on nVHE only: on VHE the host
+    runs at EL2 and at EL0 under TGE, where HDFGRTR_EL2 traps nothing, so the guest's value may stay."""
+
+    def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        if S.has_vhe(cpu):
+            S.ReferenceSwitch.synchronise_host_context(self, cpu, vcpu)
+        else:
+            super().synchronise_host_context(cpu, vcpu)
+
+
+class KeepsTheGuestsFgtOnNvhe(TrapsPmbidrWithFgt):
+    """The same trap never taken back, on nVHE too, where the host's own EL1 reads of PMBIDR_EL1 then trap (not a correct switch)."""
+
+    def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        S.ReferenceSwitch.synchronise_host_context(self, cpu, vcpu)
+
+
 # PMSIDR_EL1.FnE [6] and FDS [7]: the CPU implements PMSNEVFR_EL1 (FEAT_SPEv1p2) and PMSDSFR_EL1 (FEAT_SPE_FDS).
 PMSIDR_FILTERS = ((R.field_mask("PMSIDR_EL1", "FnE"), "PMSNEVFR_EL1"), (R.field_mask("PMSIDR_EL1", "FDS"), "PMSDSFR_EL1"))
 
@@ -374,10 +392,11 @@ UNUSUAL: dict[str, tuple[Callable[[], S.ReferenceSwitch], Choices | None]] = {
     "guest-traps-set-before-the-drain": (GuestTrapsSetBeforeTheDrain, None),
     "host-controls-written-again-after-the-isb": (HostControlsWrittenAgainAfterTheIsb, None),
     "stops-the-buffer-after-the-drain": (StopsTheBufferAfterTheDrain, None),
+    "keeps-the-guests-fgt-on-vhe": (KeepsTheGuestsFgtOnVhe, None),
 }
 
 UNUSUAL_CPUS = [
-    NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P2, fgt=True),
+    NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P2, fgt=True), Features(vhe=True, fgt=True),
     Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, exs=True, el3=False, fgt=True, spe_fds=True),
 ]
 
@@ -414,9 +433,13 @@ def test_filters_saved_without_reading_pmsidr_fail_undef_where_one_is_missing(fe
         (HostControlsRestoredAfterTheIsb, EXS, "RESTORE-ORDER"),
         (StopsTheBufferBeforeTheDrain, NVHE, "DRAIN-ORDER"),
         (StopsTheBufferBeforeTheDrain, NVHE, "NO-LOSS"),
+        (KeepsTheGuestsFgtOnNvhe, Features(fgt=True), "HOST-STATE"),
     ],
-    ids=["owner-handed-to-el2-before-the-drain", "host-controls-restored-after-the-isb", "stop-before-drain-order", "stop-before-drain-no-loss"],
+    ids=[
+        "owner-handed-to-el2-before-the-drain", "host-controls-restored-after-the-isb", "stop-before-drain-order",
+        "stop-before-drain-no-loss", "guests-fgt-kept-on-nvhe",
+    ],
 )
 def test_twins_that_change_what_matters_still_fail(switch: Callable[[], S.ReferenceSwitch], features: Features, rule: str) -> None:
-    """The broken twins of the early-trap, late-write and buffer-stop switches (the buffer's owner, stage 2 or its stop moved to the wrong side) still fail their rule."""
+    """The broken twins of the early-trap, late-write, buffer-stop and kept-trap switches (the buffer's owner, stage 2, its stop or the trap on the wrong side) still fail their rule."""
     assert rule in failing(run(switch(), features, plain, WorstCaseChooser()))

@@ -14,8 +14,8 @@ _IN_EXIT, _IN_HOST = Phase.EXIT, Phase.HOST
 
 def check_host_state(trace: Trace, features: Features) -> Found:
     """At every return: the host's SPE registers as at entry (plus the PE's updates for the host's
-    own records, while the limit and pointer are the host's), MDCR_EL2 (and HDFGRTR_EL2 with FEAT_FGT)
-    as at boot.
+    own records, while the limit and pointer are the host's), MDCR_EL2 (and HDFGRTR_EL2 with FEAT_FGT,
+    on nVHE) as at boot.
 
     Exercised: at least one return to the host.
     """
@@ -23,7 +23,9 @@ def check_host_state(trace: Trace, features: Features) -> Found:
         tracked: tuple[str, ...] = ("PMSCR_EL2" if features.vhe else "PMSCR_EL1", *HOST_SPE_STATE)
     else:
         tracked = ()
-    controls = BOOT_CONTROLS if features.fgt else BOOT_CONTROLS[:1]
+    # HDFGRTR_EL2's traps act on EL1's reads (and EL0's only where HCR_EL2.{E2H,TGE} is not {1,1}): they
+    # can trap an nVHE host, never a VHE one, which runs at EL2 and at EL0 under TGE.
+    controls = BOOT_CONTROLS if features.fgt and not features.vhe else BOOT_CONTROLS[:1]
     walk = Walk(features)
     exercised = False
     found: list[Breach] = []
