@@ -7,7 +7,9 @@ and the host's own PMBIDR_EL1 reads would trap to EL2.
 Why plausible: PMBIDR_EL1 is read-only and the host's driver reads it once, at probe time, so the
 developer sees no reason to undo the trap; other fine-grained traps are set once per vcpu load.
 
-Caught by HOST-STATE (HDFGRTR_EL2 differs at the return to the host), on the FEAT_FGT cells.
+Caught by HOST-STATE (HDFGRTR_EL2 differs at the return to the host), on the non-VHE FEAT_FGT
+cells: a VHE host runs at EL2 and at EL0 under TGE, where HDFGRTR_EL2 traps nothing, so there the
+trap left set is harmless.
 """
 
 from __future__ import annotations
