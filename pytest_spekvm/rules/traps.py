@@ -162,8 +162,9 @@ TRAP_COND = Rule(
     "TRAP-COND",
     "MDCR_EL2.TPMS/E2PB are set only with FEAT_SPE; with them in force, every guest SPE access traps to EL2",
     "Patch: 'any attempts by a guest to use SPE will result in a trap'; review: 'Can we make this "
-    "conditional on SPE being available?'. Arm ARM D24.7 (MDCR_EL2.TPMS, E2PB: E2PB IN {'x0'} traps "
-    "PMBLIMITR/PMBPTR/PMBSR; PMBIDR_EL1 only through HDFGRTR_EL2.PMBIDR_EL1, D24.2.67, which must "
+    "conditional on SPE being available?'. Arm ARM D24.7, the SPE registers' accessibility pseudocode "
+    "(MDCR_EL2.TPMS traps the sampling controls; E2PB IN {'x0'} traps PMBLIMITR/PMBPTR/PMBSR, as in D24.7.2 "
+    "PMBLIMITR_EL1; PMBIDR_EL1 only through HDFGRTR_EL2.PMBIDR_EL1, D24.2.67, which must "
     "trap once the switch sets it); K1.2.19 (a reserved value may act as any allocated one). Judged "
     "by the guest's accesses the model observes. docs/rules.md#trap-cond",
     Severity.CORRECTNESS,
