@@ -443,3 +443,19 @@ def test_filters_saved_without_reading_pmsidr_fail_undef_where_one_is_missing(fe
 def test_twins_that_change_what_matters_still_fail(switch: Callable[[], S.ReferenceSwitch], features: Features, rule: str) -> None:
     """The broken twins of the early-trap, late-write, buffer-stop and kept-trap switches (the buffer's owner, stage 2, its stop or the trap on the wrong side) still fail their rule."""
     assert rule in failing(run(switch(), features, plain, WorstCaseChooser()))
+
+
+class HostGetsItsBufferTrapped(S.ReferenceSwitch):
+    """The exit gives the host MDCR_EL2.E2PB = 0b10, not its own 0b11: the buffer stays EL1's, under the host's
+    regime, but the host's own buffer accesses now trap to EL2 (not a correct switch)."""
+
+    def deactivate_traps(self, cpu: CPU, vcpu: Vcpu) -> None:
+        super().deactivate_traps(cpu, vcpu)
+        if S.has_spe(cpu) and not S.has_vhe(cpu):
+            cpu.msr("MDCR_EL2", R.MDCR_E2PB.put(R.E2PB_EL1_TRAP) | cpu.mrs("MDCR_EL2") & ~R.MDCR_E2PB.mask)
+
+
+def test_a_host_left_trapped_fails_for_its_traps_not_for_its_translation() -> None:
+    """E2PB = 0b10 for an nVHE host fails HOST-STATE (its MDCR_EL2) and UNDEF (its own buffer accesses trap),
+    not RESTORE-ORDER: the buffer's owner, and so the regime its records are translated by, is the host's."""
+    assert {"HOST-STATE", "UNDEF"} == failing(run(HostGetsItsBufferTrapped(), NVHE, plain, WorstCaseChooser())) & set(CORRECTNESS)

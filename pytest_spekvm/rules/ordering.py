@@ -8,12 +8,10 @@ import attrs
 
 from ..reference.features import Features
 from ..reference.registers import (
-    E2PB_EL1,
-    E2PB_EL1_TRAP,
     E2PB_EL2,
+    E2PB_RESERVED,
     EL1_STAGE1,
     HCR_VM,
-    MASK64,
     MDCR_E2PB,
     PMBLIMITR_E,
     PMBSR_S,
@@ -30,19 +28,28 @@ _DSB, _ENTRY, _ERET, _EXCEPTION, _EXIT, _HW, _ISB, _MSR, _PSB = (
 _IN_ENTRY, _IN_EXIT = Phase.ENTRY, Phase.EXIT
 
 HOST_STAGE1 = EL1_STAGE1  # the nVHE host's translation
-# Registers whose change moves the host's EL1-owned buffer to other tables (docs/rules.md#terms).
-TRANSLATION_VALUES = frozenset({*HOST_STAGE1, "VTTBR_EL2"})
-# The EL that owns the buffer, and so whose regime translates its records, for each allocated
-# MDCR_EL2.E2PB [13:12] (pseudocode ProfilingBufferOwner(): EL2 for 0b00, else EL1): 0b10 and 0b11
-# differ only in whether EL1's accesses to the buffer's registers trap. The reserved 0b01 may act as
-# any allocated value (K1.2.19), so any move to or from it counts as a change of owner.
-_BUFFER_OWNER = {E2PB_EL2: "EL2", E2PB_EL1_TRAP: "EL1", E2PB_EL1: "EL1"}
-# Written in the exit window, these must be in force before host sampling resumes (RESTORE-ORDER).
-RESTORE_REGISTERS = frozenset({*HOST_STAGE1, "VTTBR_EL2", "MDCR_EL2", "HCR_EL2"})
-# What of each restore register the host's sampling depends on: the whole of its stage 1 and VTTBR_EL2,
-# MDCR_EL2.E2PB [13:12] and HCR_EL2.VM [0]. A write that leaves these bits as they were in force is
-# harmless however late it comes: the PE may use the old value or the new one, and they agree.
-_RESTORED_BITS = {**dict.fromkeys((*HOST_STAGE1, "VTTBR_EL2"), MASK64), "MDCR_EL2": MDCR_E2PB.mask, "HCR_EL2": HCR_VM}
+# Registers whose write can move the host's EL1-owned buffer to other tables or another owner
+# (docs/rules.md#terms): changed before the drain (DRAIN-ORDER), or still unsynchronised when host
+# sampling resumes (RESTORE-ORDER), in the ways `_moves_buffer` tells.
+BUFFER_REGIME = frozenset({*HOST_STAGE1, "VTTBR_EL2", "MDCR_EL2", "HCR_EL2"})
+
+
+def _owner_changes(was: int, now: int) -> bool:
+    """Whether MDCR_EL2.E2PB [13:12] going from `was` to `now` gives the buffer to another EL: the
+    pseudocode's ProfilingBufferOwner() gives it to EL2 for 0b00 and to EL1 otherwise, so 0b10 and 0b11
+    differ only in whether EL1's buffer accesses trap; the reserved 0b01 may act as any allocated value
+    (K1.2.19), so a move to or from it counts."""
+    return was != now and (E2PB_RESERVED in (was, now) or (was == E2PB_EL2) != (now == E2PB_EL2))
+
+
+def _moves_buffer(register: str, old: int, new: int) -> bool:
+    """Whether writing `new` over `old` to `register` (one of BUFFER_REGIME) changes the host's buffer's
+    translation or owner: any change of its stage 1 or VTTBR_EL2, of HCR_EL2.VM [0], of the E2PB owner."""
+    if register == "HCR_EL2":
+        return bool((old ^ new) & HCR_VM)
+    if register == "MDCR_EL2":
+        return _owner_changes(MDCR_E2PB.get(old), MDCR_E2PB.get(new))
+    return old != new
 
 
 # ------------------------------------------------------------------ DRAIN-ORDER
@@ -80,16 +87,14 @@ def _translation_change(e: Event, values: Mapping[str, int]) -> str:
     if kind is not _MSR:
         return ""
     reg = e.register
+    if reg not in BUFFER_REGIME or not _moves_buffer(reg, values[reg], e.value):
+        return ""
     old = values[reg]
-    if reg in TRANSLATION_VALUES:
-        return f"{msr_text(e)} (was {old:#x})" if e.value != old else ""
-    if reg == "HCR_EL2" and (e.value ^ old) & HCR_VM:
+    if reg == "HCR_EL2":
         return f"{msr_text(e)} (VM {old & HCR_VM} -> {e.value & HCR_VM})"
     if reg == "MDCR_EL2":
-        was, now = MDCR_E2PB.get(old), MDCR_E2PB.get(e.value)
-        if _BUFFER_OWNER.get(was, "reserved") != _BUFFER_OWNER.get(now, "reserved"):
-            return f"{msr_text(e)} (E2PB {was:#04b} -> {now:#04b})"
-    return ""
+        return f"{msr_text(e)} (E2PB {MDCR_E2PB.get(old):#04b} -> {MDCR_E2PB.get(e.value):#04b})"
+    return f"{msr_text(e)} (was {old:#x})"
 
 
 def _buffer_stop(e: Event, values: Mapping[str, int]) -> str:
@@ -222,10 +227,10 @@ def _host_sampling_on(values: Mapping[str, int]) -> bool:
 
 
 def _unsynchronised(walk: Walk, writes: Mapping[str, Event]) -> list[Event]:
-    """The exit window's last writes to the restore registers after which the PE may still use a value
-    whose bits that matter (`_RESTORED_BITS`) differ from the new one."""
+    """The exit window's last writes to BUFFER_REGIME after which the PE may still use a value that puts the
+    host's buffer under another translation or owner than the new one (`_moves_buffer`)."""
     stale, values = walk.stale, walk.values
-    return [writes[r] for r in sorted(RESTORE_REGISTERS) if r in writes and r in stale and (stale[r] ^ values[r]) & _RESTORED_BITS[r]]
+    return [writes[r] for r in sorted(BUFFER_REGIME) if r in writes and r in stale and _moves_buffer(r, stale[r], values[r])]
 
 
 def check_restore_order(trace: Trace, features: Features) -> Found:
@@ -246,7 +251,7 @@ def check_restore_order(trace: Trace, features: Features) -> Found:
     for e in trace.events:
         kind = e.kind
         if walk.phase is _IN_EXIT:
-            if kind is _MSR and e.register in RESTORE_REGISTERS:
+            if kind is _MSR and e.register in BUFFER_REGIME:
                 writes[e.register] = e
             elif walk.returns_to_host(e) and _host_sampling_on(walk.values):
                 exercised = True
@@ -257,8 +262,8 @@ def check_restore_order(trace: Trace, features: Features) -> Found:
                     if values[reg] != host[reg] and (reg != "VTTBR_EL2" or values["HCR_EL2"] & HCR_VM)
                 ]
                 e2pb, host_e2pb = MDCR_E2PB.get(values["MDCR_EL2"]), MDCR_E2PB.get(walk.boot["MDCR_EL2"])
-                if e2pb != host_e2pb:
-                    wrong.append(f"MDCR_EL2.E2PB={e2pb:#04b} (expected the host's {host_e2pb:#04b})")
+                if _owner_changes(host_e2pb, e2pb):
+                    wrong.append(f"MDCR_EL2.E2PB={e2pb:#04b} (expected the host's {host_e2pb:#04b}, or one giving the buffer to the same EL)")
                 if (values["HCR_EL2"] ^ host["HCR_EL2"]) & HCR_VM:
                     wrong.append(f"HCR_EL2.VM={values['HCR_EL2'] & HCR_VM} (expected the host's {host['HCR_EL2'] & HCR_VM})")
                 if wrong:
