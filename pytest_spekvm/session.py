@@ -275,7 +275,7 @@ class SpekvmSession:
         if replaying:
             # The recording says where its sequence stops: a budget of fewer steps than it was recorded
             # under (the fast default replaying a `ci` failure) would cut it short, and it would pass.
-            chosen = settings(chosen, stateful_step_count=max(chosen.stateful_step_count, REPLAY_STEPS))
+            chosen = settings(chosen, stateful_step_count=REPLAY_STEPS)
         started = time.perf_counter()
         try:
             run_state_machine_as_test(machine, settings=chosen)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
@@ -346,4 +346,3 @@ class SpekvmSession:
             f"{command}   (hypothesis keeps the failing example in its database and replays it first;"
             " the --spekvm-reproduce line at the end replays it anywhere)"
         )
-
