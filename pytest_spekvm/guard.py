@@ -474,21 +474,18 @@ class GuardedSwitch:
         return cast("ExitReason | None", result)
 
 
-_SAVE_AREAS = {
-    "sysregs": "the guest's EL1 context, register name -> value",
-    "host_ctxt": "the host's EL1 context saved on entry, register name -> value",
-    "host_debug_state": "the switch's own save area, vcpu->arch.host_debug_state",
-}
-"""The vcpu's save areas (README, Writing an adapter), each a dict the adapter fills, never replaces with something else."""
+_SAVE_AREAS = tuple(f.name for f in attrs.fields(Vcpu) if f.default == attrs.Factory(dict))
+"""The vcpu's save areas, the dicts its fields default to (`Vcpu` says what each holds): the adapter fills
+them, and never replaces one with something else."""
 
 
 def _check_save_areas(vcpu: Vcpu, name: str, method: object) -> None:
     """Each save area of `vcpu` is still a dict after the adapter's `name`() (the model and the reference's
     steps index them): one it replaced is blamed on it, not on the line of the model that meets it."""
-    for area, what in _SAVE_AREAS.items():
+    for area in _SAVE_AREAS:
         value: object = getattr(vcpu, area)
         if not isinstance(value, dict):
-            msg = f"{name}() set vcpu.{area} to {safe_text(value)}; expected a dict ({what}) ({name} at {where_defined(method)})"
+            msg = f"{name}() set vcpu.{area} to {safe_text(value)}; expected a dict, register name -> value ({name} at {where_defined(method)})"
             raise ContractError(f"{name}() leaves vcpu.{area} a dict", msg)
 
 

@@ -49,7 +49,7 @@ MISBEHAVING = [
     pytest.param(
         "setup_vcpu", "            super().setup_vcpu(cpu, vcpu, *args)\n            vcpu.sysregs = 5\n            return None", (),
         ["CONTRACT 'setup_vcpu() leaves vcpu.sysregs a dict' broken on features: VHE, *",
-         "  setup_vcpu() set vcpu.sysregs to 5; expected a dict (the guest's EL1 context, register name -> value) "
+         "  setup_vcpu() set vcpu.sysregs to 5; expected a dict, register name -> value "
          "(setup_vcpu at */flaky.py:* in Switch.setup_vcpu)"],
         id="garbage-sysregs",
     ),
