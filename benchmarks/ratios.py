@@ -2,7 +2,7 @@
 
 Run from anywhere, with the package installed (the test extra is not needed):
 
-    python benchmarks/ratios.py [--rounds 3] [--seconds 1.0] [--no-default-run] [--collector-share]
+    python benchmarks/ratios.py [--rounds 3] [--seconds 1.0] [--no-default-run] [--collector-share] [--without-events]
 
 Absolute times on a shared machine say little; each figure here is set against a floor measured in
 this process, with the repetitions of the measurements interleaved (floor, model, floor, model...)
@@ -15,7 +15,10 @@ take the cores from this one does not count:
    with --collector-share, also the share of the model's time, and of `Trace.add`'s alone, spent
    in CPython's cyclic garbage collector, its collections timed as they run (the floor's tuples,
    of ints and strings only, are untracked at the first collection; the model's events are
-   traversed at every collection of their generation);
+   traversed at every collection of their generation); with --without-events, also the same
+   round trips with a trace that keeps a place for each event but makes none (`Trace.add` called
+   as ever, doing nothing else): what the rest of the model costs, a bound below any way of
+   making its events;
 2. generated sequences: steps per second of one rule's sequences (the suites' fast default
    budget, run again and again for twice --seconds) against a trivial hypothesis stateful machine
    that does one bare round trip per step under the same budget, for as long;
@@ -80,14 +83,31 @@ def _system(features: Features) -> System:
     return s
 
 
-def round_trips(vhe: bool) -> int:
-    """A fresh system with the host profiling, then 50 round trips; return its trace's events."""
+class NoEvents(Trace):
+    """A trace that keeps a place for each event (the CPU numbers records by the trace's length) but
+    makes no event: the model without its events, for a measurement only (no rule can judge it)."""
+
+    def add(  # type: ignore[override]  # noqa: PLR0917 - Trace.add's parameters, as the model passes them
+        self, actor: object, el: int, kind: Kind, register: str = "", name: str = "", value: int = 0,
+        old: int = 0, res0: int = 0, record: int = -1, where: str = "", vcpu: int = -1, owner: object = None,
+        by: object = None, update: object = None, dsb: object = None, cse: bool = True,
+        into_guest: bool = False, guest_exit: bool = False, landing: object = None,
+    ) -> None:
+        self.events.append(None)  # type: ignore[arg-type]
+
+
+def round_trips(vhe: bool, events: bool = True) -> int:
+    """A fresh system with the host profiling, then 50 round trips; return its trace's events (with
+    `events` False, the round trips' go to a `NoEvents` trace: the boot's, made before, count as ever)."""
     s = _system(Features(vhe=vhe))
+    booted = 0
+    if not events:
+        booted, s.cpu.trace = len(s.cpu.trace), NoEvents()
     for i in range(50):
         s.host_run(HOST_SAMPLES)
         s.run_vcpu(i % 2, GUEST_PROGRAM)
         s.handle_buffer_irq()
-    return len(s.cpu.trace)
+    return booted + len(s.cpu.trace)
 
 
 def floor(events: int) -> int:
@@ -100,12 +120,13 @@ def floor(events: int) -> int:
     return events
 
 
-def model_ns_per_event(seconds: float, vhe: bool = False) -> float:
-    """Nanoseconds per trace event of reference round trips with the host profiling."""
+def model_ns_per_event(seconds: float, vhe: bool = False, made: bool = True) -> float:
+    """Nanoseconds per trace event of reference round trips with the host profiling (with `made`
+    False, per place a `NoEvents` trace kept)."""
     events = 0
     start = time.process_time()
     while time.process_time() - start < seconds:
-        events += round_trips(vhe)
+        events += round_trips(vhe, made)
     return (time.process_time() - start) * 1e9 / events
 
 
@@ -244,21 +265,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--collector-share", action="store_true",
                         help="also print the share of the model's time, and of Trace.add's, spent in CPython's "
                              "cyclic garbage collector")
+    parser.add_argument("--without-events", action="store_true",
+                        help="also print the model's cost per event with a trace that makes no event (Trace.add "
+                             "a no-op): what the rest of the model costs")
     args = parser.parse_args(argv)
     os.chdir(tempfile.mkdtemp(prefix="spekvm-ratios-"))  # hypothesis' example database goes there
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
           f"{args.rounds} interleaved rounds, medians")
 
-    floor, model, model_vhe, event = _median_interleaved(
-        args.rounds,
+    measures = [
         lambda: floor_ns_per_event(args.seconds),
         lambda: model_ns_per_event(args.seconds),
         lambda: model_ns_per_event(args.seconds, vhe=True),
         lambda: event_ns(args.seconds / 2),
-    )
+    ]
+    if args.without_events:  # in the same rounds, against the same floor
+        measures += [
+            lambda: model_ns_per_event(args.seconds, made=False),
+            lambda: model_ns_per_event(args.seconds, vhe=True, made=False),
+        ]
+    floor, model, model_vhe, event, *bare = _median_interleaved(args.rounds, *measures)
     print(f"model:     {model:8.0f} ns/event nVHE, {model_vhe:8.0f} ns/event VHE; floor {floor:5.0f} ns/event; "
           f"ratio {model / floor:5.1f}x (nVHE), {model_vhe / floor:5.1f}x (VHE); "
           f"Trace.add alone {event:5.0f} ns, {event / floor:4.1f}x")
+    if bare:
+        print(f"no events: {bare[0]:8.0f} ns/event nVHE, {bare[1]:8.0f} ns/event VHE; "
+              f"ratio {bare[0] / floor:5.1f}x (nVHE), {bare[1] / floor:5.1f}x (VHE): the same round trips with "
+              "Trace.add a no-op")
     if args.collector_share:
         share, share_vhe, share_event = _median_interleaved(
             args.rounds,
