@@ -98,11 +98,13 @@ def violation_body(rule: Rule, judgement: Judgement, cell: Features, run: Run, *
     """The failure a person reads in ten seconds: rule, features, steps, timeline."""
     first = _first_bad(judgement.violations)
     ordered = sorted(judgement.violations, key=lambda v: v.event)
+    shown = ordered[:SHOWN_VIOLATIONS]
+    cited = {seq for v in shown for seq in (v.event, *v.cites)}  # the timeline shows every event the lines name
     lines = [
         f"RULE {rule.id} violated on features: {cell.describe()}",
         *([f"  under the {adversary} adversary (the PE's timing choices: see docs/model.md)"] if adversary else []),
         f"  {rule.title}",
-        *(f"  at #{v.event}: {v.message}" for v in ordered[:SHOWN_VIOLATIONS]),
+        *(f"  at #{v.event}: {v.message}" for v in shown),
     ]
     more = len(ordered) - SHOWN_VIOLATIONS
     if more > 0:
@@ -112,7 +114,7 @@ def violation_body(rule: Rule, judgement: Judgement, cell: Features, run: Run, *
         "steps:",
         run.describe_steps(),
         f"timeline around event #{first.event} (>>):",
-        run.trace.timeline(around=first.event),
+        run.trace.timeline(around=first.event, also=cited),
     ]
     return "\n".join(lines)
 

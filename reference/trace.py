@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 
@@ -236,15 +236,24 @@ class Trace:
         """The events of the given kinds, in order."""
         return [e for e in self.events if e.kind in kinds]
 
-    def timeline(self, around: int | None = None, context: int = 12) -> str:
-        """The trace as an indented timeline; with `around`, only `context` events either side."""
+    def timeline(self, around: int | None = None, context: int = 12, also: Iterable[int] = ()) -> str:
+        """The trace as an indented timeline; with `around`, only `context` events either side, and the
+        events `also` names (the events a message cites) where they fall outside that window, each in
+        its place, with "..." where events are left out."""
         events = self.events
-        if around is not None:
-            lo = max(0, around - context)
-            hi = min(len(events), around + context + 1)
-            events = events[lo:hi]
+        shown: Iterable[int]
+        if around is None:
+            shown = range(len(events))
+        else:
+            window = range(max(0, around - context), min(len(events), around + context + 1))
+            shown = sorted({*window, *(seq for seq in also if 0 <= seq < len(events))})
         lines = []
-        for e in events:
+        previous = None
+        for seq in shown:
+            if previous is not None and seq != previous + 1:
+                lines.append("    ...")
+            previous = seq
+            e = events[seq]
             indent = "  " if e.kind in (Kind.ENTRY, Kind.RETURN, Kind.NOTE) and e.actor == HOST else "    "
             marker = ">>" if around is not None and e.seq == around else "  "
             lines.append(f"{marker}{e.seq:5d} {indent}{e.actor:<6} EL{e.el} {e.describe()}")

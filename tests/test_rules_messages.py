@@ -3,26 +3,35 @@ catalogue or on a trace made by hand for an edge case the scenarios do not reach
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from mutant_catalogue import module, switch
+from mutant_catalogue import NAMES, module, switch
 from rules_harness import (
     EXS,
     FGT,
+    FGT_EXS,
     NO_SPE,
     NVHE,
     OWNED,
+    SCENARIOS,
+    VHE,
     Scenario,
     guest_access,
     kernel_after_return,
     plain,
+    profiling_off,
     run,
     trace_of,
 )
 
 from pytest_spekvm import rules
+from pytest_spekvm.failure_report import violation_body
+from pytest_spekvm.reference import switch as S
 from pytest_spekvm.reference.actors import BOOT, HOST, HYP, PE, guest
 from pytest_spekvm.reference.features import Features
 from pytest_spekvm.reference.trace import Dsb, Kind, Trace
+from pytest_spekvm.scenario import Run
 
 
 def _messages(mutant: str, features: Features, scenario: Scenario, rule_id: str) -> list[str]:
@@ -280,3 +289,35 @@ def test_no_loss_reports_a_fault() -> None:
         (PE, 1, Kind.FAULT, {"record": 0, "where": "stage 2 translation fault via EL1&0"}),
     )
     assert [1] == [v.event for v in rules.BY_ID["NO-LOSS"].judge(trace, NVHE).violations]
+
+
+# ------------------------------------------------------------------ cited events
+
+_CITED = re.compile(r"(?<!record )#(\d+)")  # "#12" names an event; "record #3" a record
+
+
+@pytest.mark.parametrize("mutant", NAMES)
+def test_every_event_a_message_names_is_cited(mutant: str) -> None:
+    """Each event number a violation's message names is its own event or one of its `cites`, so the
+    failure's timeline can show it (the mutant's worst-case runs of every scenario, on five CPUs)."""
+    for features in (NVHE, VHE, EXS, FGT_EXS, OWNED):
+        for scenario in SCENARIOS.values():
+            trace = _trace_of(mutant, features, scenario)
+            for judgement in rules.judge_all(trace, features).values():
+                for v in judgement.violations:
+                    named = {int(n) for n in _CITED.findall(v.message)}
+                    assert named <= {v.event, *v.cites}, (judgement.rule, v.message, v.cites)
+
+
+def test_failure_timeline_shows_a_cited_event_outside_its_window() -> None:
+    """A violation whose message names an event more than a window's width earlier (LEAN's entry, say)
+    shows that event in its place in the failure's timeline, with '...' for the events left out."""
+    features = Features()
+    system = run(S.ReferenceSwitch(), features, profiling_off)
+    assert len(system.cpu.trace) > 60
+    judgement = rules.Judgement("LEAN", True, (rules.Violation("LEAN", 50, "cites #3", cites=(3,)),))
+    body = violation_body(rules.BY_ID["LEAN"], judgement, features, Run(system))
+    timeline = body.split("timeline around event #50 (>>):\n")[1].splitlines()
+    assert [line.split()[0] for line in timeline[:2]] == ["3", "..."]
+    assert timeline[2].split()[0] == "38"
+    assert timeline[14].startswith(">>   50")

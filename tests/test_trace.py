@@ -59,6 +59,16 @@ def test_timeline_marks_the_event_of_interest_and_keeps_context() -> None:
     assert "     10   host   EL1 host note" == trace.timeline().splitlines()[-1]
 
 
+def test_timeline_shows_the_events_also_named_in_their_place() -> None:
+    """Events named in `also` outside the window are shown where they fall, with '...' for each gap;
+    those inside the window or outside the trace add nothing."""
+    trace = Trace()
+    for _ in range(20):
+        trace.add(HYP, 2, Kind.ISB)
+    lines = trace.timeline(around=10, context=1, also=(2, 11, 19, 25, -1)).splitlines()
+    assert ["2", "...", "9", ">>", "11", "...", "19"] == [line.split()[0] for line in lines]
+
+
 def test_trace_is_a_sequence_of_events() -> None:
     """The trace numbers its events in order and can be indexed, iterated and filtered by kind."""
     trace = Trace()

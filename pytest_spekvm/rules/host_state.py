@@ -48,12 +48,12 @@ def check_host_state(trace: Trace, features: Features) -> Found:
                     why = f"its value at entry #{walk.entry}"
                     if hw.get(reg):
                         why += f", then {hw[reg]} update(s) by the PE for the host's own records"
-                    found.append(Breach(e.seq, _state_message(reg, (want, got), why, last_write.get(reg))))
+                    found.append(_state_breach(e, reg, (want, got), why, last_write.get(reg), entry=walk.entry))
             for reg in controls:
                 got, want = walk.values[reg], walk.boot[reg]
                 if got != want:
                     why = "the host's boot value"
-                    found.append(Breach(e.seq, _state_message(reg, (want, got), why, last_write.get(reg))))
+                    found.append(_state_breach(e, reg, (want, got), why, last_write.get(reg)))
         walk.step(e)
         if kind is _ENTRY:
             expected = {reg: walk.values[reg] for reg in tracked}
@@ -61,12 +61,16 @@ def check_host_state(trace: Trace, features: Features) -> Found:
     return Found(exercised, found)
 
 
-def _state_message(reg: str, want_got: tuple[int, int], why: str, w: Event | None) -> str:
+def _state_breach(e: Event, reg: str, want_got: tuple[int, int], why: str, w: Event | None, *, entry: int = -1) -> Breach:
+    """The breach at the return `e`: `reg` wrong, `why` the value expected (citing the window's `entry`
+    where it names it), and the window's last software write to it (`w`)."""
     want, got = want_got
     last = "no software write in the window"
+    cites = [entry] if entry >= 0 else []
     if w is not None:
         last = f"last software write: {msr_text(w)} by {w.actor} at #{w.seq}"
-    return f"on the return to the host, {reg} expected {want:#x} ({why}), got {got:#x}; {last}"
+        cites.append(w.seq)
+    return Breach(e.seq, f"on the return to the host, {reg} expected {want:#x} ({why}), got {got:#x}; {last}", cites)
 
 
 HOST_STATE = Rule(

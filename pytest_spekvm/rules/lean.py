@@ -14,14 +14,15 @@ _ENTRY, _MRS, _MSR, _PSB = Kind.ENTRY, Kind.MRS, Kind.MSR, Kind.PSB
 _IN_ENTRY = Phase.ENTRY
 
 
-def _why_not_live(features: Features, walk: Walk) -> str:
+def _why_not_live(features: Features, walk: Walk) -> tuple[str, tuple[int, ...]]:
+    """Why the host's buffer is not live in this window, and the events that says so names."""
     if not features.has_spe:
-        return "the CPU has no FEAT_SPE"
+        return "the CPU has no FEAT_SPE", ()
     if features.spe_owned_by_higher_el:
-        return "EL3 gives the buffer to another Security state (PMBIDR_EL1.P=1)"
+        return "EL3 gives the buffer to another Security state (PMBIDR_EL1.P=1)", ()
     if walk.at_entry.get("PMBSR_EL1", 0) & PMBSR_S:
-        return f"the buffer was stopped (PMBSR_EL1.S=1) at entry #{walk.entry}"
-    return f"the host left PMBLIMITR_EL1.E=0 at entry #{walk.entry}"
+        return f"the buffer was stopped (PMBSR_EL1.S=1) at entry #{walk.entry}", (walk.entry,)
+    return f"the host left PMBLIMITR_EL1.E=0 at entry #{walk.entry}", (walk.entry,)
 
 
 def check_lean(trace: Trace, features: Features) -> Found:
@@ -33,9 +34,10 @@ def check_lean(trace: Trace, features: Features) -> Found:
     exercised = False
     changed = False  # the entry window changed PMSCR_EL1
     found: list[Breach] = []
+    cites: tuple[int, ...]
     for e in trace.events:
         kind = e.kind
-        msg = ""
+        msg, cites = "", ()  # the message, and the events it names besides `e`
         if kind is _ENTRY:
             exercised, changed = True, False
         elif walk.in_window and e.actor in SOFTWARE:
@@ -54,9 +56,10 @@ def check_lean(trace: Trace, features: Features) -> Found:
             elif not walk.live:
                 if (kind is _MSR and e.register == "PMSCR_EL1") or kind is _PSB:
                     what = msr_text(e) if kind is _MSR else "PSB CSYNC"
+                    why, cites = _why_not_live(features, walk)
                     msg = (
                         f"{what} at #{e.seq} in the {walk.phase.value} window although the host's buffer is not live "
-                        f"({_why_not_live(features, walk)}); expected no PMSCR_EL1 write and no PSB CSYNC"
+                        f"({why}); expected no PMSCR_EL1 write and no PSB CSYNC"
                     )
             elif kind is _MSR and e.register == "PMSCR_EL1":
                 if walk.phase is _IN_ENTRY:
@@ -67,7 +70,7 @@ def check_lean(trace: Trace, features: Features) -> Found:
                         f"it (expected no restore)"
                     )
         if msg:
-            found.append(Breach(e.seq, msg))
+            found.append(Breach(e.seq, msg, cites))
         walk.step(e)
     return Found(exercised, found)
 

@@ -139,28 +139,32 @@ def _link_label(e: Event) -> str:
     return "ISB" if e.kind is _ISB else "PSB CSYNC"
 
 
-def _drain_message(chain: _Chain, what: str, e: Event, walk: Walk, stop: bool) -> str:
-    """Name the first missing link of the chain before `what`."""
+def _drain_breach(chain: _Chain, what: str, e: Event, walk: Walk, stop: bool) -> Breach:
+    """Name the first missing link of the chain before `what`, citing the entry and the events it names."""
     s = len(chain.links)
+    cites = [walk.entry]
     if s == 0:
         lead = f"no {_LINKS[0]} before a PSB CSYNC (the exception entry into EL2 was {NOT_CSE})"
     else:
         prev = chain.links[-1]
         lead = f"no {_LINKS[s]} after the {_link_label(prev)} at #{prev.seq}"
+        cites.append(prev.seq)
     early = chain.early.get(s + 1 if s == 0 else s)
     if early is not None:
         lead += f" (the {_link_label(early)} at #{early.seq} came before the {_link_label(chain.links[-1]) if s else 'CSE'})"
+        cites.append(early.seq)
     if s == 2 and chain.weak is not None:
         lead += f" ({chain.weak.describe()} at #{chain.weak.seq} does not wait for the buffer's writes: D17.9 asks for one that applies to loads and stores)"
+        cites.append(chain.weak.seq)
     consequence = (
         "so records not synchronised or not yet written may be discarded"
         if stop else "so records collected before it may be translated by the new regime"
     )
-    return (
+    return Breach(e.seq, (
         f"{lead}, before the {what} at #{e.seq} while the host's buffer was live "
         f"(PMBLIMITR_EL1.E=1 at entry #{walk.entry}), {consequence}; expected a context synchronisation "
         f"event at EL2, PSB CSYNC, then a DSB over loads and stores, in that order"
-    )
+    ), cites)
 
 
 def check_drain_order(trace: Trace, features: Features) -> Found:
@@ -185,11 +189,11 @@ def check_drain_order(trace: Trace, features: Features) -> Found:
                 if change:
                     chain.judged = exercised = True
                     if not chain.done:
-                        found.append(Breach(e.seq, _drain_message(chain, change, e, walk, False)))
+                        found.append(_drain_breach(chain, change, e, walk, False))
                 elif stop:
                     chain.stop_judged = True
                     if not chain.done:
-                        found.append(Breach(e.seq, _drain_message(chain, stop, e, walk, True)))
+                        found.append(_drain_breach(chain, stop, e, walk, True))
                 elif kind is _ISB:
                     chain.offer(0, e)
                 elif kind is _HW and e.register == "PMBSR_EL1" and e.value & PMBSR_S:
@@ -282,7 +286,7 @@ def check_restore_order(trace: Trace, features: Features) -> Found:
                             f"the guest's translation (expected an ISB after the writes restoring the host's "
                             f"translation and before the PMSCR_EL1 write or the ERET)"
                         )
-                        found.append(Breach(e.seq, msg))
+                        found.append(Breach(e.seq, msg, (last.seq,)))
         walk.step(e)
         if kind is _EXIT or (kind is _EXCEPTION and e.guest_exit):
             writes = {}

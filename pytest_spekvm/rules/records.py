@@ -48,14 +48,15 @@ def _context_leaks(trace: Trace, features: Features) -> list[Breach]:
     """
     walk = Walk(features)
     own = ("PMSCR_EL2" if features.vhe else "PMSCR_EL1", *HOST_SPE_STATE)
-    seen: dict[str, dict[int, str]] = {family: {} for family in _HOST_VALUE_FAMILY.values()}
+    seen: dict[str, dict[int, tuple[str, int]]] = {family: {} for family in _HOST_VALUE_FAMILY.values()}  # value -> (origin, its event)
     found: list[Breach] = []
     for e in trace.events:
         kind = e.kind
         family = _HOST_VALUE_FAMILY.get(e.register, "")
         if kind is _CONTEXT:
-            origin = seen.get(family, {}).get(e.value) if e.value else None
-            if origin is not None:
+            known = seen.get(family, {}).get(e.value) if e.value else None
+            if known is not None:
+                origin, origin_seq = known
                 shown = e.register if e.name in ("", e.register) else f"{e.name}->{e.register}"
                 msg = (
                     f"the saved guest context of vcpu {e.vcpu} holds {shown}={e.value:#x} {e.where} (#{e.seq}), "
@@ -63,18 +64,18 @@ def _context_leaks(trace: Trace, features: Features) -> list[Breach]:
                     f"trapped access, and to userspace (KVM_GET_ONE_REG); expected the host's SPE values kept in "
                     f"the host's own save area, never in the guest's context"
                 )
-                found.append(Breach(e.seq, msg))
+                found.append(Breach(e.seq, msg, (origin_seq,)))
         elif family and e.value:
             if kind is _MSR and e.actor == HOST:
-                seen[family].setdefault(e.value, f"written to {e.register} by the host at #{e.seq}")
+                seen[family].setdefault(e.value, (f"written to {e.register} by the host at #{e.seq}", e.seq))
             elif (kind is _HW or kind is _WRITE) and (walk.phase is _IN_HOST or walk.host_owns_update(e)):
-                seen[family].setdefault(e.value, f"{e.register} as the PE updated it for the host at #{e.seq}")
+                seen[family].setdefault(e.value, (f"{e.register} as the PE updated it for the host at #{e.seq}", e.seq))
         walk.step(e)
         if kind is _ENTRY and walk.spe_usable:
             for reg in own:
                 value = walk.values[reg]
                 if value:
-                    seen[_HOST_VALUE_FAMILY[reg]].setdefault(value, f"{reg} at entry #{e.seq}")
+                    seen[_HOST_VALUE_FAMILY[reg]].setdefault(value, (f"{reg} at entry #{e.seq}", e.seq))
     return found
 
 
@@ -108,7 +109,7 @@ def check_isolation(trace: Trace, features: Features) -> Found:
                         f"record #{e.record} ({origin}) was written at #{e.seq} to {e.where}: expected the "
                         f"host's profiling buffer, got {e.owner if e.owner is not None else 'unowned'} memory"
                     )
-                    found.append(Breach(e.seq, msg))
+                    found.append(Breach(e.seq, msg, (rec.seq,) if rec else ()))
         elif kind is _ENTRY:
             phase = _IN_ENTRY
             exercised = exercised or pending > 0
@@ -168,7 +169,7 @@ def check_no_loss(trace: Trace, features: Features) -> Found:
                         f"record #{e.record} collected while the host ran (#{rec.seq}) was {lost} at #{e.seq}: "
                         f"expected it written to the host's buffer"
                     )
-                    found.append(Breach(e.seq, msg))
+                    found.append(Breach(e.seq, msg, (rec.seq,)))
         walk.step(e)
     return Found(bool(host), found)
 

@@ -20,13 +20,19 @@ class Severity(enum.Enum):
     LEAN = "lean"
 
 
+def _as_seqs(cites: Iterable[int]) -> tuple[int, ...]:
+    return tuple(cites)
+
+
 @attrs.frozen
 class Violation:
-    """One breach of a rule: the first bad event and a message a reader needs nothing else for."""
+    """One breach of a rule: the first bad event and a message a reader needs nothing else for; `cites`
+    are the other events the message names ("the PSB CSYNC at #12"), which its timeline shows too."""
 
     rule: str
     event: int  # seq of the first bad event in the trace
     message: str
+    cites: tuple[int, ...] = attrs.field(default=(), converter=_as_seqs)
 
 
 @attrs.frozen
@@ -45,10 +51,12 @@ class Judgement:
 
 @attrs.frozen
 class Breach:
-    """One bad event a checker found: its `seq` and the message; `Rule.judge` makes it a `Violation` of the rule."""
+    """One bad event a checker found: its `seq`, the message, and the seq of each other event the message
+    names (`cites`, shown in the failure's timeline); `Rule.judge` makes it a `Violation` of the rule."""
 
     event: int
     message: str
+    cites: tuple[int, ...] = attrs.field(default=(), converter=_as_seqs)
 
 
 def _as_breaches(found: Iterable[Breach]) -> tuple[Breach, ...]:
@@ -108,11 +116,11 @@ class Rule:
         except Exception as exc:
             raise RuleError(self.id, error=exc) from exc
         if isinstance(found, Judgement):
-            return Judgement(self.id, found.exercised, _stamped(self.id, ((v.event, v.message) for v in found.violations)))
+            return Judgement(self.id, found.exercised, _stamped(self.id, found.violations))
         if not isinstance(found, Found):
             raise RuleError(self.id, returned=found)
-        return Judgement(self.id, found.exercised, _stamped(self.id, ((b.event, b.message) for b in found.breaches)))
+        return Judgement(self.id, found.exercised, _stamped(self.id, found.breaches))
 
 
-def _stamped(rule: str, breaches: Iterable[tuple[int, str]]) -> tuple[Violation, ...]:
-    return tuple(Violation(rule, event, message) for event, message in breaches)
+def _stamped(rule: str, breaches: Iterable[Breach | Violation]) -> tuple[Violation, ...]:
+    return tuple(Violation(rule, b.event, b.message, b.cites) for b in breaches)

@@ -108,7 +108,7 @@ def check_trap_cond(trace: Trace, features: Features) -> Found:
                         f"HDFGRTR_EL2.PMBIDR_EL1 (expected the read to trap to EL2: the trap was not in force "
                         f"when the guest ran; where the ERET into the guest is {NOT_CSE}, an ISB before it)"
                     )
-                    found.append(Breach(e.seq, msg))
+                    found.append(Breach(e.seq, msg, (fgt_write.seq,)))
         regs.step(e)
     return Found((entered and accessed) or bool(found), found)
 
