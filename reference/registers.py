@@ -223,9 +223,12 @@ _PMSCR_COMMON: list[tuple[str, str] | tuple[str, str, Needs]] = [
 
 REGISTERS: tuple[Register, ...] = (
     # ID_AA64DFR0_EL1 (3 0 0 5 0): read-only feature identification.
+    # TraceVer, DoubleLock and BRBE: what the CPU reports of features `Features` does not hold
+    # (id_aa64dfr0_el1).
     _reg("ID_AA64DFR0_EL1", (3, 0, 0, 5, 0), [
-        ("DebugVer", "3:0"), ("PMUVer", "11:8"), ("PMSVer", "35:32"), ("TraceFilt", "43:40"),
-        ("TraceBuffer", "47:44"), ("MTPMU", "51:48"),
+        ("DebugVer", "3:0"), ("TraceVer", "7:4"), ("PMUVer", "11:8"), ("PMSVer", "35:32"),
+        ("DoubleLock", "39:36"), ("TraceFilt", "43:40"), ("TraceBuffer", "47:44"), ("MTPMU", "51:48"),
+        ("BRBE", "55:52"),
     ], writable=False, exhaustive=False, kind=IDENT),
     # MDCR_EL2 (3 4 1 1 1): fields and the feature each needs, from the Arm ARM's MDCR_EL2.
     _reg("MDCR_EL2", (3, 4, 1, 1, 1), [
@@ -434,6 +437,9 @@ E2PB_ANY = (E2PB_EL2, E2PB_RESERVED, E2PB_EL1_TRAP, E2PB_EL1)
 E2PB_TRAPPING = frozenset({E2PB_EL2, E2PB_EL1_TRAP})
 DEBUGVER_V8P9 = 0b1011  # ID_AA64DFR0_EL1.DebugVer 0b1011: FEAT_Debugv8p9
 DEBUGVER_V8 = 0b0110  # ID_AA64DFR0_EL1.DebugVer 0b0110: Armv8.0 debug
+TRACEVER_NONE = 0b0000  # ID_AA64DFR0_EL1.TraceVer 0b0000: no System register interface to a trace unit
+DOUBLELOCK_IMPLEMENTED = 0b0000  # ID_AA64DFR0_EL1.DoubleLock 0b0000: FEAT_DoubleLock (0b1111: not implemented)
+BRBE_NONE = 0b0000  # ID_AA64DFR0_EL1.BRBE 0b0000: no FEAT_BRBE
 
 # ------------------------------------------------------------------ register groups
 
@@ -457,15 +463,22 @@ def is_spe(name: str) -> bool:
 
 
 def id_aa64dfr0_el1(features: Features) -> int:
-    """The ID_AA64DFR0_EL1 value a CPU with `features` reports (its fields from the table)."""
+    """The ID_AA64DFR0_EL1 value a CPU with `features` reports (its fields from the table).
+
+    Of the features `Features` does not hold, it reports no System register interface to a trace unit
+    (TraceVer 0), FEAT_DoubleLock (DoubleLock 0b0000 means implemented) and no FEAT_BRBE (BRBE 0).
+    """
     return bits(
         "ID_AA64DFR0_EL1",
         DebugVer=DEBUGVER_V8P9 if features.debugv8p9 else DEBUGVER_V8,
+        TraceVer=TRACEVER_NONE,
         PMUVer=int(features.pmu),
         PMSVer=int(features.spe),
+        DoubleLock=DOUBLELOCK_IMPLEMENTED,
         TraceFilt=int(features.trf),
         TraceBuffer=int(features.trbe),
         MTPMU=int(features.mtpmu),
+        BRBE=BRBE_NONE,
     )
 
 
