@@ -4,7 +4,7 @@ The table (`REGISTERS`) gives each register's encoding and fields; RES0 masks, t
 positions the model and the rules read, the ID register's value and the registers' reset values are
 derived from it here, once.
 
-Longer than the project's other modules (about 480 lines) on purpose: the table is one declarative
+Longer than the project's other modules (about 570 lines) on purpose: the table is one declarative
 list a reader checks against the Arm ARM row by row, and every constant derived from it sits beside
 it, so that a field's position is written in exactly one place.
 """
@@ -85,6 +85,21 @@ PMUV3_SS = Needs("FEAT_PMUv3_SS", lambda f: f.pmuv3_ss)
 EBEP = Needs("FEAT_EBEP", lambda f: f.ebep)
 DEBUGV8P9 = Needs("FEAT_Debugv8p9", lambda f: f.debugv8p9)
 STEP2 = Needs("FEAT_STEP2", lambda f: f.step2)
+# Features `Features` does not hold, as the CPU's ID_AA64DFR0_EL1 reports them (id_aa64dfr0_el1): no
+# FEAT_BRBE, and FEAT_DoubleLock (DoubleLock 0b0000 is "implemented").
+BRBE = Needs("FEAT_BRBE", lambda f: _reported(f, "BRBE") != BRBE_NONE)
+DOUBLELOCK = Needs("FEAT_DoubleLock", lambda f: _reported(f, "DoubleLock") == DOUBLELOCK_IMPLEMENTED)
+# The trace unit's registers reached as System registers: FEAT_ETE, or FEAT_ETMv4 with FEAT_TRC_SR
+# (HDFGRTR_EL2's TRC* fields; TRCSSCSRn, TRCSEQSTR and TRCCNTVRn ask ETMv4 for the register too).
+# FEAT_TRBE needs FEAT_ETE, so a TRBE CPU has it; otherwise ID_AA64DFR0_EL1.TraceVer says (0: neither).
+TRACE_UNIT_SR = Needs(
+    "FEAT_ETE or FEAT_TRC_SR", lambda f: f.trbe or _reported(f, "TraceVer") != TRACEVER_NONE,
+)
+
+
+def _reported(features: Features, field_name: str) -> int:
+    """ID_AA64DFR0_EL1.`field_name` as a CPU with `features` reports it."""
+    return BY_NAME["ID_AA64DFR0_EL1"].field(field_name).get(id_aa64dfr0_el1(features))
 
 
 @attrs.frozen
@@ -224,7 +239,7 @@ _PMSCR_COMMON: list[tuple[str, str] | tuple[str, str, Needs]] = [
 REGISTERS: tuple[Register, ...] = (
     # ID_AA64DFR0_EL1 (3 0 0 5 0): read-only feature identification.
     # TraceVer, DoubleLock and BRBE: what the CPU reports of features `Features` does not hold
-    # (id_aa64dfr0_el1).
+    # (id_aa64dfr0_el1); HDFGRTR_EL2's fields over them follow these values.
     _reg("ID_AA64DFR0_EL1", (3, 0, 0, 5, 0), [
         ("DebugVer", "3:0"), ("TraceVer", "7:4"), ("PMUVer", "11:8"), ("PMSVer", "35:32"),
         ("DoubleLock", "39:36"), ("TraceFilt", "43:40"), ("TraceBuffer", "47:44"), ("MTPMU", "51:48"),
@@ -246,16 +261,42 @@ REGISTERS: tuple[Register, ...] = (
         ("VM", "0"), ("SWIO", "1"), ("FMO", "3"), ("IMO", "4"), ("AMO", "5"), ("TSC", "19"),
         ("TGE", "27"), ("RW", "31"), ("E2H", "34", VHE),
     ], min_el=2, exhaustive=False),
-    # HDFGRTR_EL2 (3 4 3 1 4, FEAT_FGT): fine-grained traps of EL1 reads to EL2 (Arm ARM D24.2.67;
-    # field positions from Linux arch/arm64/tools/sysreg, Sysreg HDFGRTR_EL2). Only the fields over
-    # SPE registers are described, each RES0 without the feature its register needs; the others
-    # (debug, trace, PMU, BRBE, TRBE) are held as a value.
+    # HDFGRTR_EL2 (3 4 3 1 4, FEAT_FGT): fine-grained traps of EL1 reads to EL2, every field (Arm ARM
+    # D24.2.67; positions as Linux arch/arm64/tools/sysreg, Sysreg HDFGRTR_EL2, gives them), each RES0
+    # without the feature the Arm ARM names for it; bits 49, 42, 39:38, 21:20 and 8 are RES0. Only the
+    # fields over SPE registers trap anything here (HDFGRTR_TRAPS). The model's CPUs report no
+    # FEAT_BRBE, so the nBRB* fields are RES0 on every one; the trace unit fields need FEAT_ETE (or
+    # ETMv4 with System register access), which here only FEAT_TRBE brings (see TRACE_UNIT_SR).
     _reg("HDFGRTR_EL2", (3, 4, 3, 1, 4), [
+        # Debug (Armv8.0 unless noted).
+        ("DBGBCRn_EL1", "0"), ("DBGBVRn_EL1", "1"), ("DBGWCRn_EL1", "2"), ("DBGWVRn_EL1", "3"),
+        ("MDSCR_EL1", "4"), ("DBGCLAIM", "5"), ("DBGAUTHSTATUS_EL1", "6"), ("DBGPRCR_EL1", "7"),
+        ("OSLSR_EL1", "9"), ("OSECCR_EL1", "10"), ("OSDLR_EL1", "11", DOUBLELOCK),
+        # PMU.
+        ("PMEVCNTRn_EL0", "12", PMUV3), ("PMEVTYPERn_EL0", "13", PMUV3), ("PMCCFILTR_EL0", "14", PMUV3),
+        ("PMCCNTR_EL0", "15", PMUV3), ("PMCNTEN", "16", PMUV3), ("PMINTEN", "17", PMUV3),
+        ("PMOVS", "18", PMUV3), ("PMSELR_EL0", "19", PMUV3), ("PMMIR_EL1", "22", PMUV3),
+        # SPE.
         ("PMBLIMITR_EL1", "23", SPE), ("PMBPTR_EL1", "24", SPE), ("PMBSR_EL1", "25", SPE),
         ("PMSCR_EL1", "26", SPE), ("PMSEVFR_EL1", "27", SPE), ("PMSFCR_EL1", "28", SPE),
         ("PMSICR_EL1", "29", SPE), ("PMSIDR_EL1", "30", SPE), ("PMSIRR_EL1", "31", SPE),
-        ("PMSLATFR_EL1", "32", SPE), ("nPMSNEVFR_EL1", "62", SPE_FNE), ("PMBIDR_EL1", "63", SPE),
-    ], needs=FGT, min_el=2, exhaustive=False),
+        ("PMSLATFR_EL1", "32", SPE),
+        # Trace unit.
+        ("TRC", "33", TRACE_UNIT_SR), ("TRCAUTHSTATUS", "34", TRACE_UNIT_SR),
+        ("TRCAUXCTLR", "35", TRACE_UNIT_SR), ("TRCCLAIM", "36", TRACE_UNIT_SR),
+        ("TRCCNTVRn", "37", TRACE_UNIT_SR), ("TRCID", "40", TRACE_UNIT_SR), ("TRCIMSPECn", "41", TRACE_UNIT_SR),
+        ("TRCOSLSR", "43", TRACE_UNIT_SR), ("TRCPRGCTLR", "44", TRACE_UNIT_SR),
+        ("TRCSEQSTR", "45", TRACE_UNIT_SR), ("TRCSSCSRn", "46", TRACE_UNIT_SR),
+        ("TRCSTATR", "47", TRACE_UNIT_SR), ("TRCVICTLR", "48", TRACE_UNIT_SR),
+        # Trace buffer.
+        ("TRBBASER_EL1", "50", TRBE), ("TRBIDR_EL1", "51", TRBE), ("TRBLIMITR_EL1", "52", TRBE),
+        ("TRBMAR_EL1", "53", TRBE), ("TRBPTR_EL1", "54", TRBE), ("TRBSR_EL1", "55", TRBE),
+        ("TRBTRG_EL1", "56", TRBE),
+        # PMU, branch records, SPE.
+        ("PMUSERENR_EL0", "57", PMUV3), ("PMCEIDn_EL0", "58", PMUV3),
+        ("nBRBIDR", "59", BRBE), ("nBRBCTL", "60", BRBE), ("nBRBDATA", "61", BRBE),
+        ("nPMSNEVFR_EL1", "62", SPE_FNE), ("PMBIDR_EL1", "63", SPE),
+    ], needs=FGT, min_el=2),
     # Stage 2 base (VTTBR_EL2, 3 4 2 1 0) and the stage 1 regimes (TTBR0/1, TCR).
     _reg("VTTBR_EL2", (3, 4, 2, 1, 0), min_el=2, exhaustive=False, kind=TRANSLATION),
     _reg("TTBR0_EL1", (3, 0, 2, 0, 0), exhaustive=False, kind=TRANSLATION),
@@ -303,10 +344,14 @@ REGISTERS: tuple[Register, ...] = (
 BY_NAME: Mapping[str, Register] = {r.name: r for r in REGISTERS}
 
 # The HDFGRTR_EL2 field that traps an EL1 read of each SPE register, and the field value that traps
-# it: 1, except for the n-prefixed fields, which trap when 0 (nPMSNEVFR_EL1). PMSDSFR_EL1 is trapped
-# by HDFGRTR2_EL2.nPMSDSFR_EL1 (FEAT_FGT2), which the model does not have.
+# it: 1, except for the n-prefixed fields, which trap when 0 (nPMSNEVFR_EL1). The fields named after
+# an SPE register are the ones over SPE registers; the others cover registers the model does not
+# have. PMSDSFR_EL1 is trapped by HDFGRTR2_EL2.nPMSDSFR_EL1 (FEAT_FGT2), which the model does not have.
 HDFGRTR_TRAPS: Mapping[str, tuple[str, int]] = {
-    **{f.name: (f.name, 1) for f in BY_NAME["HDFGRTR_EL2"].fields if not f.name.startswith("n")},
+    **{
+        f.name: (f.name, 1) for f in BY_NAME["HDFGRTR_EL2"].fields
+        if f.name in BY_NAME and BY_NAME[f.name].kind in (SPE_SAMPLING, SPE_BUFFER)
+    },
     "PMSNEVFR_EL1": ("nPMSNEVFR_EL1", 0),
 }
 

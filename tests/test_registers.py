@@ -151,23 +151,83 @@ def test_spe_register_res0_mask(register: str, features: Features, expected: int
     assert hex(expected) == hex(R.res0_mask(register, features))
 
 
-# HDFGRTR_EL2's SPE fields (Linux arch/arm64/tools/sysreg): PMBIDR_EL1 [63], nPMSNEVFR_EL1 [62],
-# PMSLATFR_EL1 [32] down to PMBLIMITR_EL1 [23]; the other fields are held as a value.
-HDFGRTR_SPE_BITS = _bits(63, (32, 23))
+# HDFGRTR_EL2 as the Arm ARM lists its fields (D24.2.67; positions as Linux arch/arm64/tools/sysreg
+# gives them), transcribed independently of registers.py: which bits each feature brings.
+HDFGRTR_BITS_BY_FEATURE: dict[str, int] = {
+    # DBGBCRn, DBGBVRn, DBGWCRn, DBGWVRn, MDSCR, DBGCLAIM, DBGAUTHSTATUS, DBGPRCR, OSLSR, OSECCR
+    "always": _bits((7, 0), 9, 10),
+    "FEAT_DoubleLock": _bits(11),  # OSDLR_EL1: ID_AA64DFR0_EL1.DoubleLock reads 0b0000 (implemented) everywhere
+    # PMEVCNTRn, PMEVTYPERn, PMCCFILTR, PMCCNTR, PMCNTEN, PMINTEN, PMOVS, PMSELR, PMMIR; PMUSERENR, PMCEIDn
+    "FEAT_PMUv3": _bits((19, 12), 22, 57, 58),
+    "FEAT_SPE": _bits((32, 23), 63),  # PMBLIMITR_EL1 .. PMSLATFR_EL1, PMBIDR_EL1
+    "FEAT_SPE_FnE": _bits(62),  # nPMSNEVFR_EL1
+    # TRC, TRCAUTHSTATUS, TRCAUXCTLR, TRCCLAIM, TRCCNTVRn, TRCID, TRCIMSPECn, TRCOSLSR .. TRCVICTLR: FEAT_ETE
+    # (or ETMv4 with System register access), which only FEAT_TRBE brings here (TraceVer reads 0)
+    "FEAT_ETE": _bits((37, 33), 40, 41, (48, 43)),
+    "FEAT_TRBE": _bits((56, 50)),  # TRBBASER, TRBIDR, TRBLIMITR, TRBMAR, TRBPTR, TRBSR, TRBTRG
+    "FEAT_BRBE": _bits((61, 59)),  # nBRBIDR, nBRBCTL, nBRBDATA: ID_AA64DFR0_EL1.BRBE reads 0 everywhere
+}
+HDFGRTR_ALWAYS_RES0 = _bits(49, 42, (39, 38), (21, 20), 8)
+
+
+def _hdfgrtr_res0(*features: str) -> int:
+    """The expected HDFGRTR_EL2 RES0 mask for a CPU with the named features (plus the Armv8.0 debug fields and OSDLR_EL1)."""
+    live = 0
+    for name in ("always", "FEAT_DoubleLock", *features):
+        live |= HDFGRTR_BITS_BY_FEATURE[name]
+    return MASK64 & ~live
+
+
+def test_hdfgrtr_el2_bit_list_covers_every_bit_once() -> None:
+    """The transcribed HDFGRTR_EL2 feature bits and the always-RES0 bits partition the 64 bits."""
+    seen = HDFGRTR_ALWAYS_RES0
+    for name, mask in HDFGRTR_BITS_BY_FEATURE.items():
+        assert 0 == seen & mask, name
+        seen |= mask
+    assert MASK64 == seen
 
 
 @pytest.mark.parametrize(
     ("features", "expected"),
     [
-        (Features(fgt=True, spe=SpeLevel.NONE), HDFGRTR_SPE_BITS | _bits(62)),
-        (Features(fgt=True), _bits(62)),  # nPMSNEVFR_EL1 needs FEAT_SPE_FnE (SPEv1p2)
-        (Features(fgt=True, spe=SpeLevel.V1P2), 0),
+        (Features(fgt=True, spe=SpeLevel.NONE, pmu=PmuLevel.NONE, pmu_counters=0), _hdfgrtr_res0()),
+        (Features(fgt=True, spe=SpeLevel.NONE), _hdfgrtr_res0("FEAT_PMUv3")),
+        (Features(fgt=True), _hdfgrtr_res0("FEAT_PMUv3", "FEAT_SPE")),
+        (Features(fgt=True, spe=SpeLevel.V1P1), _hdfgrtr_res0("FEAT_PMUv3", "FEAT_SPE")),
+        (Features(fgt=True, spe=SpeLevel.V1P2), _hdfgrtr_res0("FEAT_PMUv3", "FEAT_SPE", "FEAT_SPE_FnE")),
+        (Features(fgt=True, pmu=PmuLevel.NONE, pmu_counters=0, spe=SpeLevel.V1P4, spe_fds=True),
+         _hdfgrtr_res0("FEAT_SPE", "FEAT_SPE_FnE")),
+        # FEAT_TRF alone brings no trace unit reached as System registers, and no trace buffer.
+        (Features(fgt=True, trf=True), _hdfgrtr_res0("FEAT_PMUv3", "FEAT_SPE")),
+        (Features(fgt=True, trf=True, trbe=True), _hdfgrtr_res0("FEAT_PMUv3", "FEAT_SPE", "FEAT_ETE", "FEAT_TRBE")),
+        (Features(fgt=True, spe=SpeLevel.NONE, pmu=PmuLevel.NONE, pmu_counters=0, trf=True, trbe=True),
+         _hdfgrtr_res0("FEAT_ETE", "FEAT_TRBE")),
+        (EVERYTHING, _hdfgrtr_res0("FEAT_PMUv3", "FEAT_SPE", "FEAT_SPE_FnE", "FEAT_ETE", "FEAT_TRBE")),
+        # Features no HDFGRTR_EL2 field asks for change nothing.
+        (Features(vhe=True, fgt=True, spmu=True, mtpmu=True, ebep=True, pmuv3_ss=True, debugv8p9=True, step2=True),
+         _hdfgrtr_res0("FEAT_PMUv3", "FEAT_SPE")),
     ],
-    ids=["no-spe", "spe", "spev1p2"],
+    ids=[
+        "nothing", "pmuv3", "spe", "spev1p1", "spev1p2", "spev1p4-no-pmu", "trf", "trf-trbe", "trbe-alone",
+        "everything", "unrelated-flags",
+    ],
 )
-def test_hdfgrtr_el2_spe_fields_are_res0_without_their_features(features: Features, expected: int) -> None:
-    """HDFGRTR_EL2's SPE trap fields are RES0 without FEAT_SPE, nPMSNEVFR_EL1 without FEAT_SPE_FnE."""
+def test_hdfgrtr_el2_res0_mask(features: Features, expected: int) -> None:
+    """HDFGRTR_EL2's RES0 mask is its unallocated bits plus every field whose feature the CPU lacks."""
     assert hex(expected) == hex(R.res0_mask("HDFGRTR_EL2", features))
+
+
+def test_hdfgrtr_el2_fields_follow_what_id_aa64dfr0_el1_reports() -> None:
+    """The fields over features the model holds only as ID_AA64DFR0_EL1 values (BRBE, DoubleLock, TraceVer) are live exactly as it reports them."""
+    reg = R.BY_NAME["HDFGRTR_EL2"]
+    ids = R.BY_NAME["ID_AA64DFR0_EL1"]
+    for features in (NOTHING, Features(fgt=True), EVERYTHING):
+        value = R.id_aa64dfr0_el1(features)
+        res0 = reg.res0_mask(features)
+        assert (0, 0b0000, 0) == (ids.field("BRBE").get(value), ids.field("DoubleLock").get(value), ids.field("TraceVer").get(value))
+        assert (True, False) == (bool(res0 & HDFGRTR_BITS_BY_FEATURE["FEAT_BRBE"]), bool(res0 & HDFGRTR_BITS_BY_FEATURE["FEAT_DoubleLock"]))
+        # No trace unit as System registers is reported; only FEAT_TRBE (which needs FEAT_ETE) brings one.
+        assert features.trbe == (not res0 & HDFGRTR_BITS_BY_FEATURE["FEAT_ETE"])
 
 
 @pytest.mark.parametrize(
@@ -177,6 +237,17 @@ def test_hdfgrtr_el2_spe_fields_are_res0_without_their_features(features: Featur
 def test_hdfgrtr_el2_names_the_field_that_traps_each_spe_register(register: str, field: str, trap_when: int) -> None:
     """Each SPE register a HDFGRTR_EL2 field covers maps to that field, the n-prefixed ones trapping when 0."""
     assert (field, trap_when) == R.HDFGRTR_TRAPS[register]
+
+
+def test_hdfgrtr_el2_traps_only_spe_registers() -> None:
+    """Only HDFGRTR_EL2's fields over SPE registers trap in the model: one for each EL1 SPE register but PMSDSFR_EL1 (FEAT_FGT2's)."""
+    assert R.SPE_REGISTERS - {"PMSCR_EL2", "PMSDSFR_EL1"} == set(R.HDFGRTR_TRAPS)
+
+
+def test_hdfgrtr_el2_decodes_every_field_by_name() -> None:
+    """A timeline shows HDFGRTR_EL2's fields by name, the reserved bits as a raw value."""
+    value = _bits(62, 51, 11, 49)
+    assert "nPMSNEVFR_EL1 | TRBIDR_EL1 | OSDLR_EL1 | 0x2000000000000" == R.BY_NAME["HDFGRTR_EL2"].decode(value)
 
 
 def test_hdfgrtr_el2_needs_feat_fgt() -> None:
