@@ -318,6 +318,49 @@ class KeepsTheGuestsFgtOnNvhe(TrapsPmbidrWithFgt):
         S.ReferenceSwitch.synchronise_host_context(self, cpu, vcpu)
 
 
+# HDFGRTR_EL2.TRBIDR_EL1 [51] (FEAT_TRBE), and bit 49, which no field covers (Arm ARM D24.2.67).
+HDFGRTR_TRBIDR = R.field_mask("HDFGRTR_EL2", "TRBIDR_EL1")
+HDFGRTR_BIT_49 = 1 << 49
+ID_TRACEBUFFER = R.BY_NAME["ID_AA64DFR0_EL1"].field("TraceBuffer")
+
+
+class TrapsTrbidrWhereTheCpuHasTrbe(S.ReferenceSwitch):
+    """The guest's TRBIDR_EL1 reads trapped by HDFGRTR_EL2 where FEAT_FGT exists and ID_AA64DFR0_EL1.TraceBuffer says
+    the CPU has FEAT_TRBE, set before the entry's ISB and taken back before the return: a bit beyond SPE, written
+    only where it exists."""
+
+    def bits(self, cpu: CPU) -> int:
+        """The HDFGRTR_EL2 bits this switch sets for the guest on this CPU."""
+        return HDFGRTR_TRBIDR if ID_TRACEBUFFER.get(cpu.mrs("ID_AA64DFR0_EL1")) else 0
+
+    def trap(self, cpu: CPU, on: bool) -> None:
+        if cpu.features.fgt and (bits := self.bits(cpu)):
+            value = cpu.mrs("HDFGRTR_EL2")
+            cpu.msr("HDFGRTR_EL2", value | bits if on else value & ~bits)
+
+    def synchronise_guest_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        self.trap(cpu, True)
+        super().synchronise_guest_context(cpu, vcpu)
+
+    def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
+        self.trap(cpu, False)
+        super().synchronise_host_context(cpu, vcpu)
+
+
+class TrapsTrbidrBlindly(TrapsTrbidrWhereTheCpuHasTrbe):
+    """The same trap on every FEAT_FGT CPU, without asking ID_AA64DFR0_EL1: RES0 wherever FEAT_TRBE is absent (not a correct switch)."""
+
+    def bits(self, cpu: CPU) -> int:
+        return HDFGRTR_TRBIDR
+
+
+class SetsAReservedFgtBit(TrapsTrbidrWhereTheCpuHasTrbe):
+    """HDFGRTR_EL2 bit 49 set for the guest: no field covers it, so it is RES0 on every CPU (not a correct switch)."""
+
+    def bits(self, cpu: CPU) -> int:
+        return HDFGRTR_BIT_49
+
+
 # PMSIDR_EL1.FnE [6] and FDS [7]: the CPU implements PMSNEVFR_EL1 (FEAT_SPEv1p2) and PMSDSFR_EL1 (FEAT_SPE_FDS).
 PMSIDR_FILTERS = ((R.field_mask("PMSIDR_EL1", "FnE"), "PMSNEVFR_EL1"), (R.field_mask("PMSIDR_EL1", "FDS"), "PMSDSFR_EL1"))
 
@@ -393,11 +436,13 @@ UNUSUAL: dict[str, tuple[Callable[[], S.ReferenceSwitch], Choices | None]] = {
     "host-controls-written-again-after-the-isb": (HostControlsWrittenAgainAfterTheIsb, None),
     "stops-the-buffer-after-the-drain": (StopsTheBufferAfterTheDrain, None),
     "keeps-the-guests-fgt-on-vhe": (KeepsTheGuestsFgtOnVhe, None),
+    "traps-trbidr-where-the-cpu-has-trbe": (TrapsTrbidrWhereTheCpuHasTrbe, None),
 }
 
 UNUSUAL_CPUS = [
     NVHE, VHE, NO_SPE, OWNED, EXS, VHE_EXS, Features(spe=SpeLevel.V1P2, fgt=True), Features(vhe=True, fgt=True),
     Features(spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, exs=True, el3=False, fgt=True, spe_fds=True),
+    Features(fgt=True, trf=True, trbe=True),
 ]
 
 
@@ -443,6 +488,31 @@ def test_filters_saved_without_reading_pmsidr_fail_undef_where_one_is_missing(fe
 def test_twins_that_change_what_matters_still_fail(switch: Callable[[], S.ReferenceSwitch], features: Features, rule: str) -> None:
     """The broken twins of the early-trap, late-write, buffer-stop and kept-trap switches (the buffer's owner, stage 2, its stop or the trap on the wrong side) still fail their rule."""
     assert rule in failing(run(switch(), features, plain, WorstCaseChooser()))
+
+
+@pytest.mark.parametrize(
+    ("switch", "features", "named"),
+    [
+        (TrapsTrbidrBlindly, Features(fgt=True), "bit 51 (TRBIDR_EL1) is RES0 without FEAT_TRBE"),
+        (TrapsTrbidrBlindly, Features(vhe=True, fgt=True, trf=True), "bit 51 (TRBIDR_EL1) is RES0 without FEAT_TRBE"),
+        (SetsAReservedFgtBit, Features(fgt=True, trf=True, trbe=True), "bit 49 is RES0 on every CPU"),
+    ],
+    ids=["trbidr-without-trbe", "trbidr-with-trf-only-vhe", "reserved-bit-49"],
+)
+def test_hdfgrtr_el2_bit_res0_on_the_cpu_fails_res0(switch: Callable[[], S.ReferenceSwitch], features: Features, named: str) -> None:
+    """An HDFGRTR_EL2 write with a bit beyond the SPE fields that is RES0 on the CPU fails RES0, and only RES0, naming the bit."""
+    system = run(switch(), features, plain, WorstCaseChooser())
+    messages = [v.message for v in judge(system)["RES0"].violations]
+    assert ({"RES0"}, True) == (failing(system) & set(CORRECTNESS), bool(messages) and all(named in m for m in messages))
+
+
+def test_trbidr_trap_is_written_where_the_cpu_has_trbe() -> None:
+    """The correct twin really writes HDFGRTR_EL2.TRBIDR_EL1 on a FEAT_TRBE CPU, and never on one without."""
+    def written(features: Features) -> bool:
+        trace = run(TrapsTrbidrWhereTheCpuHasTrbe(), features, plain, WorstCaseChooser()).cpu.trace
+        return any(e.kind is Kind.MSR and e.register == "HDFGRTR_EL2" and e.value & HDFGRTR_TRBIDR for e in trace)
+
+    assert (True, False) == (written(Features(fgt=True, trf=True, trbe=True)), written(Features(fgt=True, trf=True)))
 
 
 class HostGetsItsBufferTrapped(S.ReferenceSwitch):
