@@ -90,11 +90,9 @@ STEP2 = Needs("FEAT_STEP2", lambda f: f.step2)
 BRBE = Needs("FEAT_BRBE", lambda f: _reported(f, "BRBE") != BRBE_NONE)
 DOUBLELOCK = Needs("FEAT_DoubleLock", lambda f: _reported(f, "DoubleLock") == DOUBLELOCK_IMPLEMENTED)
 # The trace unit's registers reached as System registers: FEAT_ETE, or FEAT_ETMv4 with FEAT_TRC_SR
-# (HDFGRTR_EL2's TRC* fields; TRCSSCSRn, TRCSEQSTR and TRCCNTVRn ask ETMv4 for the register too).
-# FEAT_TRBE needs FEAT_ETE, so a TRBE CPU has it; otherwise ID_AA64DFR0_EL1.TraceVer says (0: neither).
-TRACE_UNIT_SR = Needs(
-    "FEAT_ETE or FEAT_TRC_SR", lambda f: f.trbe or _reported(f, "TraceVer") != TRACEVER_NONE,
-)
+# (HDFGRTR_EL2's TRC* fields; TRCSSCSRn, TRCSEQSTR and TRCCNTVRn ask ETMv4 for the register too), as
+# ID_AA64DFR0_EL1.TraceVer reports them: here only on FEAT_TRBE CPUs, whose FEAT_ETE brings them.
+TRACE_UNIT_SR = Needs("FEAT_ETE or FEAT_TRC_SR", lambda f: _reported(f, "TraceVer") != TRACEVER_NONE)
 
 
 def _reported(features: Features, field_name: str) -> int:
@@ -483,6 +481,7 @@ E2PB_TRAPPING = frozenset({E2PB_EL2, E2PB_EL1_TRAP})
 DEBUGVER_V8P9 = 0b1011  # ID_AA64DFR0_EL1.DebugVer 0b1011: FEAT_Debugv8p9
 DEBUGVER_V8 = 0b0110  # ID_AA64DFR0_EL1.DebugVer 0b0110: Armv8.0 debug
 TRACEVER_NONE = 0b0000  # ID_AA64DFR0_EL1.TraceVer 0b0000: no System register interface to a trace unit
+TRACEVER_SR = 0b0001  # ID_AA64DFR0_EL1.TraceVer 0b0001: trace unit System registers (FEAT_ETE has them)
 DOUBLELOCK_IMPLEMENTED = 0b0000  # ID_AA64DFR0_EL1.DoubleLock 0b0000: FEAT_DoubleLock (0b1111: not implemented)
 BRBE_NONE = 0b0000  # ID_AA64DFR0_EL1.BRBE 0b0000: no FEAT_BRBE
 
@@ -511,12 +510,13 @@ def id_aa64dfr0_el1(features: Features) -> int:
     """The ID_AA64DFR0_EL1 value a CPU with `features` reports (its fields from the table).
 
     Of the features `Features` does not hold, it reports no System register interface to a trace unit
-    (TraceVer 0), FEAT_DoubleLock (DoubleLock 0b0000 means implemented) and no FEAT_BRBE (BRBE 0).
+    (TraceVer 0) but the FEAT_ETE trace unit that FEAT_TRBE needs (TraceVer 1), FEAT_DoubleLock
+    (DoubleLock 0b0000 means implemented) and no FEAT_BRBE (BRBE 0).
     """
     return bits(
         "ID_AA64DFR0_EL1",
         DebugVer=DEBUGVER_V8P9 if features.debugv8p9 else DEBUGVER_V8,
-        TraceVer=TRACEVER_NONE,
+        TraceVer=TRACEVER_SR if features.trbe else TRACEVER_NONE,
         PMUVer=int(features.pmu),
         PMSVer=int(features.spe),
         DoubleLock=DOUBLELOCK_IMPLEMENTED,

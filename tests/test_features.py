@@ -172,13 +172,14 @@ def test_describe_reads_like_the_counterexample_header(features: Features, text:
 
 
 def test_id_register_of_a_full_featured_cpu() -> None:
-    """ID_AA64DFR0_EL1 carries PMSVer, PMUVer, TraceFilt, TraceBuffer, MTPMU and DebugVer in place."""
+    """ID_AA64DFR0_EL1 carries PMSVer, PMUVer, TraceFilt, TraceBuffer, MTPMU, TraceVer and DebugVer in place."""
     f = Features(
         spe=SpeLevel.V1P4, pmu=PmuLevel.V3P9, trf=True, trbe=True, mtpmu=True, debugv8p9=True,
     )
     # PMSVer 5 at [35:32], TraceBuffer 1 at [47:44], TraceFilt 1 at [43:40], MTPMU 1 at
-    # [51:48], PMUVer 0b1001 at [11:8], DebugVer 0b1011 (Debugv8p9) at [3:0].
-    expected = 0x0001_1105_0000_090B
+    # [51:48], PMUVer 0b1001 at [11:8], TraceVer 1 at [7:4] (FEAT_TRBE's FEAT_ETE), DebugVer
+    # 0b1011 (Debugv8p9) at [3:0].
+    expected = 0x0001_1105_0000_091B
     assert hex(expected) == hex(id_aa64dfr0_el1(f))
 
 
@@ -218,11 +219,11 @@ def valid_features(draw: st.DrawFn) -> Features:
 def test_id_register_fields_decode_back_to_the_features(features: Features) -> None:
     """Every ID_AA64DFR0_EL1 field the model derives decodes back to the feature it came from."""
     value = id_aa64dfr0_el1(features)
-    # TraceVer [7:4] 0, DoubleLock [39:36] 0b0000 (implemented), BRBE [55:52] 0: what the model's CPUs
-    # report of the features Features does not hold.
+    # TraceVer [7:4] 1 only with FEAT_TRBE (its FEAT_ETE has System registers), DoubleLock [39:36] 0b0000
+    # (implemented), BRBE [55:52] 0: what the model's CPUs report of the features Features does not hold.
     expected = (
         int(features.spe), int(features.pmu), int(features.trf), int(features.trbe),
-        int(features.mtpmu), 0b1011 if features.debugv8p9 else 0b0110, 0, 0b0000, 0,
+        int(features.mtpmu), 0b1011 if features.debugv8p9 else 0b0110, int(features.trbe), 0b0000, 0,
     )
     actual = (
         _field(value, 35, 32), _field(value, 11, 8), _field(value, 43, 40), _field(value, 47, 44),

@@ -162,7 +162,7 @@ HDFGRTR_BITS_BY_FEATURE: dict[str, int] = {
     "FEAT_SPE": _bits((32, 23), 63),  # PMBLIMITR_EL1 .. PMSLATFR_EL1, PMBIDR_EL1
     "FEAT_SPE_FnE": _bits(62),  # nPMSNEVFR_EL1
     # TRC, TRCAUTHSTATUS, TRCAUXCTLR, TRCCLAIM, TRCCNTVRn, TRCID, TRCIMSPECn, TRCOSLSR .. TRCVICTLR: FEAT_ETE
-    # (or ETMv4 with System register access), which only FEAT_TRBE brings here (TraceVer reads 0)
+    # (or ETMv4 with System register access), which only FEAT_TRBE brings here (TraceVer reads 1 only there)
     "FEAT_ETE": _bits((37, 33), 40, 41, (48, 43)),
     "FEAT_TRBE": _bits((56, 50)),  # TRBBASER, TRBIDR, TRBLIMITR, TRBMAR, TRBPTR, TRBSR, TRBTRG
     "FEAT_BRBE": _bits((61, 59)),  # nBRBIDR, nBRBCTL, nBRBDATA: ID_AA64DFR0_EL1.BRBE reads 0 everywhere
@@ -224,9 +224,9 @@ def test_hdfgrtr_el2_fields_follow_what_id_aa64dfr0_el1_reports() -> None:
     for features in (NOTHING, Features(fgt=True), EVERYTHING):
         value = R.id_aa64dfr0_el1(features)
         res0 = reg.res0_mask(features)
-        assert (0, 0b0000, 0) == (ids.field("BRBE").get(value), ids.field("DoubleLock").get(value), ids.field("TraceVer").get(value))
+        assert (0, 0b0000, int(features.trbe)) == (ids.field("BRBE").get(value), ids.field("DoubleLock").get(value), ids.field("TraceVer").get(value))
         assert (True, False) == (bool(res0 & HDFGRTR_BITS_BY_FEATURE["FEAT_BRBE"]), bool(res0 & HDFGRTR_BITS_BY_FEATURE["FEAT_DoubleLock"]))
-        # No trace unit as System registers is reported; only FEAT_TRBE (which needs FEAT_ETE) brings one.
+        # A trace unit as System registers is reported only with FEAT_TRBE (which needs FEAT_ETE).
         assert features.trbe == (not res0 & HDFGRTR_BITS_BY_FEATURE["FEAT_ETE"])
 
 
