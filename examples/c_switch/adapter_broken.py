@@ -1,4 +1,4 @@
-"""switch_late_drain.c: the drain placed after __activate_traps(); the suite reports DRAIN-ORDER.
+"""switch_late_drain.c, the drain after __activate_traps(): DRAIN-ORDER, NO-LOSS and HOST-STATE fail.
 
     pytest --spekvm-target=examples/c_switch/adapter_broken.py
 """

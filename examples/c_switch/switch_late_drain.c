@@ -7,7 +7,8 @@
  * by the guest's stage 2, instead of the host's own stage 1: the host's profile lands in memory
  * it does not own, or is lost. KVM's non-VHE hyp had this ordering until "KVM: arm64: nvhe:
  * Save the SPE context early" (2021) moved the save ahead of the traps. adapter_broken.py runs
- * it; the suite reports DRAIN-ORDER (and the records that went astray, under ISOLATION/NO-LOSS).
+ * it; the suite reports DRAIN-ORDER, and NO-LOSS and HOST-STATE for the records lost on the way
+ * (written through EL2's tables, which fault the host's buffer address and stop its buffer).
  *
  * Everything but the order of the entry is switch.c's, included here so the two differ only in
  * the function below.
