@@ -20,7 +20,8 @@ overrides only the steps where mainline differs:
 
 Run it with its ledger of known deviations, which is green and lists them as expected failures::
 
-    pytest --spekvm-target=examples/linux_mainline.py --spekvm-ledger=examples/linux_mainline.ledger.toml
+    pytest --spekvm-target=examples/linux_mainline.py --spekvm-ledger=examples/linux_mainline.ledger.toml \
+        --pyargs pytest_spekvm.suites
 """
 
 from __future__ import annotations

@@ -13,10 +13,11 @@ patch did not touch (system registers, __activate_traps, __activate_vm, ...) are
 in the order of v4.10's __kvm_vcpu_run(). Registers the model does not have (CPTR_EL2, CPACR_EL1,
 VBAR_EL1, HSTR_EL2, PMUSERENR_EL0) and the debug registers are left out.
 
-Run it: ``pytest --spekvm-target=examples/rfc_v2.py``. Verdicts (tests/test_examples.py pins them):
-RES0, TRAP-COND, HOST-STATE and LEAN fail; UNDEF, DRAIN-ORDER, RESTORE-ORDER, ISOLATION and
-NO-LOSS pass. The drain itself is right: sampling off, ISB, PSB CSYNC, DSB NSH before __activate_traps,
-and sampling back on only after the host's stage 1 and E2PB are back and an ISB.
+Run it: ``pytest --spekvm-target=examples/rfc_v2.py --pyargs pytest_spekvm.suites``. Verdicts
+(tests/test_examples.py pins them): RES0, TRAP-COND, HOST-STATE and LEAN fail; UNDEF, DRAIN-ORDER,
+RESTORE-ORDER, ISOLATION and NO-LOSS pass. The drain itself is right: sampling off, ISB, PSB CSYNC,
+DSB NSH before __activate_traps, and sampling back on only after the host's stage 1 and E2PB are
+back and an ISB.
 
 On the model's corrected synchronisation rules the verdicts are the same. The adapter declares
 what the kernel of that era did with SCTLR_EL2 (EIS and EOS set, so exception entry to and return

@@ -1,6 +1,6 @@
 """The C world switch in switch.c, built with cffi and run through pytest_spekvm.ckit: passes every rule.
 
-    pytest --spekvm-target=examples/c_switch/adapter.py
+    pytest --spekvm-target=examples/c_switch/adapter.py --pyargs pytest_spekvm.suites
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """switch_late_drain.c, the drain after __activate_traps(): DRAIN-ORDER, NO-LOSS and HOST-STATE fail.
 
-    pytest --spekvm-target=examples/c_switch/adapter_broken.py
+    pytest --spekvm-target=examples/c_switch/adapter_broken.py --pyargs pytest_spekvm.suites
 """
 
 from __future__ import annotations
