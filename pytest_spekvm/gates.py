@@ -32,7 +32,7 @@ from .options import (
     option_source,
     option_switch,
 )
-from .plugin import session_of
+from .plugin import FINISHED_KEY, session_of
 from .reference.chooser import WorstCaseChooser
 from .reference.features import Features
 from .reference.switch import ReferenceSwitch
@@ -275,9 +275,6 @@ def _exit_status(session: pytest.Session, log: RunLog, gates: list[dict[str, Any
     if any(g["failing"] for g in gates):
         status = pytest.ExitCode.TESTS_FAILED
     return int(status)
-
-
-FINISHED_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -9,7 +9,7 @@ with a target, the JSON report, the ledger and the gates (`TARGET_PLUGINS`).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -51,6 +51,8 @@ pytest_plugins = [
 TARGET_PLUGINS = ("pytest_spekvm.report", "pytest_spekvm.ledger", "pytest_spekvm.gates")
 
 SESSION_KEY = pytest.StashKey["SpekvmSession"]()
+# What the gates decided at the session's end (gates.py): each rule's final verdict and the coverage.
+FINISHED_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 def _register(config: pytest.Config, name: str) -> None:

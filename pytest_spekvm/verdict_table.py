@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .options import REPRODUCE_OPTION
-from .plugin import session_of
+from .plugin import FINISHED_KEY, session_of
 
 if TYPE_CHECKING:
     from .rules import Rule
@@ -48,7 +48,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not session.verdicts.tallies:
         return
     tr.write_sep("=", f"spekvm verdicts for {session.target.name}")
-    for line in session.verdicts.table(_rule_rows(session.rules.values())):
+    finished = config.stash.get(FINISHED_KEY, None)  # the gates' verdicts, in a run that got that far
+    final = finished["verdicts"] if finished is not None else None
+    for line in session.verdicts.table(_rule_rows(session.rules.values()), final):
         tr.write_line(line)
     dims = session.verdicts.dimensions
     verdicts = session.verdicts

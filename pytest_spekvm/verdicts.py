@@ -136,14 +136,21 @@ class Verdicts:
         for name, values in dimensions.items():
             self.dimensions.setdefault(name, set()).update(values)
 
-    def table(self, rules: Iterable[tuple[str, str, str]]) -> list[str]:
-        """Lines of the verdict table for `rules` given as (id, severity, title)."""
+    def table(self, rules: Iterable[tuple[str, str, str]], final: Mapping[str, str] | None = None) -> list[str]:
+        """Lines of the verdict table for `rules` given as (id, severity, title); `final` holds the
+        verdicts the gates gave (a ledger's known deviations, rules not applicable to the space),
+        which the report and the JUnit XML carry too."""
         lines = []
         for rule_id, severity, title in rules:
             tally = self.tallies.get(rule_id, Tally())
             verdict = tally.verdict()
             unjudged = f"; {tally.not_judged} not judged: adapter failed" if tally.not_judged else ""
-            if verdict == "failed":
+            settled = (final or {}).get(rule_id)
+            if settled == "known deviation" and verdict == "failed":
+                verdict = f"known deviation ({tally.failed} of {tally.checks} checks, in the ledger{unjudged})"
+            elif settled == "not applicable" and verdict == "never exercised":
+                verdict = f"not applicable ({tally.checks} checks; unreachable in this space)"
+            elif verdict == "failed":
                 verdict = f"FAILED ({tally.failed} of {tally.checks} checks{unjudged})"
             elif verdict == "not judged":
                 verdict = f"not judged (adapter failed on {tally.not_judged} of {tally.checks} checks)"

@@ -128,7 +128,7 @@ def table_counts(lines: list[str]) -> tuple[int, int, int]:
         for pattern, fields in (
             (r"FAILED \((\d+) of (\d+) checks(?:; (\d+) not judged)?", ("f", "n", "j")),
             (r"not judged \(adapter failed on (\d+) of (\d+)", ("j", "n")),
-            (r"(?:passed|NEVER EXERCISED) \((\d+) checks", ("n",)),
+            (r"(?:passed|NEVER EXERCISED|not applicable) \((\d+) checks", ("n",)),
         ):
             found = re.search(r"(?:correctness|lean) +" + pattern, line)
             if found:

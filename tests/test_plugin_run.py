@@ -88,16 +88,19 @@ def test_verdict_table_counts_failures(nodrain: pytest.Pytester) -> None:
     ])
 
 
-def test_verdict_table_never_exercised(spekvm_pytester: pytest.Pytester) -> None:
-    """A rule whose precondition never occurs (DRAIN-ORDER on a VHE-only target) is NEVER EXERCISED, not passed."""
+def test_verdict_table_not_applicable(spekvm_pytester: pytest.Pytester) -> None:
+    """A rule whose precondition the declared space excludes (DRAIN-ORDER on a VHE-only target) is not
+    applicable in the table, as in the gates: neither passed nor NEVER EXERCISED."""
     spekvm_pytester.makepyfile(vhe_only=VHE_ONLY)
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=vhe_only.py", *DRAIN_CELLS)
     result.assert_outcomes(passed=11)
     result.stdout.fnmatch_lines([
         "spekvm feature space: {VHE} x *(116 cells)",
-        "DRAIN-ORDER * correctness  NEVER EXERCISED (11 checks) *",
+        "DRAIN-ORDER * correctness  not applicable (11 checks; unreachable in this space) *",
+        "  DRAIN-ORDER: not applicable (the feature space checked excludes its precondition)",
     ])
     result.stdout.no_fnmatch_line("DRAIN-ORDER * passed *")
+    result.stdout.no_fnmatch_line("*NEVER EXERCISED*")
 
 
 # --------------------------------------------------------------------------- selection
