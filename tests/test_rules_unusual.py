@@ -206,15 +206,18 @@ class SpeCapabilityCachedAtSetup(S.ReferenceSwitch):
         return self.spe and not cpu.mrs("PMBIDR_EL1") & PMBIDR_P and bool(cpu.mrs("PMBLIMITR_EL1") & PMBLIMITR_E)
 
 
-class TrapsPmbidrWithFgt(S.ReferenceSwitch):
-    """The guest's PMBIDR_EL1 reads trapped by HDFGRTR_EL2 where the CPU has FEAT_FGT, synchronised before the
-    ERET into the guest, and the host's value back before the return."""
+class GuestFgtTraps(S.ReferenceSwitch):
+    """HDFGRTR_EL2's `bits` set for the guest where the CPU has FEAT_FGT, synchronised before the ERET into the
+    guest, and taken back before the return (the subclasses say which bits)."""
 
-    @staticmethod
-    def trap(cpu: CPU, on: bool) -> None:
-        if cpu.features.fgt and S.has_spe(cpu):
+    def bits(self, cpu: CPU) -> int:
+        """The HDFGRTR_EL2 bits this switch sets for the guest on this CPU."""
+        raise NotImplementedError
+
+    def trap(self, cpu: CPU, on: bool) -> None:
+        if cpu.features.fgt and (bits := self.bits(cpu)):
             value = cpu.mrs("HDFGRTR_EL2")
-            cpu.msr("HDFGRTR_EL2", value | HDFGRTR_PMBIDR if on else value & ~HDFGRTR_PMBIDR)
+            cpu.msr("HDFGRTR_EL2", value | bits if on else value & ~bits)
 
     def synchronise_guest_context(self, cpu: CPU, vcpu: Vcpu) -> None:
         self.trap(cpu, True)
@@ -223,6 +226,14 @@ class TrapsPmbidrWithFgt(S.ReferenceSwitch):
     def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
         self.trap(cpu, False)
         super().synchronise_host_context(cpu, vcpu)
+
+
+class TrapsPmbidrWithFgt(GuestFgtTraps):
+    """The guest's PMBIDR_EL1 reads trapped by HDFGRTR_EL2 where the CPU has FEAT_FGT (and SPE), synchronised
+    before the ERET into the guest, and the host's value back before the return."""
+
+    def bits(self, cpu: CPU) -> int:
+        return HDFGRTR_PMBIDR if S.has_spe(cpu) else 0
 
 
 class GuestTrapsSetBeforeTheDrain(S.ReferenceSwitch):
@@ -324,27 +335,13 @@ HDFGRTR_BIT_49 = 1 << 49
 ID_TRACEBUFFER = R.BY_NAME["ID_AA64DFR0_EL1"].field("TraceBuffer")
 
 
-class TrapsTrbidrWhereTheCpuHasTrbe(S.ReferenceSwitch):
+class TrapsTrbidrWhereTheCpuHasTrbe(GuestFgtTraps):
     """The guest's TRBIDR_EL1 reads trapped by HDFGRTR_EL2 where FEAT_FGT exists and ID_AA64DFR0_EL1.TraceBuffer says
     the CPU has FEAT_TRBE, set before the entry's ISB and taken back before the return: a bit beyond SPE, written
     only where it exists."""
 
     def bits(self, cpu: CPU) -> int:
-        """The HDFGRTR_EL2 bits this switch sets for the guest on this CPU."""
         return HDFGRTR_TRBIDR if ID_TRACEBUFFER.get(cpu.mrs("ID_AA64DFR0_EL1")) else 0
-
-    def trap(self, cpu: CPU, on: bool) -> None:
-        if cpu.features.fgt and (bits := self.bits(cpu)):
-            value = cpu.mrs("HDFGRTR_EL2")
-            cpu.msr("HDFGRTR_EL2", value | bits if on else value & ~bits)
-
-    def synchronise_guest_context(self, cpu: CPU, vcpu: Vcpu) -> None:
-        self.trap(cpu, True)
-        super().synchronise_guest_context(cpu, vcpu)
-
-    def synchronise_host_context(self, cpu: CPU, vcpu: Vcpu) -> None:
-        self.trap(cpu, False)
-        super().synchronise_host_context(cpu, vcpu)
 
 
 class TrapsTrbidrBlindly(TrapsTrbidrWhereTheCpuHasTrbe):
