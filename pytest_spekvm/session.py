@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from hypothesis import Phase, reproduce_failure, settings
+from hypothesis import Phase, reporting, reproduce_failure, settings
 from hypothesis.errors import DidNotReproduce, Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -66,6 +66,19 @@ class CellOutcome:
     judged: Mapping[str, Judged] | None = None
     failure_body: str = ""
     steps: tuple[str, ...] = ()
+
+
+def _without_seed_hint(report: Callable[[Any], object]) -> Callable[[Any], None]:
+    """hypothesis' reporter `report`, less the hint it prints when a test stopped on an exception it did
+    not treat as a failure of its own (a hang here): "You can reproduce this failure by adding @seed(N)
+    to this test" ("You can add @seed(N) to this test" before hypothesis 6.14x). The suites' tests are
+    not the user's to decorate, and the failure's own replay lines say how to run it again."""
+
+    def reporter(text: Any) -> None:  # what hypothesis reports: text, or an object it prints
+        if not (isinstance(text, str) and text.startswith("You can ") and "@seed(" in text):
+            report(text)
+
+    return reporter
 
 
 @attrs.define
@@ -278,7 +291,8 @@ class SpekvmSession:
             chosen = settings(chosen, stateful_step_count=REPLAY_STEPS)
         started = time.perf_counter()
         try:
-            run_state_machine_as_test(machine, settings=chosen)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
+            with reporting.with_reporter(_without_seed_hint(reporting.current_reporter())):
+                run_state_machine_as_test(machine, settings=chosen)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer hypothesis
         except Hung as hung:
             self.contract_failed(
                 rule_id, seen["exercised"], hung.clause, hung.cell, nodeid=nodeid, text=str(hung), finding=hung.finding

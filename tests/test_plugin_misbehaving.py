@@ -112,6 +112,7 @@ def test_hang_in_a_sequence_is_not_shrunk(spekvm_pytester: pytest.Pytester) -> N
         "not shrunk: *",
         "replay anywhere: add --spekvm-reproduce=RES0@*:*",
     ])
+    result.stdout.no_fnmatch_line("*@seed(*")  # hypothesis' hint to decorate a test the user does not own
     assert_no_traceback(result)
 
 
