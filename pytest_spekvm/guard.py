@@ -339,12 +339,18 @@ class Guard:
         self.limit: Limit | None = None
         self.violation: Violation | None = None
         self.view: CpuView | None = None
+        self.thrown: list[ContractError] = []  # the errors raised at the adapter's other threads
+        self.left: list[threading.Thread] = []  # the threads the last call started and left running
+        self.left_by = ""  # the call that started them
 
     def break_clause(self, clause: str, message: str) -> ContractError:
         """Remember the first clause broken, and make the error to raise at the adapter."""
         if self.violation is None:
             self.violation = Violation(clause, f"{message} (at {calling_frame()})")
-        return ContractError(clause, message)
+        error = ContractError(clause, message)
+        if threading.get_ident() != self.thread:
+            self.thrown.append(error)
+        return error
 
     def check(self, what: str) -> None:
         """The adapter is about to act through the view: it may only do so during its own calls, from their thread."""
@@ -356,6 +362,67 @@ class Guard:
             raise self.break_clause("the adapter acts only from the calling thread", msg)
         if self.limit is not None and self.limit.expired:
             raise _Timeout
+
+
+# Threads Python did not start (a C library's, met in a callback) can be neither joined nor waited for.
+_FOREIGN: tuple[type, ...] = tuple(t for t in (getattr(threading, "_DummyThread", None),) if isinstance(t, type))
+
+
+def describe_threads(threads: list[threading.Thread]) -> str:
+    """'thread 'Thread-3 (late)' (started to run bad.py:7 in late)', for each thread, joined by 'and'."""
+    texts = []
+    for thread in threads:
+        run = getattr(thread, "_target", None) or thread.run  # what Thread(target=...) runs, or a subclass's run()
+        texts.append(f"thread {safe_text(thread.name)} (running {where_defined(run)})")
+    return " and ".join(texts)
+
+
+class Call:
+    """One call into the adapter, as a context: the guard knows which method runs, and the call ends only
+    when every thread it started has ended.
+
+    What such a thread does to the CPU, however late, is then refused by the view (the call returned)
+    and judged with the step that made the call, not by chance in whichever scenario runs when it acts;
+    the error it dies of is the clause it broke, reported with its line, not printed again by Python or
+    pytest as an unhandled thread exception. A thread that outlives the step's time limit is the call's
+    failure (`guard.left` names it). The threads are waited for even if the call raised: hypothesis ends
+    a test case by raising through the model, and the case after it must not meet this one's threads.
+    A class rather than a generator, and the threads compared as lists: it wraps every adapter call.
+    """
+
+    __slots__ = ("before", "guard", "hook", "method", "outer")
+
+    def __init__(self, guard: Guard, method: str) -> None:
+        self.guard = guard
+        self.method = method
+        self.outer = ""
+        self.before: list[threading.Thread] = []
+        self.hook = threading.excepthook
+
+    def quiet(self, args: threading.ExceptHookArgs) -> None:
+        """`threading.excepthook` during the call: the errors the view raised at other threads are reported by their clause."""
+        if not any(args.exc_value is error for error in self.guard.thrown):
+            self.hook(args)
+
+    def __enter__(self) -> None:
+        guard = self.guard
+        self.outer, guard.method = guard.method, self.method
+        self.hook, threading.excepthook = threading.excepthook, self.quiet
+        self.before = threading.enumerate()
+
+    def __exit__(self, *exc: object) -> None:
+        guard = self.guard
+        guard.method = self.outer
+        try:
+            after, before = threading.enumerate(), self.before
+            if after != before:
+                guard.left = [t for t in after if t not in before and t.is_alive() and not isinstance(t, _FOREIGN)]
+                guard.left_by = self.method
+                for thread in guard.left:
+                    thread.join()  # under the step's time limit: its alarm ends a wait that would not end
+                guard.left = []
+        finally:
+            threading.excepthook = self.hook
 
 
 class CpuView:
@@ -444,18 +511,9 @@ class GuardedSwitch:
             guard.view = CpuView(cpu, guard)
         return cast(CPU, guard.view)
 
-    @contextlib.contextmanager
-    def _in(self, method: str) -> Iterator[None]:
-        guard = self.guard
-        outer, guard.method = guard.method, method
-        try:
-            yield
-        finally:
-            guard.method = outer
-
     def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:
         """The adapter's setup_vcpu; the MDCR_EL2 and the save areas it leaves are checked here, so the blame stays with it."""
-        with self._in("setup_vcpu"):
+        with Call(self.guard, "setup_vcpu"):
             adapter: Any = self.adapter  # its setup_vcpu is declared to return None, which is what is checked
             result: object = adapter.setup_vcpu(self._view(cpu), vcpu, host_mdcr_el2)
         _refuse_awaitable(self.adapter.setup_vcpu, "setup_vcpu", result)
@@ -467,7 +525,7 @@ class GuardedSwitch:
 
     def vcpu_run(self, cpu: CPU, vcpu: Vcpu) -> ExitReason | None:
         """The adapter's vcpu_run; the save areas it leaves are checked here, before the model reads the guest's."""
-        with self._in("vcpu_run"):
+        with Call(self.guard, "vcpu_run"):
             result: object = self.adapter.vcpu_run(self._view(cpu), vcpu)
         _refuse_awaitable(self.adapter.vcpu_run, "vcpu_run", result)
         _check_save_areas(vcpu, "vcpu_run", self.adapter.vcpu_run)

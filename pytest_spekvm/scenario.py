@@ -15,6 +15,7 @@ from .guard import (
     Limit,
     _Timeout,
     adapter_frame,
+    describe_threads,
     safe_text,
     time_limit,
     watch_interrupts,
@@ -264,6 +265,13 @@ class Run:
         raised, self.chooser.raised = self.chooser.raised, None
         if raised is not None:
             raise raised  # hypothesis ending the test case (overrun, ...): not the adapter's doing
+        left = [thread for thread in self.guard.left if thread.is_alive()]
+        if limit.expired and left:
+            by, violation = self.guard.left_by, self.guard.violation
+            msg = f"{by}() returned, leaving running {describe_threads(left)} that it started, still running when the time limit of {self.timeout:g}s (--spekvm-timeout) expired; the adapter acts on the CPU only during its own calls, and they leave no thread of theirs running"
+            if violation is not None:  # what the thread did to the CPU comes first
+                raise AdapterFailure(violation.clause, f"{violation.message}; and {msg}", index, hung=True)
+            raise AdapterFailure(f"{by}() leaves no thread running", msg, index, hung=True)
         if limit.expired:
             if limit.outer:
                 msg = f"{method}() was stopped when a time limit set around the test (a SIGALRM timer such as pytest-timeout's) expired"

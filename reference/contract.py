@@ -13,7 +13,9 @@ class WorldSwitch(Protocol):
     """An implementation of the world switch under test.
 
     It talks to the CPU only through the model's operations (`cpu.mrs`, `cpu.msr`, `cpu.isb`,
-    `cpu.dsb`, `cpu.psb_csync`, `cpu.run_guest`), so everything it does is in the trace.
+    `cpu.dsb`, `cpu.psb_csync`, `cpu.run_guest`), so everything it does is in the trace; it does so
+    only during its own calls and from the thread that called it, and a call leaves no thread it
+    started running when it returns.
     """
 
     def setup_vcpu(self, cpu: CPU, vcpu: Vcpu, host_mdcr_el2: int) -> None:

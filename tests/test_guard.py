@@ -4,9 +4,11 @@ to a tracer already installed."""
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType, SimpleNamespace
@@ -16,7 +18,7 @@ import pytest
 from plugin_harness import TWO_CELLS
 
 from pytest_spekvm import guard
-from pytest_spekvm.guard import CpuView, Guard, time_limit, watch_interrupts
+from pytest_spekvm.guard import Call, CpuView, Guard, time_limit, watch_interrupts
 from pytest_spekvm.options import TARGET_OPTION
 from pytest_spekvm.reference.chooser import WorstCaseChooser
 from pytest_spekvm.reference.cpu import CPU
@@ -55,6 +57,57 @@ def test_view_forwards_instructions_during_a_call() -> None:
     assert guard.violation is None
     with pytest.raises(ContractError):
         del view.el
+
+
+def test_a_call_waits_for_the_calls_threads_and_keeps_only_their_breaches_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call's threads are waited for; the breach one dies of reaches no thread excepthook, its own errors do."""
+    guard, view = _view()
+    seen: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+
+    def late() -> None:
+        time.sleep(0.01)
+        view.isb()
+
+    def own() -> None:
+        raise ValueError("the adapter's own")
+
+    with Call(guard, "vcpu_run"):
+        threading.Thread(target=late).start()
+        threading.Thread(target=own).start()
+    assert [] == guard.left
+    assert guard.violation is not None
+    assert "after the adapter's call had returned" in guard.violation.message
+    assert ["the adapter's own"] == [str(e) for e in seen]
+
+
+def test_a_call_leaves_threads_python_did_not_start_alone() -> None:
+    """A thread Python did not start (seen as a dummy thread) cannot be joined, and is not waited for."""
+    guard, seen, done = Guard(), threading.Event(), threading.Event()
+
+    def foreign() -> None:
+        threading.current_thread()  # registers a dummy thread, as a C library's thread calling back would
+        seen.set()
+        done.wait(5)
+
+    with Call(guard, "setup_vcpu"):
+        _thread.start_new_thread(foreign, ())
+        seen.wait(5)
+    done.set()
+    assert [] == guard.left
+
+
+def test_describe_threads_names_what_each_runs() -> None:
+    """A thread is named with the function it runs: its target, or a subclass's run()."""
+
+    class Worker(threading.Thread):
+        def run(self) -> None:
+            pass
+
+    text = guard.describe_threads([threading.Thread(target=time.sleep, name="t1"), Worker(name="t2")])
+    assert text.startswith("thread 't1' (running <built-in function sleep>) and thread 't2' (running ")
+    assert "test_guard.py:" in text
+    assert "in test_describe_threads_names_what_each_runs.<locals>.Worker.run)" in text
 
 
 def test_real_ctrl_c_is_the_users() -> None:

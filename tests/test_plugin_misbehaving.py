@@ -208,3 +208,69 @@ def test_no_time_limit(spekvm_pytester: pytest.Pytester) -> None:
     """--spekvm-timeout=0 runs the adapter without a time limit."""
     result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=reference", f"{TIMEOUT_OPTION}=0", "-k", "test_res0 and nvhe-spe1-pmuv3p1")
     result.assert_outcomes(passed=1)
+
+
+THREADS = """
+import threading, time
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+log = []
+
+
+class Switch(ReferenceSwitch):
+    def vcpu_run(self, cpu, vcpu):
+        threading.Thread(target=log.append, args=(vcpu.index,)).start()  # bookkeeping, never joined
+        threading.Thread(target=time.sleep, args=(0.001,), daemon=True).start()
+        helper = threading.Thread(target=log.append, args=("joined",))
+        helper.start()
+        helper.join()
+        return super().vcpu_run(cpu, vcpu)
+
+
+spekvm_adapter = Switch
+"""
+
+
+def test_threads_that_leave_the_cpu_alone_are_not_a_failure(spekvm_pytester: pytest.Pytester) -> None:
+    """An adapter whose calls start threads that never touch the CPU, joined or not, passes every check and sequence."""
+    spekvm_pytester.makepyfile(threads=THREADS)
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=threads.py", "-k", "nvhe-spe1-pmuv3p1 or res0_sequences", "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert "failed" not in outcomes, result.stdout.str()
+    assert outcomes["passed"] > 9
+    result.stdout.no_fnmatch_line("*warnings*")
+    assert_no_traceback(result)
+
+
+LATE_THREAD = """
+import threading, time
+from pytest_spekvm.reference.switch import ReferenceSwitch
+
+
+class Switch(ReferenceSwitch):
+    def vcpu_run(self, cpu, vcpu):
+        if cpu.features.vhe:
+            def late():
+                time.sleep(0.01)
+                cpu.msr("PMSCR_EL1", 0)
+
+            threading.Thread(target=late).start()
+        return super().vcpu_run(cpu, vcpu)
+
+
+spekvm_adapter = Switch
+"""
+
+
+def test_a_late_thread_in_a_sequence_fails_that_sequence_without_a_thread_warning(spekvm_pytester: pytest.Pytester) -> None:
+    """A thread an adapter leaves behind that acts on the CPU later fails the sequence whose call started it,
+    with the clause and the thread's line, and pytest reports no unhandled thread exception."""
+    spekvm_pytester.makepyfile(late=LATE_THREAD)
+    result = spekvm_pytester.runpytest(f"{TARGET_OPTION}=late.py", "-k", "test_res0_sequences", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "CONTRACT 'the adapter acts only during its own calls' broken on features: VHE*",
+        "  cpu.msr was called after the adapter's call had returned*(at */late.py:* in late)",
+    ])
+    result.stdout.no_fnmatch_line("*warnings*")
+    assert_no_traceback(result)
