@@ -269,6 +269,8 @@ class Run:
         if limit.expired and left:
             by, violation = self.guard.left_by, self.guard.violation
             msg = f"{by}() returned, leaving running {describe_threads(left)} that it started, still running when the time limit of {self.timeout:g}s (--spekvm-timeout) expired; the adapter acts on the CPU only during its own calls, and they leave no thread of theirs running"
+            if not all(thread.daemon for thread in left):  # Python waits for such a thread before the process ends
+                msg += " (a thread that is not a daemon keeps pytest from exiting until it ends)"
             if violation is not None:  # what the thread did to the CPU comes first
                 raise AdapterFailure(violation.clause, f"{violation.message}; and {msg}", index, hung=True)
             raise AdapterFailure(f"{by}() leaves no thread running", msg, index, hung=True)
