@@ -369,7 +369,7 @@ _FOREIGN: tuple[type, ...] = tuple(t for t in (getattr(threading, "_DummyThread"
 
 
 def describe_threads(threads: list[threading.Thread]) -> str:
-    """'thread 'Thread-3 (late)' (started to run bad.py:7 in late)', for each thread, joined by 'and'."""
+    """"thread 'Thread-3 (late)' (running bad.py:7 in late)" for each thread, joined by 'and'."""
     texts = []
     for thread in threads:
         run = getattr(thread, "_target", None) or thread.run  # what Thread(target=...) runs, or a subclass's run()
@@ -416,9 +416,10 @@ class Call:
         try:
             after, before = threading.enumerate(), self.before
             if after != before:
-                guard.left = [t for t in after if t not in before and t.is_alive() and not isinstance(t, _FOREIGN)]
-                guard.left_by = self.method
-                for thread in guard.left:
+                left = [t for t in after if t not in before and t.is_alive() and not isinstance(t, _FOREIGN)]
+                if exc[0] is None:  # the call returned: a thread outliving the limit is its failure
+                    guard.left, guard.left_by = left, self.method
+                for thread in left:
                     thread.join()  # under the step's time limit: its alarm ends a wait that would not end
                 guard.left = []
         finally:

@@ -90,6 +90,8 @@ ADAPTERS = [
     row(SETUP, "threading.Thread(target=time.sleep, args=(0.6,)).start()",
         "*setup_vcpu() returned, leaving running thread*expired;*no thread of theirs running (a thread that is not a daemon keeps pytest from exiting until it ends)", FAST,
         id="non-daemon-thread-left-running"),
+    row(RUN, "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\nwhile True:\n    pass",
+        "*vcpu_run() did not return within 0.3s*", FAST, id="hangs-with-a-thread-running"),
     row(RUN, "def late():\n    time.sleep(0.05)\n    cpu.isb()\nthreading.Thread(target=late, daemon=True).start()\nthreading.Thread(target=time.sleep, args=(5,), daemon=True).start()",
         "*cpu.isb was called after the adapter's call had returned*; and vcpu_run() returned, leaving running thread*(sleep)*", FAST,
         id="late-thread-and-one-left-running"),
